@@ -1,0 +1,26 @@
+"""Agents propose the next version of the target file."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from autoresearch.agents.base import Agent
+    from autoresearch.config import Settings
+
+
+def agent_from_config(settings: Settings, repo: Path) -> Agent:
+    """Build the configured agent; each import is lazy so unused SDKs are never loaded."""
+    if settings.agent == "anthropic":
+        from autoresearch.agents.anthropic import AnthropicAgent
+
+        return AnthropicAgent.from_config(settings, repo)
+    if settings.agent == "command":
+        from autoresearch.agents.command import CommandAgent
+
+        return CommandAgent.from_config(settings, repo)
+    from autoresearch.agents.offline import OfflineAgent
+
+    return OfflineAgent.from_config(settings, repo)

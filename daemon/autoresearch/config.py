@@ -1,0 +1,224 @@
+"""Typed, strict configuration: ``autoresearch.toml`` in the research repo, then ``AUTORESEARCH_*``
+environment variables (nested with ``__``, e.g. ``AUTORESEARCH_DOCKER__IMAGE``), then CLI flags.
+Later sources win. Unknown keys are errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from autoresearch.errors import ConfigError
+
+CONFIG_FILE = "autoresearch.toml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(Section):
+    max_experiments: int | None = Field(default=None, ge=1)
+    """Stop after this many experiments in the session (baseline included); none = never."""
+    max_gpu_hours: float | None = Field(default=None, gt=0)
+    """Stop once the runs' wall time times GPUs used (one on CPU) reaches this many hours."""
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Stop proposing once the agent's spend reaches this many US dollars."""
+    stop_at: dt.datetime | None = None
+    """Stop proposing at this time (ISO 8601; local time when no offset is given)."""
+
+
+class PriceTable(Section):
+    input: float
+    """USD per million uncached input tokens."""
+    output: float
+    """USD per million output tokens."""
+    cache_read: float
+    """USD per million input tokens read from the prompt cache."""
+    cache_write: float
+    """USD per million input tokens written to the prompt cache."""
+
+
+def _default_prices() -> dict[str, PriceTable]:
+    return {
+        "claude-sonnet-4-5": PriceTable(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
+        "claude-opus-4-1": PriceTable(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75),
+        "claude-haiku-4-5": PriceTable(input=1.0, output=5.0, cache_read=0.1, cache_write=1.25),
+    }
+
+
+class AnthropicSettings(Section):
+    model: str = "claude-sonnet-4-5"
+    """The Messages API model that writes proposals."""
+    max_tokens: int = Field(default=16000, ge=256)
+    """Output token limit of one model turn."""
+    thinking_budget: int = Field(default=0, ge=0)
+    """Extended-thinking token budget per turn; 0 turns thinking off (else at least 1024)."""
+    max_turns: int = Field(default=24, ge=1)
+    """Tool-use turns allowed in one proposal conversation."""
+    max_fix_attempts: int = Field(default=3, ge=0)
+    """Times a bad proposal is fed back within one iteration before the iteration is skipped."""
+    escalate_after: int = Field(default=5, ge=1)
+    """Non-improving runs in a row after which the prompt escalates."""
+    api_key_file: Path | None = None
+    """File holding the API key (e.g. a systemd credential); ANTHROPIC_API_KEY is used otherwise."""
+    base_url: str | None = None
+    """API base URL; ANTHROPIC_BASE_URL is honoured when this is unset."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """HTTP timeout of one API request."""
+    max_retries: int = Field(default=8, ge=0)
+    """Retries of one request on 429/529/5xx/connection errors (the SDK's own retries are off)."""
+    prices: dict[str, PriceTable] = Field(default_factory=_default_prices)
+    """Per-model prices in USD per million tokens, for the cost ledger."""
+
+
+class CommandAgentSettings(Section):
+    command: str = ""
+    """Command template run in a scratch checkout; {target}, {program} and {context} are filled in."""
+    timeout_s: float = Field(default=900.0, gt=0)
+    """Seconds the external agent may take for one proposal."""
+    description_file: str = ".autoresearch-description"
+    """File in the scratch checkout whose first line is the description; else the last output line."""
+
+
+class OfflineSettings(Section):
+    seed: int = 0
+    """Seed of the Optuna TPE sampler."""
+    spread: float = Field(default=4.0, gt=1.0)
+    """Each constant is searched in [value / spread, value * spread] (log scale)."""
+    exclude: list[str] = Field(default_factory=list)
+    """UPPER_CASE constants the sweep must leave alone."""
+    startup_trials: int = Field(default=4, ge=1)
+    """Random proposals before TPE starts modelling."""
+
+
+class DockerSettings(Section):
+    image: str = "autoresearch-runner:local"
+    """Training image; build it with runner-image/build-local.sh (no registry) or docker build."""
+    user: str = "65534:65534"
+    """uid:gid the training script runs as inside the container."""
+    memory: str = "8g"
+    """Memory limit (swap is set equal, so no swap)."""
+    cpus: float | None = None
+    """CPU limit in cores; none = all."""
+    pids_limit: int = Field(default=512, ge=16)
+    """Maximum number of processes/threads in the container."""
+    shm_size: str = "1g"
+    """Size of /dev/shm, for data-loader workers."""
+    tmpfs_size: str = "1g"
+    """Size of the /tmp tmpfs."""
+    gpus: Literal["none", "all"] | list[str] = "none"
+    """GPUs for the run: none, all, or a list of indices/UUIDs (device_requests, NVIDIA runtime)."""
+    gpu_mode: Literal["runtime", "explicit"] = "runtime"
+    """runtime: device_requests via the NVIDIA toolkit; explicit: device nodes, mounts and env below."""
+    devices: list[str] = Field(default_factory=list)
+    """Explicit mode: device nodes to pass, e.g. /dev/nvidia0."""
+    mounts: list[str] = Field(default_factory=list)
+    """Explicit mode: extra read-only host:container mounts (driver and CUDA stack)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for the container (explicit GPU mode, interpreter paths)."""
+    env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"])
+    """Host environment variables passed through; nothing else of the host's environment enters."""
+    stop_timeout_s: float = Field(default=5.0, ge=0)
+    """Seconds between SIGTERM and SIGKILL when the budget plus grace runs out."""
+
+
+class Settings(BaseSettings):
+    """One research repo's experiment configuration."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix="AUTORESEARCH_", env_nested_delimiter="__", validate_default=True
+    )
+
+    target: str = "train.py"
+    """The one file the agent edits (relative to the repo root)."""
+    readonly: list[str] = Field(default_factory=list)
+    """Files the training run must not change (checked by hash after every run)."""
+    prepare: str | None = None
+    """One-time data preparation command, run by init (idempotent)."""
+    run: str = "python3 train.py"
+    """The training command; it reads AUTORESEARCH_TIME_BUDGET and prints '<metric>: <value>'."""
+    metric: str = "val_bpb"
+    """Name of the metric line the run prints; the last '^<metric>:' line counts."""
+    direction: Literal["min", "max"] = "min"
+    """Whether lower (min) or higher (max) is better."""
+    budget: float = Field(default=300.0, gt=0)
+    """Training time budget in seconds, passed as AUTORESEARCH_TIME_BUDGET."""
+    grace: float | None = Field(default=None, ge=0)
+    """Extra seconds before a run is killed; none = the budget (a 5-minute run dies at 10)."""
+    runner: Literal["process", "docker"] = "process"
+    """Where runs execute: a local process group, or a fresh hardened Docker container."""
+    agent: Literal["offline", "anthropic", "command"] = "offline"
+    """Who proposes: Optuna over the constants, Claude with tools, or an external agent CLI."""
+    max_crash_fixes: int = Field(default=3, ge=0)
+    """Consecutive crashes for which the crash log is shown to the agent before it must move on."""
+    log_cap_mb: float = Field(default=64.0, gt=0)
+    """Size cap of one run.log; output beyond it is dropped (the run goes on)."""
+    cache_dir: Path | None = None
+    """Data/cache folder given to prepare and training (AUTORESEARCH_CACHE); default .git/autoresearch/cache."""
+    limits: Limits = Field(default_factory=Limits)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
+    command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
+    offline: OfflineSettings = Field(default_factory=OfflineSettings)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.target in self.readonly:
+            raise ValueError(f"target {self.target!r} cannot also be read-only")
+        if not self.metric.strip() or any(c.isspace() for c in self.metric) or ":" in self.metric:
+            raise ValueError("metric must be a name without spaces or ':'")
+        return self
+
+    @property
+    def grace_s(self) -> float:
+        return self.budget if self.grace is None else self.grace
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=toml_file),)
+        return sources
+
+
+def load_settings(repo: Path, **overrides: Any) -> Settings:
+    """Read ``repo/autoresearch.toml`` (if any), the environment and ``overrides`` (CLI flags).
+
+    ``None`` overrides are ignored, so unset flags do not shadow the file.
+    """
+    path = repo / CONFIG_FILE
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    # The TOML path is per repo, so each load gets a subclass bound to its own file.
+    bound = type("RepoSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
+    try:
+        settings: Settings = bound(**flags)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration ({path}):\n{_describe(exc)}") from exc
+    except (OSError, ValueError) as exc:  # unreadable file, TOML syntax error
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return Settings.model_validate(settings.model_dump())
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)

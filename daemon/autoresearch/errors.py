@@ -1,0 +1,88 @@
+"""The one exception tree of autoresearch.
+
+Third-party errors (docker, anthropic, git, NVML) are translated once, in their adapter, with
+``raise ... from exc``; everything above the adapters sees only these::
+
+    AutoresearchError                 base; ``exit_code`` says how the CLI exits
+    ├── UserError                     bad input: the message says what to fix (exit 2)
+    │   ├── ConfigError               autoresearch.toml / flags / environment invalid
+    │   └── RepoError                 not a git repo, dirty tree, branch exists, missing target
+    ├── RunnerError                   the runner could not run the experiment (not the script's fault)
+    │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
+    │   └── ImageMissing              runner image absent (exit 2, names the build command)
+    ├── AgentError                    a proposal could not be made this iteration (skipped)
+    │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
+    │   ├── AgentTransient            rate limit / overload / network (retried)
+    │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
+    ├── GpuError                      NVML failure, missing GPU or no free memory
+    └── BaselineCrashed               the unchanged target does not run (exit 1)
+"""
+
+from __future__ import annotations
+
+
+class AutoresearchError(Exception):
+    """Base of every error autoresearch raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(AutoresearchError):
+    """Bad input; the message tells the user what to fix. Nothing was changed."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """The configuration (file, flags or environment) is invalid."""
+
+
+class RepoError(UserError):
+    """The research repository is not in a state the daemon can work with."""
+
+
+class RunnerError(AutoresearchError):
+    """The runner failed to run an experiment for reasons outside the training script."""
+
+
+class EngineUnavailable(RunnerError):
+    """The Docker engine cannot be reached."""
+
+
+class ImageMissing(RunnerError):
+    """The configured runner image does not exist locally."""
+
+    exit_code = 2
+
+
+class AgentError(AutoresearchError):
+    """No proposal could be made in this iteration.
+
+    ``usage`` carries what the failed attempt cost (token counts and ``cost_usd``), for the ledger.
+    """
+
+    def __init__(self, message: str, usage: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class ProposalRejected(AgentError):
+    """The agent produced an edit the daemon will not run."""
+
+
+class AgentTransient(AgentError):
+    """A temporary failure talking to the agent's backend; worth retrying."""
+
+
+class AgentFatal(AgentError):
+    """A failure that retrying cannot fix (wrong API key, bad request, unknown model)."""
+
+    exit_code = 2
+
+
+class GpuError(AutoresearchError):
+    """The GPU probe failed or the selected GPU cannot take a run."""
+
+
+class BaselineCrashed(AutoresearchError):
+    """The baseline (the unchanged target) crashed; the loop cannot judge anything against it."""

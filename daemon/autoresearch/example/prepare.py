@@ -1,0 +1,214 @@
+"""Data preparation and the ground-truth evaluation for the autoresearch example.
+
+READ-ONLY for the agent: train.py imports TIME_BUDGET, load_split and evaluate_bpb from here,
+so the metric stays the same whatever train.py becomes.
+
+Corpus: the top-level *.py files of the Python standard library, real text that is present
+offline wherever Python is. Files go to train or val by a stable hash of their name, so the
+split does not depend on file order, on PYTHONHASHSEED or on the machine.
+
+    python3 prepare.py    # one-time; does nothing when the data are already cached
+
+Data live in $AUTORESEARCH_CACHE (default ~/.cache/autoresearch-example) as raw bytes:
+train.bin, val.bin and meta.json (written last, so its presence means the .bin files are complete).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+# Seconds of training per run. The daemon sets the variable for every run; train.py obeys it.
+TIME_BUDGET = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "30"))
+
+FORMAT_VERSION = 1  # bump when the corpus or split changes; stale caches are then rebuilt
+VAL_PERCENT = 10  # share of files (by name hash) held out for validation
+MAX_TRAIN_BYTES = 4 * 1024 * 1024  # a few MB: far more than a short CPU run can see
+MAX_VAL_BYTES = 1024 * 1024
+EVAL_BYTES = 48 * 1024  # bytes scored by evaluate_bpb: ~1 s for the baseline on 2 CPU cores
+EVAL_SEGMENTS = 8  # the scored bytes come from this many evenly spaced places in val.bin
+VOCAB_SIZE = 256  # byte-level: every byte value is a symbol
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AUTORESEARCH_CACHE") or os.path.expanduser("~/.cache/autoresearch-example"))
+
+
+def _is_val(name: str) -> bool:
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < VAL_PERCENT
+
+
+def _read_meta(directory: Path) -> dict[str, Any] | None:
+    """The cached metadata if the cache is complete and current, else None."""
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        complete = all(
+            (directory / f"{split}.bin").stat().st_size == meta[f"{split}_bytes"] for split in ("train", "val")
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if complete and meta.get("version") == FORMAT_VERSION else None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Write-then-rename: a crash or a concurrent prepare never leaves a half-written file in place.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare() -> dict[str, Any]:
+    directory = cache_dir()
+    meta = _read_meta(directory)
+    if meta is not None:
+        print(f"cached: {directory} (train {meta['train_bytes']:,} B, val {meta['val_bytes']:,} B)")
+        return meta
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
+    train, val = bytearray(), bytearray()
+    counts = {"train": 0, "val": 0}
+    for path in files:
+        split, buf, cap = ("val", val, MAX_VAL_BYTES) if _is_val(path.name) else ("train", train, MAX_TRAIN_BYTES)
+        if len(buf) < cap:
+            buf += path.read_bytes()[: cap - len(buf)]
+            counts[split] += 1
+    # The evaluation needs EVAL_BYTES + 1 bytes; training needs enough to not just memorise.
+    if len(val) <= EVAL_BYTES or len(train) < 10 * EVAL_BYTES:
+        sys.exit(f"prepare.py: too little text in {stdlib} (train {len(train)} B, val {len(val)} B)")
+
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory / "train.bin", bytes(train))
+    _write_atomic(directory / "val.bin", bytes(val))
+    meta = {
+        "version": FORMAT_VERSION,
+        "source": str(stdlib),
+        "python": sys.version.split()[0],
+        "train_files": counts["train"],
+        "val_files": counts["val"],
+        "train_bytes": len(train),
+        "val_bytes": len(val),
+        "train_sha256": hashlib.sha256(train).hexdigest(),
+        "val_sha256": hashlib.sha256(val).hexdigest(),
+    }
+    _write_atomic(directory / "meta.json", json.dumps(meta, indent=2).encode())  # last: marks completion
+    print(
+        f"wrote {directory}: train {len(train):,} B from {counts['train']} files, "
+        f"val {len(val):,} B from {counts['val']} files"
+    )
+    return meta
+
+
+def _read_split(name: str) -> bytes:
+    if name not in ("train", "val"):
+        raise ValueError(f"unknown split {name!r}: expected 'train' or 'val'")
+    path = cache_dir() / f"{name}.bin"
+    if _read_meta(cache_dir()) is None:
+        raise FileNotFoundError(f"{path} is missing or incomplete: run `python3 prepare.py` first")
+    return path.read_bytes()
+
+
+def load_split(name: str) -> Any:
+    """The bytes of split 'train' or 'val' as a 1-D torch.uint8 tensor (on the CPU)."""
+    import torch
+
+    # bytearray: torch.frombuffer wants a writable buffer.
+    return torch.frombuffer(bytearray(_read_split(name)), dtype=torch.uint8)
+
+
+def _eval_bytes() -> bytes:
+    """The fixed text that evaluate_bpb scores: EVAL_SEGMENTS evenly spaced slices of val.bin,
+    joined (EVAL_BYTES + 1 bytes: every byte after the first is a target)."""
+    val = _read_split("val")
+    seg = EVAL_BYTES // EVAL_SEGMENTS
+    sizes = [seg] * (EVAL_SEGMENTS - 1) + [EVAL_BYTES + 1 - seg * (EVAL_SEGMENTS - 1)]
+    stride = (len(val) - sizes[-1]) // max(1, EVAL_SEGMENTS - 1)
+    return b"".join(val[i * stride : i * stride + n] for i, n in enumerate(sizes))
+
+
+def evaluate_bpb(model: Any, seq_len: int, device: Any, batch_tokens: int = 8192) -> float:
+    """Mean cross-entropy of the next byte, in bits per byte, over the fixed evaluation text.
+
+    model(x) takes x, a (B, seq_len) LongTensor of byte values, and returns logits (B, seq_len, 256);
+    the logit at position t predicts byte t + 1. The text is cut into windows of seq_len bytes
+    (the last one shifted back to stay full length), and each of the EVAL_BYTES targets is scored
+    exactly once, here, from the logits: train.py cannot change how the loss is computed.
+    A quick check rejects models whose predictions depend on later bytes (that is not prediction).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    seq_len = int(seq_len)
+    device = torch.device(device)
+    text = torch.frombuffer(bytearray(_eval_bytes()), dtype=torch.uint8).long()
+    n_targets = len(text) - 1
+    if not 1 <= seq_len <= n_targets:
+        raise ValueError(f"seq_len must be in [1, {n_targets}], got {seq_len}")
+
+    starts = list(range(0, n_targets - seq_len + 1, seq_len))
+    if starts[-1] + seq_len < n_targets:
+        starts.append(n_targets - seq_len)
+    offsets = torch.arange(seq_len)
+    # Position p of the window at s is target s + p + 1; keep the targets no earlier window scored.
+    scored_upto = [0] + [s + seq_len for s in starts[:-1]]
+    batch = max(1, batch_tokens // seq_len)
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    was_training = model.training
+    model.eval()
+    total_nats, total_count = 0.0, 0
+    try:
+        with torch.no_grad():
+            for b in range(0, len(starts), batch):
+                s = torch.tensor(starts[b : b + batch])
+                idx = s[:, None] + offsets
+                x, y = text[idx].to(device), text[idx + 1].to(device)
+                keep = (s[:, None] + offsets >= torch.tensor(scored_upto[b : b + batch])[:, None]).to(device)
+                with amp:
+                    logits = model(x)
+                if tuple(logits.shape) != (len(s), seq_len, VOCAB_SIZE):
+                    raise ValueError(f"model returned {tuple(logits.shape)}, expected {(len(s), seq_len, VOCAB_SIZE)}")
+                if b == 0:
+                    _check_causal(model, x, logits, amp)
+                nats = F.cross_entropy(logits.float().reshape(-1, VOCAB_SIZE), y.reshape(-1), reduction="none")
+                total_nats += nats[keep.reshape(-1)].sum().item()
+                total_count += int(keep.sum().item())
+    finally:
+        model.train(was_training)
+    assert total_count == n_targets, (total_count, n_targets)
+    return total_nats / (total_count * math.log(2))
+
+
+def _check_causal(model: Any, x: Any, logits: Any, amp: Any) -> None:
+    """Raise if the logits for the first half of the windows change when the second half does."""
+    cut = x.shape[1] // 2
+    if cut == 0:
+        return
+    x2 = x.clone()
+    x2[:, cut:] = (x2[:, cut:] + 1) % VOCAB_SIZE
+    with amp:
+        logits2 = model(x2)
+    a, b = logits[:, :cut].float(), logits2[:, :cut].float()
+    # Loose tolerance (bf16 on GPU); reading the future changes logits by far more.
+    if (a - b).abs().max().item() > 1e-2 * max(1.0, a.abs().max().item()):
+        raise ValueError("model is not causal: its prediction for byte t+1 depends on bytes after t")
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    prepare()
+    print(f"prepare.py took {time.perf_counter() - t0:.1f} s")

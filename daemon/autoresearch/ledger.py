@@ -1,0 +1,65 @@
+"""``results.tsv``: a view of the journal in the seed's exact format, rewritten atomically after
+every recorded experiment, so it can never hold a doubled or half-written row."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from autoresearch.journal import Experiment, JournalState
+
+RESULTS_FILE = "results.tsv"
+
+
+def header(metric: str) -> str:
+    return f"commit\t{metric}\tmemory_gb\tstatus\tdescription\n"
+
+
+def clean_description(text: str) -> str:
+    """One line, no tabs: the TSV must stay parseable whatever the agent wrote."""
+    return " ".join(text.replace("\t", " ").split())
+
+
+def format_row(exp: Experiment) -> str:
+    status = exp.status or "crash"
+    commit = str(exp.get("commit") or "0000000")[:7]
+    if status == "crash" or exp.metric is None:
+        metric, memory = 0.0, 0.0
+    else:
+        metric, memory = exp.metric, float(exp.get("memory_gb") or 0.0)
+    description = clean_description(str(exp.get("row_description") or exp.get("description") or ""))
+    return f"{commit}\t{metric:.6f}\t{memory:.1f}\t{status}\t{description}\n"
+
+
+def render(state: JournalState, metric: str) -> str:
+    return header(metric) + "".join(format_row(e) for e in state.recorded())
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a temp file beside ``path``, fsync it, rename over: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(repo: Path, state: JournalState, metric: str) -> Path:
+    path = repo / RESULTS_FILE
+    write_atomic(path, render(state, metric))
+    return path
+
+
+def parse_results(text: str) -> list[dict[str, str]]:
+    """Rows of a results.tsv as dicts keyed by its header (used by status, report and tests)."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    keys = lines[0].split("\t")
+    return [dict(zip(keys, line.split("\t"), strict=True)) for line in lines[1:] if line]

@@ -1,0 +1,20 @@
+"""Runners execute one experiment's command and say how it ended."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autoresearch.config import Settings
+    from autoresearch.runners.base import Runner
+
+
+def runner_from_config(settings: Settings, repo_id: str, instance: str) -> Runner:
+    """Build the configured runner (imports lazily: the docker SDK is only needed for docker)."""
+    if settings.runner == "docker":
+        from autoresearch.runners.docker import DockerRunner
+
+        return DockerRunner.from_config(settings, repo_id=repo_id, instance=instance)
+    from autoresearch.runners.process import ProcessRunner
+
+    return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance)

@@ -1,0 +1,162 @@
+"""The Runner interface, its data, the capped log writer every runner uses, and a fake."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
+
+# Exit causes, as recorded in the journal and shown in a row's description:
+#   ok, exit:<code>, signal:<n>, timeout, oom, violation, docker, interrupted
+OnStarted = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a runner needs for one run."""
+
+    n: int
+    kind: Literal["train", "prepare"]
+    command: str
+    workdir: Path
+    """The repo's working tree, checked out at the commit under test."""
+    budget: float
+    grace: float
+    env: dict[str, str]
+    log_path: Path
+    log_cap_bytes: int
+    target: str
+    readonly: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+    commit: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
+
+    @property
+    def deadline_s(self) -> float:
+        return self.budget + self.grace
+
+
+@dataclass
+class RunOutcome:
+    cause: str
+    exit_code: int | None = None
+    wall_s: float = 0.0
+    kill_latency_s: float | None = None
+    """Seconds from the first stop signal to the run being gone (timeouts and interruptions)."""
+    peak_memory_gb: float | None = None
+    """Measured by the runner (NVML on a GPU, the container's peak without); None = not measured."""
+    gpu_count: int = 0
+    detail: str = ""
+    log_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.cause == "ok"
+
+
+class Runner(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Fail fast (with a clear message) if runs cannot work: engine down, image missing."""
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        """Run to completion or to the deadline. ``on_started`` receives the handle to journal."""
+
+    def reap(self, handle: dict[str, Any]) -> bool:
+        """Kill what a crashed daemon left behind under ``handle``; True if something was killed."""
+
+    def reap_orphans(self) -> int:
+        """Kill every leftover this runner can find for this repo; returns how many."""
+
+
+class CappedLog:
+    """Append-only run log with a size cap, flushed per chunk so ``tail -f`` follows it."""
+
+    def __init__(self, path: Path, cap_bytes: int) -> None:
+        self.path = path
+        self.cap = cap_bytes
+        self.written = 0
+        self.truncated = False
+        self._fh: BinaryIO | None = None
+
+    def __enter__(self) -> CappedLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("ab")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def write(self, chunk: bytes) -> None:
+        assert self._fh is not None, "CappedLog used outside its with-block"
+        room = self.cap - self.written
+        if room <= 0:
+            return
+        if len(chunk) > room:
+            chunk = chunk[:room]
+            self.truncated = True
+            chunk += b"\n[autoresearch: log cap reached; further output dropped]\n"
+        self._fh.write(chunk)
+        self._fh.flush()
+        self.written += len(chunk)
+
+    def pump(self, chunks: Iterable[bytes]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+
+def log_tail(path: Path, max_bytes: int = 4000) -> str:
+    """The end of a run log (what an agent sees of a crash)."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - max_bytes))
+        return fh.read().decode("utf-8", errors="replace")
+
+
+@dataclass
+class FakeRunner:
+    """A runner for tests: writes scripted output to the log and returns scripted outcomes.
+
+    Each script entry is ``(log_text, cause)``; a callable entry gets the spec and returns one.
+    """
+
+    script: list[Any] = field(default_factory=list)
+    name: str = "fake"
+    delay_s: float = 0.0
+    specs: list[RunSpec] = field(default_factory=list)
+    reaped: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self) -> None:
+        return None
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        self.specs.append(spec)
+        on_started({"kind": "fake", "n": spec.n})
+        entry = self.script.pop(0) if self.script else ("val_bpb: 1.0\n", "ok")
+        if callable(entry):
+            entry = entry(spec)
+        text, cause = entry
+        started = time.monotonic()
+        if spec.cancel.wait(self.delay_s) if self.delay_s else spec.cancel.is_set():
+            cause = "interrupted"
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as log:
+            log.write(text.encode())
+        code = int(cause.split(":")[1]) if cause.startswith("exit:") else (0 if cause == "ok" else None)
+        return RunOutcome(cause=cause, exit_code=code, wall_s=time.monotonic() - started)
+
+    def reap(self, handle: dict[str, Any]) -> bool:
+        self.reaped.append(handle)
+        return False
+
+    def reap_orphans(self) -> int:
+        return 0
