@@ -69,24 +69,43 @@ class AnthropicSettings(Section):
     escalate_after: int = Field(default=5, ge=1)
     """Non-improving runs in a row after which the prompt escalates."""
     api_key_file: Path | None = None
-    """File holding the API key (e.g. a systemd credential); ANTHROPIC_API_KEY is used otherwise."""
+    """File holding the API key; else ANTHROPIC_API_KEY, else $CREDENTIALS_DIRECTORY/anthropic_api_key (systemd)."""
     base_url: str | None = None
     """API base URL; ANTHROPIC_BASE_URL is honoured when this is unset."""
     timeout_s: float = Field(default=600.0, gt=0)
     """HTTP timeout of one API request."""
     max_retries: int = Field(default=8, ge=0)
     """Retries of one request on 429/529/5xx/connection errors (the SDK's own retries are off)."""
+    retry_initial_s: float = Field(default=2.0, gt=0)
+    """First backoff wait of a retried request; it doubles per retry (with jitter)."""
+    retry_max_wait_s: float = Field(default=120.0, gt=0)
+    """Longest single wait between retries, also the cap on a server's retry-after."""
+    max_file_chars: int = Field(default=40000, ge=1000)
+    """Characters read_file returns at once; longer files are cut with a notice (and an offset to go on)."""
+    max_log_chars: int = Field(default=8000, ge=500)
+    """Characters of the last crash's log tail shown to the agent."""
     prices: dict[str, PriceTable] = Field(default_factory=_default_prices)
     """Per-model prices in USD per million tokens, for the cost ledger."""
+
+    @model_validator(mode="after")
+    def _check_thinking(self) -> AnthropicSettings:
+        if self.thinking_budget and not 1024 <= self.thinking_budget < self.max_tokens:
+            raise ValueError("anthropic.thinking_budget must be 0 (off) or at least 1024 and below max_tokens")
+        return self
 
 
 class CommandAgentSettings(Section):
     command: str = ""
-    """Command template run in a scratch checkout; {target}, {program} and {context} are filled in."""
+    """Shell command run in a scratch checkout of the best commit, e.g. ``claude -p {prompt}``.
+
+    Filled in, shell-quoted: {target} (the target's path), {program} (program.md's path), {context}
+    (a Markdown file: history, notes, crash log, task) and {prompt} (a one-paragraph instruction)."""
     timeout_s: float = Field(default=900.0, gt=0)
     """Seconds the external agent may take for one proposal."""
     description_file: str = ".autoresearch-description"
     """File in the scratch checkout whose first line is the description; else the last output line."""
+    kill_grace_s: float = Field(default=5.0, ge=0)
+    """Seconds between SIGTERM and SIGKILL of the agent's process group when it runs out of time."""
 
 
 class OfflineSettings(Section):

@@ -3,8 +3,9 @@ it announces. Everything else (results.tsv, status, the agents' memory) is deriv
 
 An experiment moves through phases, each a record ``{"type": "phase", "n": N, "phase": P, ...}``:
 ``proposed`` → ``committed`` → ``running`` → ``finished`` → ``recorded``. Other record types:
-``session`` (tag, started), ``agent`` (an agent's persistent state, e.g. notes), ``stop`` (why the
-loop stopped). A torn last line (a crash mid-write) is skipped on load.
+``session`` (tag, started), ``agent`` (an agent's persistent state, e.g. notes), ``usage`` (the
+cost of an iteration whose proposal failed), ``stop`` (why the loop stopped). A torn last line (a
+crash mid-write) is skipped on load.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class JournalState:
     agent_state: dict[str, Any] = field(default_factory=dict)
     session: dict[str, Any] = field(default_factory=dict)
     stops: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    """``usage`` records: iterations whose proposal failed (their cost still counts)."""
 
     def ordered(self) -> list[Experiment]:
         return [self.experiments[n] for n in sorted(self.experiments)]
@@ -123,6 +126,8 @@ class Journal:
                 state.session.update({k: v for k, v in rec.items() if k != "type"})
             elif kind == "stop":
                 state.stops.append(rec)
+            elif kind == "usage":
+                state.skipped.append(rec)
         return state
 
     def repair_tail(self) -> None:

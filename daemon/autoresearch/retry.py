@@ -4,6 +4,7 @@ server-given wait (``retry-after``) that overrides the backoff."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import structlog
@@ -13,8 +14,10 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
+    stop_never,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 log = structlog.get_logger("autoresearch.retry")
 
@@ -54,18 +57,16 @@ def retrying(
         delay = state.next_action.sleep if state.next_action else 0.0
         log.warning("retry.wait", what=what, attempt=state.attempt_number, wait_s=round(delay, 2), error=str(exc))
 
-    stops = []
+    stop: stop_base = stop_never
     if attempts is not None:
-        stops.append(stop_after_attempt(attempts))
+        stop = stop_after_attempt(attempts)
     if max_delay_s is not None:
-        stops.append(stop_after_delay(max_delay_s))
-    stop = stops[0] if len(stops) == 1 else (stops[0] | stops[1]) if stops else (lambda _s: False)
-    kwargs = {} if sleep is None else {"sleep": sleep}
+        stop = stop_after_delay(max_delay_s) if attempts is None else stop | stop_after_delay(max_delay_s)
     return Retrying(
         retry=retry_if_exception(should_retry),
         wait=wait,
         stop=stop,
         reraise=True,
         before_sleep=before_sleep,
-        **kwargs,
+        sleep=sleep or time.sleep,
     )

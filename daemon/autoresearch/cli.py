@@ -1,0 +1,145 @@
+"""The ``autoresearch`` command line: example, init, run, status, demo, report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+import typer
+from rich.console import Console
+
+from autoresearch import logs
+from autoresearch.errors import AutoresearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="A daemon that does ML research overnight.")
+out = Console()
+err = Console(stderr=True)
+
+RepoArg = Annotated[Path, typer.Argument(help="The research repo (a git repository).")]
+
+
+def main() -> None:
+    """Console-script entry: run the app, turning our errors into a message and an exit code."""
+    try:
+        app()
+    except AutoresearchError as exc:
+        structlog.get_logger("autoresearch").error("fatal", error=str(exc), kind=type(exc).__name__)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+@app.command()
+def example(dest: Annotated[Path, typer.Argument(help="Folder to create.")]) -> None:
+    """Write the bundled example research repo (a fresh git repo with one commit)."""
+    from autoresearch.example import write_example
+
+    write_example(dest)
+    out.print(f"example research repo written to {dest}; next: autoresearch init {dest}")
+
+
+@app.command()
+def init(
+    repo: RepoArg,
+    tag: Annotated[str | None, typer.Option(help="Session tag: branch autoresearch/<tag>. Default: today.")] = None,
+    target: Annotated[str | None, typer.Option(help="The one file the agent edits.")] = None,
+    readonly: Annotated[list[str] | None, typer.Option(help="A file runs must not change (repeatable).")] = None,
+    prepare: Annotated[str | None, typer.Option(help="One-time data preparation command.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="The training command.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric name printed as '<metric>: <value>'.")] = None,
+    direction: Annotated[str | None, typer.Option(help="min or max: which way is better.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
+    runner: Annotated[str | None, typer.Option(help="process or docker (for prepare and later runs).")] = None,
+) -> None:
+    """Validate the repo and config, run prepare, create the branch and results.tsv."""
+    from autoresearch.commands import init_repo
+
+    logs.configure()
+    flags = {"target": target, "readonly": readonly, "prepare": prepare, "run": run, "metric": metric,
+             "direction": direction, "budget": budget, "runner": runner}
+    session = init_repo(repo, tag, flags)
+    out.print(f"initialised {session.repo} on branch {session.branch}; next: autoresearch run {repo}")
+
+
+@app.command("run")
+def run_cmd(
+    repo: RepoArg,
+    max_experiments: Annotated[int | None, typer.Option(help="Stop after this many experiments in total.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Override the training budget (s).")] = None,
+    grace: Annotated[float | None, typer.Option(help="Seconds past the budget before a run is killed.")] = None,
+    agent: Annotated[str | None, typer.Option(help="offline, anthropic or command.")] = None,
+    runner: Annotated[str | None, typer.Option(help="process or docker.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the experiment loop until a limit is reached or a signal arrives (resumes where it stopped)."""
+    from autoresearch.commands import build_loop
+
+    logs.configure(level=log_level)
+    overrides: dict[str, Any] = {"budget": budget, "grace": grace, "agent": agent, "runner": runner}
+    if max_experiments is not None:
+        overrides["limits"] = {"max_experiments": max_experiments}
+    loop = build_loop(repo, overrides)
+    _stop_on_signals(loop.stop_event)
+    result = loop.run()
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def status(
+    repo: RepoArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the session's progress (reads the journal; safe while the daemon runs)."""
+    from autoresearch.commands import read_status
+    from autoresearch.render import status_table
+
+    summary = read_status(repo)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(status_table(summary))
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where the example repo goes.")] = Path("autoresearch-demo"),
+    experiments: Annotated[int, typer.Option(help="Experiments in total, baseline included.")] = 12,
+    budget: Annotated[float | None, typer.Option(help="Training budget per run (s); default the example's.")] = None,
+    runner: Annotated[str | None, typer.Option(help="process or docker.")] = None,
+) -> None:
+    """Example + init + run with the offline agent: watch a real model improve (~10 min on 2 CPU cores)."""
+    from autoresearch.commands import run_demo
+
+    logs.configure(level="warning")
+    code = run_demo(folder, experiments, budget, runner, out, _stop_on_signals)
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    repo: RepoArg,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder for the files (default: repo).")] = None,
+    watch: Annotated[bool, typer.Option(help="Regenerate after every experiment until Ctrl-C.")] = False,
+    notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb next to the results.")] = False,
+) -> None:
+    """Write progress.png and report.md (and optionally the analysis notebook)."""
+    from autoresearch.report.command import report_command
+
+    for path in report_command(repo, output, watch=watch, notebook=notebook):
+        out.print(f"wrote {path}")
+
+
+def _stop_on_signals(event: Any) -> None:
+    """First SIGINT/SIGTERM: stop gracefully (the running job is stopped and recorded). Second: abort."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        structlog.get_logger("autoresearch").warning("loop.signal", signal=signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

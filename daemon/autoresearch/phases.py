@@ -1,0 +1,192 @@
+"""The phase machine of one experiment: proposed → committed → running → finished → recorded.
+
+Each step journals its phase before (or, for ``running``, as) the side effect it announces, and each
+is idempotent, so ``advance`` can resume an experiment from whatever phase a crash left it in.
+Policy for a run whose daemon died mid-run: it is reaped and recorded once as ``crash`` with cause
+``interrupted`` (never re-run: its result is unknown and a re-run would double its GPU time).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from autoresearch import judge
+from autoresearch.config import Settings
+from autoresearch.errors import BaselineCrashed, ImageMissing, RunnerError
+from autoresearch.journal import Experiment, Journal
+from autoresearch.ledger import clean_description, write_results
+from autoresearch.runners.base import Runner, RunOutcome, RunSpec, log_tail
+from autoresearch.session import Session
+from autoresearch.workspace import Workspace
+
+log = structlog.get_logger("autoresearch.loop")
+
+# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run.
+NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker")
+
+
+@dataclass
+class Phases:
+    settings: Settings
+    session: Session
+    workspace: Workspace
+    journal: Journal
+    runner: Runner
+
+    def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
+        """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
+        exp = self._load(n)
+        if exp.phase == "proposed":
+            self.commit(exp)
+            exp = self._load(n)
+        if exp.phase == "committed":
+            self.run(exp, cancel)
+            exp = self._load(n)
+        if exp.phase == "running":
+            self.settle_interrupted(exp)
+            exp = self._load(n)
+        if exp.phase == "finished":
+            self.record(exp)
+            exp = self._load(n)
+        return exp
+
+    def _load(self, n: int) -> Experiment:
+        return self.journal.load().experiments[n]
+
+    def commit(self, exp: Experiment) -> None:
+        if exp.get("baseline"):
+            sha = str(exp.get("parent"))
+            self.workspace.reset_hard(sha)
+        else:
+            message = f"{exp.get('description')}\n\nautoresearch {self.session.tag} experiment {exp.n}"
+            sha = self.workspace.commit_file(
+                str(exp.get("parent")), self.settings.target, str(exp.get("content")), message, str(exp.get("when"))
+            )
+        self.workspace.set_ref(self.session.experiment_ref(exp.n), sha)
+        self.journal.phase(exp.n, "committed", commit=sha)
+
+    def run(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
+        commit = str(exp.get("commit"))
+        if self.workspace.head() != commit:
+            self.workspace.reset_hard(commit)
+        run_dir = self.session.run_dir(exp.n)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = run_dir / "run.log"
+        log_path.unlink(missing_ok=True)  # a re-run after recovery starts a fresh log
+        spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel)
+        try:
+            outcome = self.runner.run(spec, lambda handle: self.journal.phase(exp.n, "running", handle=handle))
+        except ImageMissing:
+            raise
+        except RunnerError as exc:
+            log.error("run.runner_error", n=exp.n, error=str(exc))
+            outcome = RunOutcome(cause="docker", detail=str(exc))
+        self.finish(exp.n, outcome, log_path)
+
+    def spec(
+        self, n: int, kind: str, command: str, log_path: Path, commit: str | None, cancel: threading.Event | None
+    ) -> RunSpec:
+        s = self.settings
+        cache = self.session.cache_dir(s)
+        cache.mkdir(parents=True, exist_ok=True)
+        env = {"AUTORESEARCH_TIME_BUDGET": f"{s.budget:g}", "AUTORESEARCH_CACHE": str(cache)}
+        extra: dict[str, Any] = {} if cancel is None else {"cancel": cancel}
+        return RunSpec(
+            n=n,
+            kind=kind,  # type: ignore[arg-type]
+            command=command,
+            workdir=self.workspace.root,
+            budget=s.budget,
+            grace=s.grace_s,
+            env=env,
+            log_path=log_path,
+            log_cap_bytes=int(s.log_cap_mb * 2**20),
+            target=s.target,
+            readonly=tuple(s.readonly),
+            cache_dir=cache,
+            commit=commit,
+            **extra,
+        )
+
+    def finish(self, n: int, outcome: RunOutcome, log_path: Path) -> None:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        metric = judge.last_value(text, self.settings.metric) if outcome.ok else None
+        self.journal.phase(
+            n,
+            "finished",
+            cause=outcome.cause,
+            exit_code=outcome.exit_code,
+            metric=metric,
+            memory_gb=judge.memory_gb(outcome.peak_memory_gb, text),
+            wall_s=round(outcome.wall_s, 3),
+            kill_latency_s=outcome.kill_latency_s,
+            gpu_count=outcome.gpu_count,
+            training_seconds=judge.last_value(text, "training_seconds"),
+            detail=outcome.detail,
+            log_truncated=outcome.log_truncated,
+        )
+
+    def settle_interrupted(self, exp: Experiment) -> None:
+        """A run whose daemon died: reap what is left of it, then record it as interrupted."""
+        handle = exp.get("handle") or {}
+        reaped = self.runner.reap(handle)
+        log.warning("recovery.reaped", n=exp.n, handle=handle, killed=reaped)
+        self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
+                           wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
+
+    def record(self, exp: Experiment) -> None:
+        state = self.journal.load()
+        best = state.best()
+        cause = str(exp.get("cause"))
+        metric = exp.metric
+        status = judge.decide(cause, metric, None if best is None else best.metric, self.settings.direction)
+        description = clean_description(str(exp.get("description") or ""))
+        reason = judge.crash_reason(cause, metric, self.settings.metric)
+        if status == "crash" and reason:
+            detail = exp.get("detail")
+            description = clean_description(f"{description} [{reason}{': ' + detail if detail else ''}]")
+        new_best = exp if status == "keep" else best
+        # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
+        self.workspace.reset_hard(str((new_best or exp).get("commit") or exp.get("parent")))
+        self.journal.phase(
+            exp.n,
+            "recorded",
+            status=status,
+            row_description=description,
+            best_commit=None if new_best is None else new_best.get("commit"),
+            best_metric=None if new_best is None else new_best.metric,
+        )
+        write_results(self.session.repo, self.journal.load(), self.settings.metric)
+        self._log_finished(exp, status, description)
+        if exp.get("baseline") and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
+            tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
+            raise BaselineCrashed(
+                f"the baseline (unchanged {self.settings.target}) crashed [{reason}]; fix it and commit it on "
+                f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
+            )
+
+    def _log_finished(self, exp: Experiment, status: str, description: str) -> None:
+        exp = self._load(exp.n)
+        log_fn = log.warning if status == "crash" else log.info
+        log_fn(
+            "experiment.finished",
+            n=exp.n,
+            commit=str(exp.get("commit") or "")[:7],
+            metric_name=self.settings.metric,
+            metric=exp.metric,
+            memory_gb=round(float(exp.get("memory_gb") or 0.0), 1),
+            status=status,
+            description=description,
+            cause=exp.get("cause"),
+            propose_s=exp.get("propose_s"),
+            run_wall_s=exp.get("wall_s"),
+            training_seconds=exp.get("training_seconds"),
+            kill_latency_s=exp.get("kill_latency_s"),
+            cost_usd=(exp.get("usage") or {}).get("cost_usd", 0.0),
+            best=exp.get("best_metric"),
+        )

@@ -1,0 +1,51 @@
+"""Human-readable views for the terminal (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from autoresearch.journal import Experiment
+
+_STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
+
+
+def progress_line(exp: Experiment, metric: str) -> str:
+    status = exp.status or "?"
+    value = "-" if exp.metric is None else f"{exp.metric:.6f}"
+    wall = float(exp.get("wall_s") or 0.0)
+    style = _STYLE.get(status, "")
+    desc = exp.get("row_description") or exp.get("description") or ""
+    return f"#{exp.n:<3} [{style}]{status:<7}[/] {metric} {value:>10}  {wall:6.1f}s  {desc}"
+
+
+def status_table(s: dict[str, Any]) -> Table:
+    table = Table(title=f"autoresearch {s.get('tag') or ''}".strip(), show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    metric = s.get("metric", "metric")
+    table.add_row("experiments", f"{s['experiments']} (keep {s['keep']}, discard {s['discard']}, crash {s['crash']})")
+    table.add_row(f"baseline {metric}", _num(s.get("baseline")))
+    best = _num(s.get("best"))
+    if s.get("best_commit"):
+        best += f"  #{s['best_n']} {str(s['best_commit'])[:7]} {s.get('best_description') or ''}"
+    table.add_row(f"best {metric}", best)
+    imp = s.get("improvement")
+    table.add_row("improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%)")
+    run = s.get("running")
+    if run:
+        elapsed = run.get("phase_elapsed_s")
+        since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
+        table.add_row("running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
+    table.add_row("gpu-hours", f"{s['gpu_hours']:.3f}")
+    tokens = s.get("tokens") or {}
+    table.add_row("agent cost", f"${s['cost_usd']:.2f} ({tokens.get('input_tokens', 0)} in, "
+                  f"{tokens.get('cache_read_tokens', 0)} cached, {tokens.get('output_tokens', 0)} out)")
+    if s.get("stopped"):
+        table.add_row("last stop", str(s["stopped"]))
+    return table
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.6f}"

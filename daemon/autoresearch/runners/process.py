@@ -1,0 +1,186 @@
+"""Runs an experiment as a local process group, on the daemon's own clock.
+
+The command runs through the shell in its own session (so its process group holds every child a
+data loader forks), with the daemon's interpreter first on PATH. At budget + grace the group gets
+SIGTERM, then SIGKILL after ``kill_timeout_s``; after any exit the group is SIGKILLed so no
+straggler survives. The handle (pgid + kernel start time) lets a restarted daemon reap a run whose
+daemon died with ``kill -9``, without ever signalling a recycled PID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from autoresearch.config import Settings
+from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment
+from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+
+log = structlog.get_logger("autoresearch.runner.process")
+
+# Variables a training script never needs and must never see.
+SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+
+
+@dataclass
+class ProcessRunner:
+    gpu: GpuProbe
+    kill_timeout_s: float = 5.0
+    poll_s: float = 0.05
+    name: str = "process"
+
+    @classmethod
+    def from_config(cls, settings: Settings, repo_id: str = "", instance: str = "") -> ProcessRunner:
+        return cls(gpu=probe_from_environment(), kill_timeout_s=settings.docker.stop_timeout_s)
+
+    def check(self) -> None:
+        return None
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        before = _hashes(spec.workdir, (spec.target, *spec.readonly))
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            spec.command,
+            shell=True,
+            cwd=spec.workdir,
+            env=_environment(spec.env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        pgid = proc.pid
+        on_started({"kind": "process", "pgid": pgid, "start_ticks": _start_ticks(pgid)})
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
+            stdout = proc.stdout
+            assert isinstance(stdout, io.BufferedReader)
+            pump = threading.Thread(target=sink.pump, args=(iter(lambda: stdout.read1(65536), b""),))
+            pump.start()
+            sampler = None if isinstance(self.gpu, NoGpu) else PeakSampler(self.gpu, lambda: _group_pids(pgid))
+            if sampler is not None:
+                sampler.start()
+            stopped_for = self._wait(proc, spec, started)
+            latency = self._terminate(proc, pgid) if stopped_for else None
+            _kill_group(pgid)  # stragglers: forked workers that outlived the leader
+            pump.join(timeout=5)
+            stdout.close()
+            peak_mb = sampler.stop() if sampler is not None else None
+        wall = time.monotonic() - started
+        cause = stopped_for or _cause(proc.returncode)
+        detail = ""
+        changed = [p for p, h in _hashes(spec.workdir, (spec.target, *spec.readonly)).items() if before.get(p) != h]
+        if changed and cause not in ("timeout", "interrupted"):
+            cause, detail = "violation", "changed during the run: " + ", ".join(changed)
+        if latency is not None:
+            log.info("run.killed", n=spec.n, reason=stopped_for, kill_latency_s=round(latency, 3))
+        return RunOutcome(
+            cause=cause,
+            exit_code=proc.returncode,
+            wall_s=wall,
+            kill_latency_s=latency,
+            peak_memory_gb=None if not peak_mb else peak_mb / 1024,
+            gpu_count=len(self.gpu.devices()) if sampler is not None else 0,
+            detail=detail,
+            log_truncated=sink.truncated,
+        )
+
+    def _wait(self, proc: subprocess.Popen[bytes], spec: RunSpec, started: float) -> str | None:
+        """Wait for exit; return 'timeout' or 'interrupted' if the daemon has to stop it."""
+        deadline = started + spec.deadline_s
+        while proc.poll() is None:
+            if spec.cancel.is_set():
+                return "interrupted"
+            if time.monotonic() >= deadline:
+                return "timeout"
+            spec.cancel.wait(self.poll_s)
+        return None
+
+    def _terminate(self, proc: subprocess.Popen[bytes], pgid: int) -> float:
+        t0 = time.monotonic()
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.kill_timeout_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(pgid, signal.SIGKILL)
+            proc.wait()
+        return time.monotonic() - t0
+
+    def reap(self, handle: dict[str, Any]) -> bool:
+        pgid = int(handle.get("pgid", 0))
+        if pgid <= 0 or _start_ticks(pgid) != handle.get("start_ticks"):
+            return False  # gone, or the PID now belongs to someone else
+        _kill_group(pgid)
+        return True
+
+    def reap_orphans(self) -> int:
+        return 0  # a process group is only known through its journaled handle (see reap)
+
+
+def _environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    # The daemon's own interpreter (its venv) first, so `python3 train.py` finds torch where it is.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def _cause(returncode: int) -> str:
+    if returncode == 0:
+        return "ok"
+    if returncode < 0:
+        return f"signal:{-returncode}"
+    return f"exit:{returncode}"
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _group_pids(pgid: int) -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.add(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                continue
+    return pids
+
+
+def _hashes(root: Path, paths: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for rel in paths:
+        try:
+            out[rel] = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        except OSError:
+            out[rel] = "missing"
+    return out

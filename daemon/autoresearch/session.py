@@ -1,0 +1,106 @@
+"""A research session: one tag, one branch ``autoresearch/<tag>``, and its state under
+``.git/autoresearch/`` (journal, run logs, cache). ``init_session`` validates everything first and
+changes nothing unless every check passes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.config import CONFIG_FILE, Settings
+from autoresearch.errors import RepoError
+from autoresearch.journal import Journal
+from autoresearch.ledger import RESULTS_FILE, header, write_atomic
+from autoresearch.workspace import Workspace
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+def default_tag(today: dt.date | None = None) -> str:
+    day = today or dt.datetime.now().astimezone().date()
+    return day.strftime("%b%d").lower()
+
+
+@dataclass(frozen=True)
+class Session:
+    repo: Path
+    state_dir: Path
+    tag: str
+
+    @property
+    def branch(self) -> str:
+        return f"autoresearch/{self.tag}"
+
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.state_dir / JOURNAL_FILE)
+
+    def run_dir(self, n: int | str) -> Path:
+        return self.state_dir / "runs" / str(n)
+
+    def cache_dir(self, settings: Settings) -> Path:
+        path = settings.cache_dir or self.state_dir / "cache"
+        return path if path.is_absolute() else self.repo / path
+
+    def experiment_ref(self, n: int) -> str:
+        return f"refs/autoresearch/{self.tag}/{n}"
+
+
+def load_session(ws: Workspace) -> Session:
+    state_dir = ws.state_dir()
+    tag = Journal(state_dir / JOURNAL_FILE).load().session.get("tag")
+    if not tag:
+        raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {ws.root}` first")
+    return Session(repo=ws.root, state_dir=state_dir, tag=str(tag))
+
+
+def check_repo(ws: Workspace, settings: Settings, tag: str) -> None:
+    """Every precondition of init; raises RepoError/ConfigError and touches nothing."""
+    head = ws.head()
+    dirty = ws.dirty_files()
+    if dirty:
+        raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them first")
+    branch = f"autoresearch/{tag}"
+    if ws.branch_sha(branch) is not None:
+        raise RepoError(f"branch {branch} already exists; pick another --tag, or `autoresearch run` to resume it")
+    texts = {}
+    for path in (settings.target, *settings.readonly):
+        try:
+            texts[path] = ws.read(head, path)
+        except RepoError as exc:
+            raise RepoError(f"{path} is not a committed file of {ws.root} (commit it, or fix the config)") from exc
+    if not any(settings.metric in text for text in texts.values()) and settings.metric not in settings.run:
+        raise RepoError(
+            f"metric {settings.metric!r} is unknown: neither {settings.target} nor the read-only files mention it "
+            f"(the run must print a line '{settings.metric}: <value>'; set --metric)"
+        )
+
+
+def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str | None) -> Session:
+    """Create the branch (committing a new autoresearch.toml there), results.tsv and the journal."""
+    state_dir = ws.state_dir()
+    _archive_previous(state_dir)
+    ws.create_branch(f"autoresearch/{tag}")
+    if config_text is not None:
+        when = dt.datetime.now(dt.UTC).isoformat()
+        ws.commit_file(ws.head(), CONFIG_FILE, config_text, "autoresearch: add experiment config", when)
+    ws.exclude(f"/{RESULTS_FILE}")
+    write_atomic(ws.root / RESULTS_FILE, header(settings.metric))
+    session = Session(repo=ws.root, state_dir=state_dir, tag=tag)
+    session.journal.append({"type": "session", "tag": tag, "branch": session.branch, "base": ws.head()})
+    return session
+
+
+def _archive_previous(state_dir: Path) -> None:
+    """An earlier session's journal and logs move to archive/<tag>/ (the cache stays shared)."""
+    journal = Journal(state_dir / JOURNAL_FILE)
+    old_tag = journal.load().session.get("tag")
+    if not old_tag:
+        return
+    dest = state_dir / "archive" / f"{old_tag}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    dest.mkdir(parents=True)
+    for name in (JOURNAL_FILE, "runs"):
+        if (state_dir / name).exists():
+            shutil.move(str(state_dir / name), str(dest / name))
