@@ -121,15 +121,18 @@ def demo(
 @app.command()
 def report(
     repo: RepoArg,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder for the files (default: repo).")] = None,
-    watch: Annotated[bool, typer.Option(help="Regenerate after every experiment until Ctrl-C.")] = False,
-    notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb next to the results.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--out", help="Folder for the files (default: the repo).")] = None,
+    watch: Annotated[bool, typer.Option(help="Regenerate after every recorded experiment, until Ctrl-C.")] = False,
+    notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb (an existing one is kept).")] = False,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between polls with --watch.")] = 5.0,
 ) -> None:
-    """Write progress.png and report.md (and optionally the analysis notebook)."""
-    from autoresearch.report.command import report_command
+    """Write progress.png and report.md next to results.tsv (and optionally the analysis notebook)."""
+    from autoresearch.report.command import Rendered, report_command
 
-    for path in report_command(repo, output, watch=watch, notebook=notebook):
-        out.print(f"wrote {path}")
+    def shown(rendered: Rendered) -> None:
+        out.print(f"{rendered.stats.title}: " + ", ".join(str(p) for p in rendered.paths))
+
+    report_command(repo, output, watch, notebook, interval, on_render=shown)
 
 
 def _stop_on_signals(event: Any) -> None:

@@ -40,6 +40,7 @@ def write_atomic(path: Path, text: str) -> None:
     """Write a temp file beside ``path``, fsync it, rename over: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are for the user's other tools too
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

@@ -107,13 +107,16 @@ class ProcessRunner:
         return None
 
     def _terminate(self, proc: subprocess.Popen[bytes], pgid: int) -> float:
+        """SIGTERM the group, SIGKILL whatever is left after the timeout; returns the seconds until all are gone."""
         t0 = time.monotonic()
         _signal_group(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=self.kill_timeout_s)
-        except subprocess.TimeoutExpired:
+        while _group_pids(pgid, reap=proc) and time.monotonic() - t0 < self.kill_timeout_s:
+            time.sleep(self.poll_s)
+        if _group_pids(pgid, reap=proc):
             _signal_group(pgid, signal.SIGKILL)
-            proc.wait()
+            while _group_pids(pgid, reap=proc) and time.monotonic() - t0 < self.kill_timeout_s + 10:
+                time.sleep(self.poll_s)
+        proc.wait()
         return time.monotonic() - t0
 
     def reap(self, handle: dict[str, Any]) -> bool:
@@ -164,15 +167,20 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _group_pids(pgid: int) -> set[int]:
+def _group_pids(pgid: int, reap: subprocess.Popen[bytes] | None = None) -> set[int]:
+    """Live (non-zombie) members of a process group, from /proc."""
+    if reap is not None:
+        reap.poll()  # collect our own child, so it does not linger as a zombie member
     pids = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.add(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                continue
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.add(int(entry.name))
     return pids
 
 

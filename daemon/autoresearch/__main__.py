@@ -1,0 +1,5 @@
+"""``python -m autoresearch`` is the ``autoresearch`` command."""
+
+from autoresearch.cli import main
+
+main()

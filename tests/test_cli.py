@@ -1,0 +1,110 @@
+"""The command line as a user meets it: init's checks, exit codes, and that failures change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, git, make_repo
+
+
+def _snapshot(repo: Path) -> tuple[str, str, list[str]]:
+    files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if "objects" not in p.parts)
+    return git(repo, "status", "--porcelain", "--ignored"), git(repo, "show-ref"), files
+
+
+def _fails_cleanly(repo: Path, *args: str, message: str) -> None:
+    before = _snapshot(repo)
+    result = cli("init", str(repo), *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _snapshot(repo) == before
+
+
+def test_dirty_tree(repo: Path) -> None:
+    (repo / "train.py").write_text("changed = 1\n")
+    _fails_cleanly(repo, message="uncommitted changes (train.py)")
+
+
+def test_existing_branch(repo: Path) -> None:
+    git(repo, "branch", "autoresearch/taken")
+    _fails_cleanly(repo, "--tag", "taken", message="branch autoresearch/taken already exists")
+
+
+def test_missing_target(repo: Path) -> None:
+    _fails_cleanly(repo, "--target", "model.py", message="model.py is not a committed file")
+
+
+def test_unknown_metric(repo: Path) -> None:
+    _fails_cleanly(repo, "--metric", "accuracy", message="metric 'accuracy' is unknown")
+
+
+def test_not_a_git_repo(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "train.py").write_text("x = 1\n")
+    result = cli("init", str(folder))
+    assert result.returncode == 2 and "is not a git repository" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["train.py"]
+
+
+def test_bad_config_value(repo: Path) -> None:
+    _fails_cleanly(repo, "--direction", "sideways", message="direction")
+
+
+def test_unknown_config_key(repo: Path) -> None:
+    (repo / "autoresearch.toml").write_text('target = "train.py"\nbudjet = 3\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config")
+    _fails_cleanly(repo, message="budjet: Extra inputs are not permitted")
+
+
+def test_run_without_init(repo: Path) -> None:
+    result = cli("run", str(repo))
+    assert result.returncode == 2 and "autoresearch init" in result.stderr
+
+
+def test_init_then_run_then_status(initialised: Path) -> None:
+    repo = initialised
+    assert git(repo, "status", "--porcelain") == ""  # results.tsv is ignored, not committed
+    assert (repo / "results.tsv").read_text() == "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+    assert (repo / ".git/autoresearch/cache/data.txt").read_text() == "prepared"
+    result = cli("run", str(repo), "--max-experiments", "4")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    finished = [e for e in events if e["event"] == "experiment.finished"]
+    assert len(finished) == 4 and finished[0]["description"] == "baseline"
+    rows = (repo / "results.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 4
+    status = json.loads(cli("status", str(repo), "--json").stdout)
+    assert status["experiments"] == 4
+    assert status["keep"] + status["discard"] + status["crash"] == 4
+    assert status["best_commit"].startswith(git(repo, "rev-parse", "autoresearch/t1")[:7])
+    # Run again: resumes numbering, no row lost or doubled.
+    assert cli("run", str(repo), "--max-experiments", "6").returncode == 0
+    rows2 = (repo / "results.tsv").read_text().splitlines()[1:]
+    assert rows2[:4] == rows and len(rows2) == 6
+    kept = [r.split("\t")[0] for r in rows2 if r.split("\t")[3] == "keep"]
+    log = git(repo, "log", "--format=%h", "--abbrev=7", "autoresearch/t1").split()
+    assert set(kept) <= set(log)
+    discarded = [r.split("\t")[0] for r in rows2 if r.split("\t")[3] != "keep"]
+    assert not set(discarded) & set(log)
+    refs = git(repo, "for-each-ref", "--format=%(objectname:short=7)", "refs/autoresearch/t1")
+    assert set(discarded) <= set(refs.split())
+
+
+def test_baseline_crash_exit_1(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", train="raise SystemExit('broken val_bpb')\n")
+    assert cli("init", str(repo), "--tag", "x").returncode == 0
+    result = cli("run", str(repo))
+    assert result.returncode == 1
+    assert "the baseline (unchanged train.py) crashed" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--agent", "nope"], ["--budget", "-1"]])
+def test_run_bad_flags(initialised: Path, args: list[str]) -> None:
+    result = cli("run", str(initialised), *args)
+    assert result.returncode == 2 and "invalid configuration" in result.stderr

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoresearch.journal import Journal
+from autoresearch.judge import decide, last_value, memory_gb
+from autoresearch.ledger import clean_description, parse_results
+
+
+def test_fold_and_pending(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    j.append({"type": "session", "tag": "x"})
+    j.phase(0, "proposed", description="baseline")
+    j.phase(0, "committed", commit="abc")
+    j.phase(0, "finished", cause="ok", metric=1.0)
+    j.phase(0, "recorded", status="keep")
+    j.phase(1, "proposed", description="b")
+    state = j.load()
+    assert state.session["tag"] == "x"
+    assert state.best() is not None and state.best().get("commit") == "abc"  # type: ignore[union-attr]
+    assert state.pending() is not None and state.pending().n == 1  # type: ignore[union-attr]
+    assert state.next_n() == 2
+
+
+def test_torn_tail_is_skipped_and_repaired(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.phase(0, "proposed", description="a")
+    with path.open("a") as fh:
+        fh.write('{"type": "phase", "n": 0, "phase": "comm')
+    assert j.load().experiments[0].phase == "proposed"
+    j.repair_tail()
+    j.phase(0, "committed", commit="c")
+    assert j.load().experiments[0].phase == "committed"
+
+
+def test_metric_parsing_edge_cases() -> None:
+    assert last_value("val_bpb: 2.0\nval_bpb: 1.5\n", "val_bpb") == 1.5
+    assert last_value("val_bpb:          1.25\n", "val_bpb") == 1.25
+    assert last_value("  val_bpb: 1.0\nxval_bpb: 1.0\n", "val_bpb") is None
+    assert last_value("val_bpb: nan\n", "val_bpb") is None
+    assert last_value("val_bpb: inf\n", "val_bpb") is None
+    assert last_value("val_bpb: -inf\n", "val_bpb") is None
+    assert last_value("val_bpb: 1.0\nval_bpb: oops\n", "val_bpb") is None
+    assert last_value("", "val_bpb") is None
+    assert last_value("acc(top1): 0.5\n", "acc(top1)") == 0.5
+
+
+def test_decide_is_strict_and_direction_aware() -> None:
+    assert decide("ok", 1.0, 1.0, "min") == "discard"
+    assert decide("ok", 0.9, 1.0, "min") == "keep"
+    assert decide("ok", 1.1, 1.0, "max") == "keep"
+    assert decide("ok", None, 1.0, "min") == "crash"
+    assert decide("timeout", 0.1, 1.0, "min") == "crash"
+    assert decide("ok", 5.0, None, "min") == "keep"
+
+
+def test_memory_fallbacks() -> None:
+    assert memory_gb(3.0, "peak_vram_mb: 1024") == 3.0
+    assert memory_gb(None, "peak_vram_mb: 2048.0\n") == 2.0
+    assert memory_gb(None, "") == 0.0
+
+
+def test_descriptions_and_parse() -> None:
+    assert clean_description("a\tb\nc  d") == "a b c d"
+    rows = parse_results("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc1234\t1.000000\t0.0\tkeep\tbaseline\n")
+    assert rows == [{"commit": "abc1234", "val_bpb": "1.000000", "memory_gb": "0.0", "status": "keep",
+                     "description": "baseline"}]

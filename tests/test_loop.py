@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from autoresearch.errors import AgentError, AgentFatal, BaselineCrashed
+from autoresearch.workspace import FakeWorkspace
+from tests.loop_fakes import TARGET, fake_loop, ok
+
+
+def test_keep_discard_crash_and_results_tsv_byte_exact(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(1.5), ok(1.7), ("boom\nTraceback\n", "exit:1"), ("val_bpb: nan\n", "ok"), ok(1.5),
+            ("val_bpb: 1.2\n", "timeout")]
+    proposals = [(TARGET.replace("0.5", f"0.{i}"), f"LR try\t{i}\nmore") for i in range(1, 7)]
+    loop = fake_loop(tmp_path, runs, proposals, limits={"max_experiments": 7})
+    with capture_logs() as logs:
+        result = loop.run()
+    assert result.reason == "max_experiments reached (7)" and result.exit_code == 0
+    ws = loop.workspace
+    assert isinstance(ws, FakeWorkspace)
+    sha = {n: ws.refs[f"refs/autoresearch/t/{n}"][:7] for n in range(7)}
+    expected = (
+        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+        f"{sha[0]}\t2.000000\t0.0\tkeep\tbaseline\n"
+        f"{sha[1]}\t1.500000\t0.0\tkeep\tLR try 1 more\n"
+        f"{sha[2]}\t1.700000\t0.0\tdiscard\tLR try 2 more\n"
+        f"{sha[3]}\t0.000000\t0.0\tcrash\tLR try 3 more [exit:1]\n"
+        f"{sha[4]}\t0.000000\t0.0\tcrash\tLR try 4 more [no finite val_bpb]\n"
+        f"{sha[5]}\t1.500000\t0.0\tdiscard\tLR try 5 more\n"
+        f"{sha[6]}\t0.000000\t0.0\tcrash\tLR try 6 more [timeout]\n"
+    )
+    assert (tmp_path / "results.tsv").read_text() == expected
+    # The branch sits at the best commit; every other commit is still reachable through its ref.
+    assert ws.head() == ws.refs["refs/autoresearch/t/1"]
+    assert ws.files["train.py"] == TARGET.replace("0.5", "0.1")
+    finished = [e for e in logs if e["event"] == "experiment.finished"]
+    assert [e["status"] for e in finished] == ["keep", "keep", "discard", "crash", "crash", "discard", "crash"]
+    fields = {"n", "commit", "metric", "memory_gb", "status", "description", "run_wall_s", "propose_s"}
+    assert fields <= set(finished[0])
+
+
+def test_discard_parent_is_best_and_history_reaches_agent(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [ok(2.0), ok(3.0), ("Traceback: oops\n", "exit:2"), ok(1.0)],
+                     limits={"max_experiments": 4})
+    loop.run()
+    agent = loop.agent
+    ctxs = agent.contexts  # type: ignore[attr-defined]
+    assert [c.n for c in ctxs] == [1, 2, 3]
+    assert all(c.best_content == TARGET for c in ctxs)  # discards and crashes never become the parent
+    assert ctxs[2].last_crash_log is not None and "oops" in ctxs[2].last_crash_log
+    assert ctxs[2].crash_streak == 1 and ctxs[2].stale_streak == 2
+    assert [h.status for h in ctxs[2].history] == ["keep", "discard", "crash"]
+
+
+def test_crash_log_withheld_after_too_many_crashes(tmp_path: Path) -> None:
+    runs = [ok(2.0)] + [("Traceback\n", "exit:1")] * 3 + [ok(1.0)]
+    loop = fake_loop(tmp_path, runs, limits={"max_experiments": 5}, max_crash_fixes=2)
+    loop.run()
+    ctxs = loop.agent.contexts  # type: ignore[attr-defined]
+    assert [c.last_crash_log is not None for c in ctxs] == [False, True, True, False]
+
+
+def test_max_direction(tmp_path: Path) -> None:
+    runs = [ok(0.5), ok(0.4), ok(0.9)]
+    loop = fake_loop(tmp_path, runs, limits={"max_experiments": 3}, direction="max")
+    loop.run()
+    rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[3] for r in rows] == ["keep", "discard", "keep"]
+
+
+def test_baseline_crash_stops_with_clear_error(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [("ImportError: no module named torch\n", "exit:1")])
+    with pytest.raises(BaselineCrashed, match=r"baseline.*crashed.*exit:1") as info:
+        loop.run()
+    assert "no module named torch" in str(info.value)
+    assert (tmp_path / "results.tsv").read_text().splitlines()[1].split("\t")[3] == "crash"
+
+
+def test_interrupted_baseline_is_not_fatal_and_reruns(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [("", "docker"), ok(2.0)], limits={"max_experiments": 2})
+    loop.wait_for_engine = lambda: None  # type: ignore[method-assign]
+    loop.run()
+    rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[3] for r in rows] == ["crash", "keep"]
+    assert rows[1].endswith("\tbaseline")
+
+
+def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
+    proposals = [AgentError("model said nothing", usage={"cost_usd": 0.25}), (TARGET + "# x\n", "x")]
+    loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})
+    loop.run()
+    state = loop.journal.load()
+    assert len(state.recorded()) == 2
+    assert len(loop.runner.specs) == 2  # type: ignore[attr-defined]
+    assert state.skipped[0]["usage"]["cost_usd"] == 0.25
+
+
+def test_bad_python_and_no_op_proposals_are_skipped(tmp_path: Path) -> None:
+    proposals = [("def broken(:\n", "syntax"), (TARGET, "same"), (TARGET + "# ok\n", "fine")]
+    loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})
+    loop.run()
+    errors = [r["error"] for r in loop.journal.load().skipped]
+    assert "does not compile" in errors[0] and "does not change" in errors[1]
+
+
+def test_agent_fatal_propagates(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [ok(2.0)], [AgentFatal("API key rejected (401)")])
+    with pytest.raises(AgentFatal, match="401"):
+        loop.run()
