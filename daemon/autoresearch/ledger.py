@@ -57,6 +57,12 @@ def write_results(repo: Path, state: JournalState, metric: str) -> Path:
     return path
 
 
+def remove_stale_temps(repo: Path) -> None:
+    """Temp files a crash left mid-``write_atomic`` (they would show up as untracked files)."""
+    for stale in repo.glob(f".{RESULTS_FILE}.*"):
+        stale.unlink(missing_ok=True)
+
+
 def parse_results(text: str) -> list[dict[str, str]]:
     """Rows of a results.tsv as dicts keyed by its header (used by status, report and tests)."""
     lines = text.splitlines()

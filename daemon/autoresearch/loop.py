@@ -24,7 +24,7 @@ from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalCont
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal, EngineUnavailable, RepoError
 from autoresearch.journal import Experiment, Journal, JournalState
-from autoresearch.ledger import write_results
+from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
 from autoresearch.retry import retrying
 from autoresearch.runners.base import Runner, log_tail
@@ -92,6 +92,7 @@ class Loop:
         if ws.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
         self.journal.repair_tail()
+        remove_stale_temps(self.session.repo)
         pending = self.journal.load().pending()
         dirty = ws.dirty_files()
         if ws.current_branch() != branch:

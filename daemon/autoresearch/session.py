@@ -87,6 +87,7 @@ def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str 
         when = dt.datetime.now(dt.UTC).isoformat()
         ws.commit_file(ws.head(), CONFIG_FILE, config_text, "autoresearch: add experiment config", when)
     ws.exclude(f"/{RESULTS_FILE}")
+    ws.exclude(f"/.{RESULTS_FILE}.*")  # write_atomic's temp files
     write_atomic(ws.root / RESULTS_FILE, header(settings.metric))
     session = Session(repo=ws.root, state_dir=state_dir, tag=tag)
     session.journal.append({"type": "session", "tag": tag, "branch": session.branch, "base": ws.head()})

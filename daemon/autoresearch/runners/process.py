@@ -33,16 +33,21 @@ log = structlog.get_logger("autoresearch.runner.process")
 SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 
 
+OWNER_ENV = "AUTORESEARCH_RUN_OWNER"
+"""Set in every run's environment to the repo id, so a restarted daemon can find a run it never journaled."""
+
+
 @dataclass
 class ProcessRunner:
     gpu: GpuProbe
+    repo_id: str = ""
     kill_timeout_s: float = 5.0
     poll_s: float = 0.05
     name: str = "process"
 
     @classmethod
     def from_config(cls, settings: Settings, repo_id: str = "", instance: str = "") -> ProcessRunner:
-        return cls(gpu=probe_from_environment(), kill_timeout_s=settings.docker.stop_timeout_s)
+        return cls(gpu=probe_from_environment(), repo_id=repo_id, kill_timeout_s=settings.docker.stop_timeout_s)
 
     def check(self) -> None:
         return None
@@ -54,7 +59,7 @@ class ProcessRunner:
             spec.command,
             shell=True,
             cwd=spec.workdir,
-            env=_environment(spec.env),
+            env=_environment({**spec.env, OWNER_ENV: self.repo_id} if self.repo_id else spec.env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -127,7 +132,26 @@ class ProcessRunner:
         return True
 
     def reap_orphans(self) -> int:
-        return 0  # a process group is only known through its journaled handle (see reap)
+        """Kill every process that carries this repo's owner mark: runs of a daemon that died, including one
+        killed between starting a run and journaling its handle."""
+        if not self.repo_id:
+            return 0
+        mark = f"{OWNER_ENV}={self.repo_id}".encode()
+        killed = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if mark in environ:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+                except (ProcessLookupError, PermissionError):
+                    continue
+        return killed
 
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:

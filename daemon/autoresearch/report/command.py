@@ -1,0 +1,162 @@
+"""``autoresearch report``: write progress.png and report.md (and analysis.ipynb), once or on every
+new recorded experiment. Importing this module is cheap: matplotlib loads only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autoresearch.ledger import RESULTS_FILE, write_atomic
+from autoresearch.report.data import JOURNAL_FILE, Direction, Ledger, git_common_dir, load_ledger, state_dir
+from autoresearch.report.notebook import NOTEBOOK_FILE, write_notebook
+
+if TYPE_CHECKING:
+    from autoresearch.report.plot import PlotStats
+
+PNG_FILE = "progress.png"
+MARKDOWN_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One pass: the files written, what the chart drew, and the ledger it drew from."""
+
+    paths: list[Path]
+    stats: PlotStats
+    ledger: Ledger
+
+
+def render(
+    repo: Path, out_dir: Path, metric: str, direction: Direction, notebook: bool = False, dpi: int = 150
+) -> Rendered:
+    """Read the ledger and write the report files into ``out_dir``."""
+    return _render(repo, out_dir, load_ledger(repo, metric, direction), notebook, dpi)
+
+
+def _render(repo: Path, out_dir: Path, ledger: Ledger, notebook: bool, dpi: int) -> Rendered:
+    from autoresearch.report import plot, summary
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, md = out_dir / PNG_FILE, out_dir / MARKDOWN_FILE
+    paths = [png, md, out_dir / NOTEBOOK_FILE] if notebook else [png, md]
+    exclude_from_git(repo, paths)  # first, so not even a half-done pass shows in git status
+    stats = plot.draw(ledger, png, dpi=dpi)
+    write_atomic(md, summary.render(ledger, image=PNG_FILE))
+    md.chmod(0o644)  # write_atomic's temp file is 0600; a report is for reading
+    if notebook:
+        write_notebook(repo, out_dir, ledger.metric, ledger.direction)
+    return Rendered(paths=paths, stats=stats, ledger=ledger)
+
+
+def exclude_from_git(repo: Path, paths: list[Path]) -> list[str]:
+    """Add each path inside ``repo`` to ``.git/info/exclude`` (once), so reports never dirty the tree
+    (the loop refuses to start on a dirty one). Returns the patterns added."""
+    info = git_common_dir(repo)
+    if not info.is_dir():
+        return []  # not a git repo (e.g. a copied results.tsv): nothing to keep clean
+    exclude = info / "info" / "exclude"
+    text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+    lines = text.splitlines()
+    added: list[str] = []
+    for path in paths:
+        try:
+            rel = path.resolve().relative_to(repo.resolve())
+        except ValueError:
+            continue  # written outside the repo
+        pattern = "/" + rel.as_posix()
+        if pattern not in lines and pattern not in added:
+            added.append(pattern)
+    if added:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a", encoding="utf-8") as fh:
+            fh.write(("\n" if text and not text.endswith("\n") else "") + "\n".join(added) + "\n")
+    return added
+
+
+def _signature(repo: Path) -> tuple[tuple[int, int] | None, ...]:
+    """Size and mtime of the files a new experiment changes: cheap to poll, no parsing."""
+    out: list[tuple[int, int] | None] = []
+    for path in (state_dir(repo) / JOURNAL_FILE, repo / RESULTS_FILE):
+        try:
+            st = path.stat()
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _recorded_key(ledger: Ledger) -> tuple[tuple[int, str, float | None], ...]:
+    return tuple((r.n, r.status, r.metric) for r in ledger.runs)
+
+
+def watch_report(
+    repo: Path,
+    out_dir: Path,
+    metric: str,
+    direction: Direction,
+    notebook: bool = False,
+    interval_s: float = 5.0,
+    *,
+    stop: threading.Event | None = None,
+    max_cycles: int | None = None,
+    on_render: Callable[[Rendered], None] | None = None,
+    dpi: int = 150,
+) -> Rendered:
+    """Render now, then poll every ``interval_s`` and render again whenever the recorded experiments
+    change (not on every phase of a run). Ends when ``stop`` is set or after ``max_cycles`` polls;
+    Ctrl-C is left to the caller."""
+    stop = stop or threading.Event()
+    seen = _signature(repo)
+    ledger = load_ledger(repo, metric, direction)
+    last = _render(repo, out_dir, ledger, notebook, dpi)
+    if on_render is not None:
+        on_render(last)
+    cycles = 0
+    while (max_cycles is None or cycles < max_cycles) and not stop.wait(interval_s):
+        cycles += 1
+        current = _signature(repo)
+        if current == seen:
+            continue
+        seen = current
+        ledger = load_ledger(repo, metric, direction)
+        if _recorded_key(ledger) == _recorded_key(last.ledger):
+            continue
+        last = _render(repo, out_dir, ledger, notebook, dpi)
+        if on_render is not None:
+            on_render(last)
+    return last
+
+
+def report_command(
+    repo: Path,
+    out_dir: Path | None,
+    watch: bool,
+    notebook: bool,
+    interval_s: float = 5.0,
+    *,
+    on_render: Callable[[Rendered], None] | None = None,
+    stop: threading.Event | None = None,
+    max_cycles: int | None = None,
+) -> list[Path]:
+    """The CLI entry: the files sit next to results.tsv unless ``out_dir`` says otherwise. With
+    ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths."""
+    from autoresearch.config import load_settings
+
+    repo = repo.resolve()
+    out = (out_dir or repo).resolve()
+    settings = load_settings(repo)
+    if not watch:
+        rendered = render(repo, out, settings.metric, settings.direction, notebook)
+        if on_render is not None:
+            on_render(rendered)
+        return rendered.paths
+    args = (repo, out, settings.metric, settings.direction, notebook, interval_s)
+    try:
+        return watch_report(*args, stop=stop, max_cycles=max_cycles, on_render=on_render).paths
+    except KeyboardInterrupt:
+        return [out / PNG_FILE, out / MARKDOWN_FILE] + ([out / NOTEBOOK_FILE] if notebook else [])

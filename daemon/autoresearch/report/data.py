@@ -1,0 +1,242 @@
+"""What a report is made of: the recorded runs, folded from the journal, plus the figures derived
+from them (baseline, best, running best, gains, GPU-hours, agent cost).
+
+The journal is the source of truth; a repo that only has a ``results.tsv`` (e.g. one the seed's own
+loop wrote) still gets a report, numbered by row, without causes, durations or cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from autoresearch.journal import Experiment, Journal
+from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
+
+JOURNAL_FILE = "journal.jsonl"
+Direction = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One recorded experiment, as the report needs it."""
+
+    n: int
+    status: str  # keep | discard | crash
+    metric: float | None
+    description: str
+    commit: str = ""
+    cause: str = ""
+    wall_s: float = 0.0
+    gpu_count: int = 0
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A kept run and what it gained over the keep before it."""
+
+    run: Run
+    previous: float
+    gain: float  # positive = better, whatever the direction
+    gain_pct: float | None
+
+
+@dataclass
+class Ledger:
+    metric: str
+    direction: Direction
+    runs: list[Run] = field(default_factory=list)
+    cost_usd: float | None = None  # None: no usage record carried a cost
+    input_tokens: int = 0
+    output_tokens: int = 0
+    pending: int | None = None  # the experiment in flight, if any
+    source: str = "none"  # journal | results.tsv | none
+    state_dir: Path | None = None
+
+    def of(self, status: str) -> list[Run]:
+        return [r for r in self.runs if r.status == status]
+
+    def gain(self, old: float, new: float) -> float:
+        """How much better ``new`` is than ``old`` (negative when worse)."""
+        return old - new if self.direction == "min" else new - old
+
+    @property
+    def baseline(self) -> Run | None:
+        """The flagged baseline if it produced a metric, else the first keep."""
+        flagged = [r for r in self.runs if r.baseline and r.status != "crash" and r.metric is not None]
+        if flagged:
+            return flagged[0]
+        keeps = [r for r in self.of("keep") if r.metric is not None]
+        return keeps[0] if keeps else None
+
+    @property
+    def best(self) -> Run | None:
+        keeps = [r for r in self.of("keep") if r.metric is not None]
+        if not keeps:
+            return None
+        return max(keeps, key=lambda r: (self.gain(0.0, r.metric or 0.0), -r.n))
+
+    @property
+    def improvements(self) -> int:
+        """Kept runs other than the baseline."""
+        base = self.baseline
+        return sum(1 for r in self.of("keep") if base is None or r.n != base.n)
+
+    def running_best(self) -> list[tuple[int, float]]:
+        """(n, best so far) at each keep, in experiment order."""
+        points: list[tuple[int, float]] = []
+        for run in self.of("keep"):
+            if run.metric is None:
+                continue
+            if not points or self.gain(points[-1][1], run.metric) > 0:
+                points.append((run.n, run.metric))
+            else:
+                points.append((run.n, points[-1][1]))
+        return points
+
+    def hits(self) -> list[Hit]:
+        """Kept runs after the first, ranked by their gain over the previous keep (largest first)."""
+        out: list[Hit] = []
+        previous: float | None = None
+        for run in self.of("keep"):
+            if run.metric is None:
+                continue
+            if previous is not None:
+                gain = self.gain(previous, run.metric)
+                pct = 100.0 * gain / abs(previous) if previous else None
+                out.append(Hit(run=run, previous=previous, gain=gain, gain_pct=pct))
+            previous = run.metric
+        return sorted(out, key=lambda h: (-h.gain, h.run.n))
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(r.wall_s * max(r.gpu_count, 1) for r in self.runs) / 3600.0
+
+    def log_path(self, n: int) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / "runs" / str(n) / "run.log"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
+
+
+def title(ledger: Ledger) -> str:
+    return f"{plural(len(ledger.runs), 'experiment')}, {plural(ledger.improvements, 'kept improvement')}"
+
+
+def git_common_dir(repo: Path) -> Path:
+    """``.git`` itself, or for a linked worktree (``.git`` is a file) the main repo's git dir,
+    which holds the shared ``info/exclude`` and ``autoresearch/`` state."""
+    dot = repo / ".git"
+    if not dot.is_file():
+        return dot
+    text = dot.read_text(encoding="utf-8").strip()
+    if not text.startswith("gitdir:"):
+        return dot
+    gitdir = Path(text.removeprefix("gitdir:").strip())
+    gitdir = gitdir if gitdir.is_absolute() else repo / gitdir
+    common = gitdir / "commondir"
+    if common.is_file():
+        target = Path(common.read_text(encoding="utf-8").strip())
+        gitdir = target if target.is_absolute() else gitdir / target
+    return gitdir.resolve()
+
+
+def state_dir(repo: Path) -> Path:
+    return git_common_dir(repo) / "autoresearch"
+
+
+def load_ledger(repo: Path, metric: str, direction: Direction) -> Ledger:
+    """Read the journal if there is one, else ``results.tsv``, else an empty ledger."""
+    state = state_dir(repo)
+    journal = state / JOURNAL_FILE
+    ledger = Ledger(metric=metric, direction=direction, state_dir=state)
+    if journal.exists():
+        _from_journal(ledger, Journal(journal))
+    elif (repo / RESULTS_FILE).exists():
+        _from_results(ledger, (repo / RESULTS_FILE).read_text(encoding="utf-8"))
+    return ledger
+
+
+def _from_journal(ledger: Ledger, journal: Journal) -> None:
+    ledger.source = "journal"
+    # Spend is summed over raw records: a proposal that a crash voided (and whose number was
+    # proposed again) was still paid for, but the fold keeps only the last one.
+    for record in journal.records():
+        usage = record.get("usage")
+        if isinstance(usage, dict) and (record.get("type") == "usage" or record.get("phase") == "proposed"):
+            _add_usage(ledger, usage)
+    state = journal.load()
+    ledger.runs = [_run(e) for e in state.recorded()]
+    pending = state.pending()
+    ledger.pending = None if pending is None else pending.n
+
+
+def _add_usage(ledger: Ledger, usage: dict[str, Any]) -> None:
+    ledger.input_tokens += int(usage.get("input_tokens") or 0)
+    ledger.output_tokens += int(usage.get("output_tokens") or 0)
+    cost = usage.get("cost_usd")
+    if cost is not None:
+        ledger.cost_usd = (ledger.cost_usd or 0.0) + float(cost)
+
+
+def _run(exp: Experiment) -> Run:
+    status = exp.status or "crash"
+    meta = exp.get("meta") or {}
+    return Run(
+        n=exp.n,
+        status=status,
+        metric=None if status == "crash" else exp.metric,
+        description=clean_description(str(exp.get("row_description") or exp.get("description") or "")),
+        commit=str(exp.get("commit") or "")[:7],
+        cause=_cause(exp),
+        wall_s=float(exp.get("wall_s") or 0.0),
+        gpu_count=int(exp.get("gpu_count") or 0),
+        baseline=bool(exp.get("baseline") or (isinstance(meta, dict) and meta.get("baseline"))),
+    )
+
+
+def _cause(exp: Experiment) -> str:
+    cause = str(exp.get("cause") or "")
+    if exp.status == "crash" and cause in ("", "ok") and exp.metric is None:
+        return "no metric" if cause == "ok" else "unknown"
+    return cause
+
+
+def _from_results(ledger: Ledger, text: str) -> None:
+    ledger.source = RESULTS_FILE
+    for n, row in enumerate(parse_results(text)):
+        status = row.get("status", "crash").strip().lower() or "crash"
+        values = list(row.values())
+        try:
+            metric: float | None = float(values[1])
+        except (IndexError, ValueError):
+            metric = None
+        ledger.runs.append(
+            Run(
+                n=n,
+                status=status,
+                metric=None if status == "crash" else metric,
+                description=clean_description(row.get("description", "")),
+                commit=row.get("commit", "")[:7],
+                baseline=n == 0,
+            )
+        )
+
+
+def last_log_line(path: Path | None, limit: int = 120) -> str:
+    """The last non-blank line of a run log (a traceback's last line names the error)."""
+    if path is None or not path.is_file():
+        return ""
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - 8192))
+        tail = fh.read().decode("utf-8", errors="replace")
+    lines = [clean_description(line) for line in tail.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return last if len(last) <= limit else last[: limit - 3] + "..."
