@@ -48,15 +48,18 @@ class PriceTable(Section):
 
 
 def _default_prices() -> dict[str, PriceTable]:
+    # Published list prices (USD per million tokens; cache writes at the 5-minute rate), 2026-11.
     return {
+        "claude-sonnet-5-5": PriceTable(input=2.0, output=10.0, cache_read=0.2, cache_write=2.5),
+        "claude-opus-5": PriceTable(input=5.0, output=25.0, cache_read=0.5, cache_write=6.25),
+        "claude-sonnet-4-6": PriceTable(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
         "claude-sonnet-4-5": PriceTable(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
-        "claude-opus-4-1": PriceTable(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75),
         "claude-haiku-4-5": PriceTable(input=1.0, output=5.0, cache_read=0.1, cache_write=1.25),
     }
 
 
 class AnthropicSettings(Section):
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"
     """The Messages API model that writes proposals."""
     max_tokens: int = Field(default=16000, ge=256)
     """Output token limit of one model turn."""
@@ -122,32 +125,46 @@ class OfflineSettings(Section):
 class DockerSettings(Section):
     image: str = "autoresearch-runner:local"
     """Training image; build it with runner-image/build-local.sh (no registry) or docker build."""
+    host: str | None = None
+    """Docker engine address (e.g. unix:///run/docker.sock); none = DOCKER_HOST or the default socket."""
+    api_timeout_s: float = Field(default=30.0, gt=0)
+    """HTTP timeout of one engine API call (not a run limit: the budget is enforced on the daemon's clock)."""
     user: str = "65534:65534"
-    """uid:gid the training script runs as inside the container."""
+    """uid:gid the training script runs as inside the container (never root)."""
+    network: str = "none"
+    """Docker network mode of a run; none = no network at all (anything else weakens the sandbox)."""
     memory: str = "8g"
-    """Memory limit (swap is set equal, so no swap)."""
-    cpus: float | None = None
+    """Memory limit (swap is set equal, so no swap); /tmp's tmpfs counts against it."""
+    cpus: float | None = Field(default=None, gt=0)
     """CPU limit in cores; none = all."""
     pids_limit: int = Field(default=512, ge=16)
-    """Maximum number of processes/threads in the container."""
+    """Maximum number of processes/threads in the container (stops fork bombs)."""
     shm_size: str = "1g"
     """Size of /dev/shm, for data-loader workers."""
     tmpfs_size: str = "1g"
-    """Size of the /tmp tmpfs."""
+    """Size of the /tmp tmpfs (the only writable place besides /output and the target file)."""
+    write_cap: str = "20g"
+    """Most bytes a run may put on the host's disk (the target file plus /output); beyond it the run
+    is stopped as a violation."""
     gpus: Literal["none", "all"] | list[str] = "none"
-    """GPUs for the run: none, all, or a list of indices/UUIDs (device_requests, NVIDIA runtime)."""
+    """GPUs for the run: none, all, or a list of indices/UUIDs; pynvml checks them before each run."""
     gpu_mode: Literal["runtime", "explicit"] = "runtime"
-    """runtime: device_requests via the NVIDIA toolkit; explicit: device nodes, mounts and env below."""
+    """runtime: device_requests via the NVIDIA container toolkit; explicit: only the devices, mounts and
+    env below (hosts without the toolkit), with CUDA_VISIBLE_DEVICES set when gpus lists some."""
+    gpu_min_free_mb: float = Field(default=1024.0, ge=0)
+    """Free memory each selected GPU must have before a run starts."""
+    gpu_release_wait_s: float = Field(default=30.0, ge=0)
+    """After a GPU run: how long to wait for the GPUs' memory to be free again (warns if it is not)."""
     devices: list[str] = Field(default_factory=list)
-    """Explicit mode: device nodes to pass, e.g. /dev/nvidia0."""
+    """Device nodes always passed to runs, e.g. /dev/nvidia0 (explicit GPU mode)."""
     mounts: list[str] = Field(default_factory=list)
-    """Explicit mode: extra read-only host:container mounts (driver and CUDA stack)."""
+    """Extra read-only host[:container] mounts always given to runs (driver/CUDA stack, an interpreter)."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment for the container (explicit GPU mode, interpreter paths)."""
+    """Extra environment for the container (explicit GPU mode, interpreter paths); ANTHROPIC_* never passes."""
     env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"])
     """Host environment variables passed through; nothing else of the host's environment enters."""
     stop_timeout_s: float = Field(default=5.0, ge=0)
-    """Seconds between SIGTERM and SIGKILL when the budget plus grace runs out."""
+    """Seconds between SIGTERM and SIGKILL when the budget plus grace runs out (whole seconds)."""
 
 
 class Settings(BaseSettings):

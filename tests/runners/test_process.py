@@ -19,9 +19,20 @@ from autoresearch.runners.process import ProcessRunner
 def _spec(tmp_path: Path, script: str, budget: float = 0.5, grace: float = 0.5, **kw: Any) -> RunSpec:
     (tmp_path / "train.py").write_text(script)
     (tmp_path / "prepare.py").write_text("X = 1\n")
-    return RunSpec(n=1, kind="train", command=f"{sys.executable} train.py", workdir=tmp_path, budget=budget,
-                   grace=grace, env={"AUTORESEARCH_TIME_BUDGET": str(budget)}, log_path=tmp_path / "run.log",
-                   log_cap_bytes=kw.pop("cap", 1 << 20), target="train.py", readonly=("prepare.py",), **kw)
+    return RunSpec(
+        n=1,
+        kind="train",
+        command=f"{sys.executable} train.py",
+        workdir=tmp_path,
+        budget=budget,
+        grace=grace,
+        env={"AUTORESEARCH_TIME_BUDGET": str(budget)},
+        log_path=tmp_path / "run.log",
+        log_cap_bytes=kw.pop("cap", 1 << 20),
+        target="train.py",
+        readonly=("prepare.py",),
+        **kw,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -87,8 +98,10 @@ def test_forked_children_die_with_the_run(tmp_path: Path) -> None:
 
 
 def test_sigterm_ignorer_is_sigkilled(tmp_path: Path) -> None:
-    script = "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" \
-             "print('pid', os.getpid(), flush=True)\nwhile True: time.sleep(0.1)\n"
+    script = (
+        "import os, signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('pid', os.getpid(), flush=True)\nwhile True: time.sleep(0.1)\n"
+    )
     spec = _spec(tmp_path, script, budget=1.5, grace=0.5)
     out = RUNNER.run(spec, lambda h: None)
     assert out.cause == "timeout"
@@ -119,8 +132,9 @@ def test_readonly_write_is_a_violation(tmp_path: Path) -> None:
 
 def test_reap_kills_a_group_left_by_a_dead_daemon(tmp_path: Path) -> None:
     # A stand-in for the daemon's run: a session leader with a child, then "the daemon dies".
-    proc = subprocess.Popen([sys.executable, "-c", "import os, time\nos.fork()\ntime.sleep(60)\n"],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import os, time\nos.fork()\ntime.sleep(60)\n"], start_new_session=True
+    )
     time.sleep(0.3)
     from autoresearch.runners.process import _start_ticks
 

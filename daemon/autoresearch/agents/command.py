@@ -1,0 +1,158 @@
+"""CommandAgent (``--agent command``): an external coding-agent CLI (``claude -p``, ``codex exec``, ...)
+edits the target in a scratch checkout of the best commit; only the target's new text is taken.
+
+The command gets a context file (the rules, history, best target, notes, crash log, task), the notes in
+``.autoresearch-notes`` (read back afterwards: the scratchpad survives across iterations) and reports
+its description in the description file, or as its last line of output. Changes to other files are
+logged and dropped. The whole process group is killed at the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from autoresearch.agents import prompts
+from autoresearch.agents.base import Proposal, ProposalContext, check_python
+from autoresearch.agents.scratch import changed_paths, run_in_group, scratch_checkout
+from autoresearch.config import CommandAgentSettings, Settings
+from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
+
+log = structlog.get_logger("autoresearch.agents.command")
+
+NOTES_FILE = ".autoresearch-notes"
+TAIL_CHARS = 2000
+
+PROMPT = (
+    "You are running unattended as an ML research agent: nobody will answer questions. Read {context} "
+    "(the rules, the experiment history, your notes and the task) and {program}. Then make ONE experiment by "
+    "editing only {target} in the current directory, write a one-line description of the change to "
+    "{description_file}, and update your notes in {notes_file}."
+)
+
+
+@dataclass
+class CommandAgent:
+    """Runs ``settings.command`` in a scratch checkout and takes the target's new content from it."""
+
+    settings: CommandAgentSettings
+    repo: Path
+    budget_s: float | None = None
+    escalate_after: int = 5
+    max_log_chars: int = 8000
+    name: str = "command"
+
+    @classmethod
+    def from_config(cls, settings: Settings, repo: Path) -> CommandAgent:
+        if not settings.command_agent.command.strip():
+            raise AgentFatal(
+                "command_agent.command is empty: set it in autoresearch.toml, e.g. "
+                'command = "claude -p {prompt} --permission-mode acceptEdits"'
+            )
+        # The prompt's escalation and log length are shared with the Anthropic agent's settings.
+        a = settings.anthropic
+        return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars)
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        with scratch_checkout(self.repo, ctx.best_commit, f"{ctx.n}") as (tree, work):
+            context_file = work / "context.md"
+            context_file.write_text(self._context(ctx), encoding="utf-8")
+            (tree / NOTES_FILE).write_text(str(ctx.agent_state.get("notes") or ""), encoding="utf-8")
+            command = self._render(ctx.target, context_file)
+            log.info("command_agent.start", n=ctx.n, command=command)
+            started = time.monotonic()
+            code = run_in_group(
+                command, tree, self._env(ctx, context_file), self.settings.timeout_s,
+                self.settings.kill_grace_s, work / "output.log",
+            )  # fmt: skip
+            output = (work / "output.log").read_text(encoding="utf-8", errors="replace")
+            wall_s = round(time.monotonic() - started, 3)
+            self._check_exit(code, output, command)
+            return self._collect(ctx, tree, output, {"agent": self.name, "exit_code": code, "wall_s": wall_s})
+
+    def _render(self, target: str, context_file: Path) -> str:
+        """The command with its placeholders filled in, shell-quoted (literal braces elsewhere are kept)."""
+        values = {
+            "target": target,
+            "program": prompts.PROGRAM_FILE,
+            "context": str(context_file),
+            "description_file": self.settings.description_file,
+            "notes_file": NOTES_FILE,
+        }
+        values["prompt"] = PROMPT.format(**values)
+        command = self.settings.command
+        for key, value in values.items():
+            command = command.replace("{" + key + "}", shlex.quote(value))
+        return command
+
+    def _env(self, ctx: ProposalContext, context_file: Path) -> dict[str, str]:
+        # The CLI needs the daemon's environment (its own API key, PATH); the extras help wrapper scripts.
+        return {
+            **os.environ,
+            "AUTORESEARCH_TARGET": ctx.target,
+            "AUTORESEARCH_CONTEXT": str(context_file),
+            "AUTORESEARCH_DESCRIPTION_FILE": self.settings.description_file,
+            "AUTORESEARCH_NOTES_FILE": NOTES_FILE,
+        }
+
+    def _context(self, ctx: ProposalContext) -> str:
+        how = prompts.HOW_COMMAND.format(
+            target=ctx.target, description_file=self.settings.description_file, notes_file=NOTES_FILE
+        )
+        task = (
+            f"Propose experiment #{ctx.n}: edit `{ctx.target}`, write the one-line description to "
+            f"`{self.settings.description_file}` and update `{NOTES_FILE}`."
+        )
+        rules = prompts.contract(ctx.target, ctx.metric, ctx.direction, self.budget_s, how=how)
+        sections = prompts.context_sections(
+            ctx, escalate_after=self.escalate_after, max_log_chars=self.max_log_chars, task=task
+        )
+        readonly = ", ".join(f"`{r}`" for r in ctx.readonly) or "(none)"
+        return f"{rules}\nRead-only files: {readonly}\n\n{sections.markdown()}\n"
+
+    def _check_exit(self, code: int | None, output: str, command: str) -> None:
+        tail = prompts.cut_tail(output.strip(), TAIL_CHARS)
+        if code is None:
+            raise AgentError(f"the command agent timed out after {self.settings.timeout_s:g} s and was killed")
+        if code == 127:
+            raise AgentFatal(f"the command agent's program was not found (exit 127): {command}\n{tail}")
+        if code != 0:
+            raise AgentError(f"the command agent exited with status {code}:\n{tail}")
+
+    def _collect(self, ctx: ProposalContext, tree: Path, output: str, meta: dict[str, object]) -> Proposal:
+        own = {ctx.target, self.settings.description_file, NOTES_FILE}
+        dropped = [p for p in changed_paths(tree) if p not in own]
+        if dropped:
+            log.warning("command_agent.dropped_changes", n=ctx.n, paths=dropped, note=f"only {ctx.target} is taken")
+        path = tree / ctx.target
+        if not path.is_file():
+            raise ProposalRejected(f"the command agent deleted {ctx.target}")
+        content = path.read_text(encoding="utf-8")
+        if content == ctx.best_content:
+            raise ProposalRejected(f"the command agent did not change {ctx.target}")
+        check_python(content, ctx.target)
+        description = self._description(tree, output) or f"edit by the command agent (#{ctx.n})"
+        notes = _read(tree / NOTES_FILE)
+        state = None if notes is None else {"notes": prompts.clean_notes(notes)}
+        meta = {**meta, "dropped": dropped}
+        log.info("command_agent.proposal", n=ctx.n, description=description, dropped=len(dropped))
+        return Proposal(content, description, meta=meta, agent_state=state)
+
+    def _description(self, tree: Path, output: str) -> str:
+        from_file = prompts.clean_description(_read(tree / self.settings.description_file) or "")
+        if from_file:
+            return from_file
+        lines = [line for line in output.splitlines() if line.strip()]
+        return prompts.clean_description(lines[-1]) if lines else ""
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
