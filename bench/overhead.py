@@ -1,0 +1,119 @@
+"""Per-experiment overhead of the loop, per runner, and the GPU-busy fraction with a slow agent.
+
+    python3 bench/overhead.py [--experiments N] [--budget S] [--agent-seconds A] [--no-docker]
+
+The training command sleeps exactly its budget and prints a metric, so everything else an
+experiment costs (commit, start, teardown, judging, journal and ledger writes) is overhead:
+``overhead = (recorded_at - proposed_at) - budget`` (the agent's time is before ``proposed_at``).
+The busy fraction is training time / wall time of a session whose agent takes A seconds a proposal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from autoresearch.agents.base import Proposal, ProposalContext
+from autoresearch.commands import build_loop, init_repo
+from autoresearch.journal import JournalState
+
+TRAIN = """\
+import os, time
+STEP = 1
+time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET"]))
+print("val_bpb: %.6f" % (1.0 + STEP * 1e-3))
+"""
+
+
+class SlowAgent:
+    """Proposes a trivial variant after sleeping, standing in for an LLM's thinking time."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        time.sleep(self.seconds)
+        return Proposal(content=ctx.best_content.replace("STEP = ", f"STEP = {ctx.n} + 0 * "), description=f"v{ctx.n}")
+
+
+def make_repo(root: Path) -> Path:
+    root.mkdir(parents=True)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@b"}
+    (root / "train.py").write_text(TRAIN)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    return root
+
+
+def session(root: Path, runner: str, n: int, budget: float, agent_s: float) -> tuple[JournalState, float]:
+    repo = make_repo(root)
+    init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})
+    loop = build_loop(repo, {"limits": {"max_experiments": n}})
+    loop.agent = SlowAgent(agent_s)
+    t0 = time.monotonic()
+    loop.run()
+    return loop.journal.load(), time.monotonic() - t0
+
+
+def overheads(state: JournalState, budget: float) -> list[float]:
+    out = []
+    for exp in state.recorded():
+        start = dt.datetime.fromisoformat(str(exp.get("proposed_at")))
+        end = dt.datetime.fromisoformat(str(exp.get("recorded_at")))
+        out.append((end - start).total_seconds() - budget)
+    return out
+
+
+def docker_ready() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        client.images.get("autoresearch-runner:local")
+        return True
+    except Exception:  # any failure means: no docker figure
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=10)
+    parser.add_argument("--budget", type=float, default=2.0)
+    parser.add_argument("--agent-seconds", type=float, default=5.0)
+    parser.add_argument("--no-docker", action="store_true")
+    args = parser.parse_args()
+    from autoresearch import logs
+
+    logs.configure(level="error", stream=sys.stderr)
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = ["process"] + ([] if args.no_docker or not docker_ready() else ["docker"])
+        for runner in runners:
+            state, wall = session(Path(tmp) / runner, runner, args.experiments, args.budget, 0.0)
+            values = overheads(state, args.budget)
+            print(f"{runner}: experiments={len(values)} budget_s={args.budget:g} "
+                  f"overhead_mean_s={statistics.mean(values):.3f} overhead_median_s={statistics.median(values):.3f} "
+                  f"overhead_max_s={max(values):.3f} session_wall_s={wall:.1f}")
+            figures[runner] = statistics.mean(values)
+        state, wall = session(Path(tmp) / "busy", "process", args.experiments, args.budget, args.agent_seconds)
+        training = sum(float(e.get("wall_s") or 0.0) for e in state.recorded())
+        print(f"busy: experiments={len(state.recorded())} agent_s={args.agent_seconds:g} budget_s={args.budget:g} "
+              f"training_s={training:.1f} session_wall_s={wall:.1f}")
+    docker_figure = f"{figures['docker']:.3f}" if "docker" in figures else "n/a"
+    print(f"overhead_per_experiment_s: process={figures['process']:.3f} docker={docker_figure}")
+    print(f"busy_fraction: {training / wall:.3f}")
+
+
+if __name__ == "__main__":
+    main()
