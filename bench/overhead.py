@@ -58,7 +58,7 @@ def make_repo(root: Path) -> Path:
 
 def session(root: Path, runner: str, n: int, budget: float, agent_s: float) -> tuple[JournalState, float]:
     repo = make_repo(root)
-    init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})
+    init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})  # explicit runner
     loop = build_loop(repo, {"limits": {"max_experiments": n}})
     loop.agent = SlowAgent(agent_s)
     t0 = time.monotonic()

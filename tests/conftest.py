@@ -81,7 +81,8 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture
 def initialised(repo: Path) -> Path:
-    result = cli("init", str(repo), "--tag", "t1", "--readonly", "prepare.py", "--prepare", "python3 prepare.py",
+    result = cli("init", str(repo), "--tag", "t1", "--runner", "process", "--readonly", "prepare.py",
+                 "--prepare", "python3 prepare.py",
                  "--budget", "2")
     assert result.returncode == 0, result.stderr
     return repo

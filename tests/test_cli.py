@@ -96,12 +96,12 @@ def test_init_then_run_then_status(initialised: Path) -> None:
     assert set(discarded) <= set(refs.split())
 
 
-def test_baseline_crash_exit_1(tmp_path: Path) -> None:
+def test_baseline_crash_exit_2(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", train="raise SystemExit('broken val_bpb')\n")
-    assert cli("init", str(repo), "--tag", "x").returncode == 0
+    assert cli("init", str(repo), "--tag", "x", "--runner", "process").returncode == 0
     result = cli("run", str(repo))
-    assert result.returncode == 1
-    assert "the baseline (unchanged train.py) crashed" in result.stderr
+    assert result.returncode == 2
+    assert "the baseline (unchanged train.py) crashed [exit:1]" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["--agent", "nope"], ["--budget", "-1"]])

@@ -80,15 +80,24 @@ def check_consistency(repo: Path, tag: str) -> None:
     assert status["running"] is None
 
 
-@pytest.mark.slow
-def test_kill_nine_at_random_instants(tmp_path: Path) -> None:
+def kill_test_repo(tmp_path: Path, runner: str) -> Path:
     train = FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 0.4")
     repo = make_repo(tmp_path / "r", train=train).resolve()
-    assert cli("init", str(repo), "--tag", "k", "--budget", "2").returncode == 0
+    assert cli("init", str(repo), "--tag", "k", "--budget", "2", "--runner", runner).returncode == 0
+    return repo
+
+
+def assert_recovery_exercised(repo: Path) -> None:
+    interrupted = [e for e in Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+                   if e.get("cause") == "interrupted"]
+    assert interrupted, "no kill landed during a run; the test did not exercise recovery"
+
+
+@pytest.mark.slow
+def test_kill_nine_at_random_instants(tmp_path: Path) -> None:
+    repo = kill_test_repo(tmp_path, "process")
     kill_and_restart(repo)
     time.sleep(0.2)
     assert _processes_in(repo) == []
     check_consistency(repo, "k")
-    interrupted = [e for e in Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
-                   if e.get("cause") == "interrupted"]
-    assert interrupted, "no kill landed during a run; the test did not exercise recovery"
+    assert_recovery_exercised(repo)

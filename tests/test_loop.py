@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from autoresearch.errors import AgentError, AgentFatal, BaselineCrashed
+from autoresearch.errors import AgentError, AgentFatal, BaselineCrashed, EngineUnavailable
 from autoresearch.workspace import FakeWorkspace
 from tests.loop_fakes import TARGET, fake_loop, ok
 
@@ -109,3 +109,26 @@ def test_agent_fatal_propagates(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0)], [AgentFatal("API key rejected (401)")])
     with pytest.raises(AgentFatal, match="401"):
         loop.run()
+
+
+def test_engine_down_before_start_waits_and_reruns_same_experiment(tmp_path: Path) -> None:
+    def engine_down(_spec):  # type: ignore[no-untyped-def]
+        raise EngineUnavailable("Docker engine unreachable")
+
+    loop = fake_loop(tmp_path, [ok(2.0), engine_down, ok(1.0)], limits={"max_experiments": 2})
+    waited: list[int] = []
+    loop.wait_for_engine = lambda: waited.append(1)  # type: ignore[method-assign]
+    loop.run()
+    rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[3] for r in rows] == ["keep", "keep"] and waited == [1]
+    assert [s.n for s in loop.runner.specs] == [0, 1, 1]  # type: ignore[attr-defined]
+
+
+def test_engine_lost_mid_run_is_a_docker_crash_then_waits(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [ok(2.0), ("", "docker"), ok(1.0)], limits={"max_experiments": 3})
+    waited: list[int] = []
+    loop.wait_for_engine = lambda: waited.append(1)  # type: ignore[method-assign]
+    loop.run()
+    rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[3] for r in rows] == ["keep", "crash", "keep"] and waited == [1]
+    assert rows[1].endswith("[docker]")

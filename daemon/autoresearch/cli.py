@@ -28,7 +28,8 @@ def main() -> None:
         app()
     except AutoresearchError as exc:
         structlog.get_logger("autoresearch").error("fatal", error=str(exc), kind=type(exc).__name__)
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print("error:", style="bold red", end=" ")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)  # messages hold [brackets]
         sys.exit(exc.exit_code)
 
 
@@ -121,7 +122,7 @@ def demo(
 @app.command()
 def report(
     repo: RepoArg,
-    output: Annotated[Path | None, typer.Option("-o", "--out", help="Folder for the files (default: the repo).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--out", help="Folder for the files (default: repo).")] = None,
     watch: Annotated[bool, typer.Option(help="Regenerate after every recorded experiment, until Ctrl-C.")] = False,
     notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb (an existing one is kept).")] = False,
     interval: Annotated[float, typer.Option(min=0.5, help="Seconds between polls with --watch.")] = 5.0,

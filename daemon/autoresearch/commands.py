@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 
 from autoresearch.agents import agent_from_config
@@ -25,6 +26,8 @@ from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
 from autoresearch.status import summarize
 from autoresearch.workspace import GitWorkspace
+
+log = structlog.get_logger("autoresearch.commands")
 
 
 def repo_id(root: Path) -> str:
@@ -42,6 +45,8 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
     config_path = ws.root / CONFIG_FILE
     if config_path.exists() and given:
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
+    if not config_path.exists() and "runner" not in given and _docker_ready(ws.root):
+        given["runner"] = "docker"  # a sandbox is the better default wherever one is available
     settings = load_settings(ws.root, **given)
     tag = tag or default_tag()
     check_repo(ws, settings, tag)
@@ -50,6 +55,17 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
     if settings.prepare:
         _prepare(session, ws, settings)
     return start_session(ws, settings, tag, config_text)
+
+
+def _docker_ready(root: Path) -> bool:
+    """Whether the Docker runner would work here as configured by default (engine up, image present)."""
+    settings = load_settings(root, runner="docker")
+    try:
+        runner_from_config(settings, repo_id(root), instance_id()).check()
+    except AutoresearchError as exc:
+        log.info("init.docker_unavailable", reason=str(exc).splitlines()[0])
+        return False
+    return True
 
 
 def _prepare(session: Session, ws: GitWorkspace, settings: Any) -> None:

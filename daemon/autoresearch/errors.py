@@ -15,7 +15,7 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     │   ├── AgentTransient            rate limit / overload / network (retried)
     │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
     ├── GpuError                      NVML failure, missing GPU or no free memory
-    └── BaselineCrashed               the unchanged target does not run (exit 1)
+    └── BaselineCrashed               the unchanged target does not run (exit 2)
 """
 
 from __future__ import annotations
@@ -85,4 +85,8 @@ class GpuError(AutoresearchError):
 
 
 class BaselineCrashed(AutoresearchError):
-    """The baseline (the unchanged target) crashed; the loop cannot judge anything against it."""
+    """The baseline (the unchanged target) crashed; the loop cannot judge anything against it.
+
+    Exit 2: like a config error, a restart cannot fix it (systemd's RestartPreventExitStatus=2)."""
+
+    exit_code = 2

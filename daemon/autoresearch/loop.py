@@ -22,7 +22,7 @@ import structlog
 
 from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
-from autoresearch.errors import AgentError, AgentFatal, EngineUnavailable, RepoError
+from autoresearch.errors import AgentError, AgentFatal, EngineUnavailable, GpuError, RepoError
 from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
@@ -37,6 +37,8 @@ log = structlog.get_logger("autoresearch.loop")
 
 PROPOSAL_HORIZON_S = 3600.0
 """How long a proposal may take before the systemd watchdog may consider the loop hung."""
+GPU_WAIT_S = 60.0
+"""Pause before retrying a run whose GPU was missing or full."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class Loop:
         return Phases(self.settings, self.session, self.workspace, self.journal, self.runner)
 
     def run(self) -> StopReason:
-        with self._lock(), self._watchdog():
+        with self._lock(), self._watchdog(), contextlib.closing(self.workspace):
             self._beat(PROPOSAL_HORIZON_S)
             pending = self._start()
             self.notifier.ready(self.status_text())
@@ -77,9 +79,13 @@ class Loop:
                      agent=self.agent.name)
             if pending is not None:
                 log.warning("recovery.resume", n=pending.n, phase=pending.phase)
-                self._advance(pending.n)
             while not self.stop_event.is_set():
-                reason = self.limit_reached(self.journal.load())
+                state = self.journal.load()
+                pending = state.pending()
+                if pending is not None:
+                    self._advance(pending.n)  # an experiment a crash or a runner outage left open
+                    continue
+                reason = self.limit_reached(state)
                 if reason:
                     return self._stop(reason)
                 self.step()
@@ -109,8 +115,20 @@ class Loop:
         return pending
 
     def _advance(self, n: int) -> None:
+        """Drive experiment n to recorded. If the runner cannot start it (engine down, GPU busy), wait and
+        leave it open: the next pass runs the same experiment, and no row is written for the outage."""
         self._beat(self.settings.budget + self.settings.grace_s + 300)
-        exp = self.phases.advance(n, self.stop_event)
+        try:
+            exp = self.phases.advance(n, self.stop_event)
+        except EngineUnavailable as exc:
+            log.error("run.engine_unavailable", n=n, error=str(exc))
+            self.wait_for_engine()
+            return
+        except GpuError as exc:
+            log.error("run.gpu_unavailable", n=n, error=str(exc), wait_s=GPU_WAIT_S)
+            self._beat(GPU_WAIT_S + 60)
+            self.stop_event.wait(GPU_WAIT_S)
+            return
         self.notifier.status(self.status_text())
         if exp.get("cause") == "docker" and not self.stop_event.is_set():
             self.wait_for_engine()
@@ -134,7 +152,7 @@ class Loop:
                 return
             proposal, parent, baseline = proposal_or_none, str(best.get("commit")), False
         self._journal_proposal(n, proposal, parent, baseline, time.monotonic() - t0)
-        self.notifier.status(f"running #{n}: {proposal.description}")
+        self.notifier.status(f"running #{n}: {proposal.description}; {self.status_text()}")
         self._advance(n)
 
     def _propose(self, state: JournalState, n: int, best: Experiment) -> Proposal | None:

@@ -17,7 +17,7 @@ import structlog
 
 from autoresearch import judge
 from autoresearch.config import Settings
-from autoresearch.errors import BaselineCrashed, ImageMissing, RunnerError
+from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import clean_description, write_results
 from autoresearch.runners.base import Runner, RunOutcome, RunSpec, log_tail
@@ -79,11 +79,20 @@ class Phases:
         log_path = run_dir / "run.log"
         log_path.unlink(missing_ok=True)  # a re-run after recovery starts a fresh log
         spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel)
+        started = False
+
+        def on_started(handle: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            self.journal.phase(exp.n, "running", handle=handle)
+
         try:
-            outcome = self.runner.run(spec, lambda handle: self.journal.phase(exp.n, "running", handle=handle))
-        except ImageMissing:
-            raise
+            outcome = self.runner.run(spec, on_started)
+        except (ImageMissing, EngineUnavailable):
+            raise  # before any container ran: the loop waits (engine) or exits (image); no row
         except RunnerError as exc:
+            if not started:
+                raise
             log.error("run.runner_error", n=exp.n, error=str(exc))
             outcome = RunOutcome(cause="docker", detail=str(exc))
         self.finish(exp.n, outcome, log_path)

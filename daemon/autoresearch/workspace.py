@@ -33,6 +33,7 @@ class Workspace(Protocol):
     def changed_paths(self, a: str, b: str) -> list[str]: ...
     def exclude(self, pattern: str) -> None: ...
     def state_dir(self) -> Path: ...
+    def close(self) -> None: ...
 
 
 class GitWorkspace:
@@ -151,6 +152,13 @@ class GitWorkspace:
             with path.open("a") as fh:
                 fh.write(("\n" if lines and lines[-1] else "") + pattern + "\n")
 
+    def close(self) -> None:
+        """End GitPython's persistent cat-file helpers (they would outlive the daemon)."""
+        import git
+
+        if isinstance(self._repo, git.Repo):
+            self._repo.close()
+
     def state_dir(self) -> Path:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
         git_dir = git_dir if git_dir.is_absolute() else self.root / git_dir
@@ -232,3 +240,6 @@ class FakeWorkspace:
 
     def state_dir(self) -> Path:
         return self.root / ".git" / "autoresearch"
+
+    def close(self) -> None:
+        return None

@@ -21,7 +21,9 @@ def autoresearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 def init(repo: Path) -> None:
-    done = autoresearch("init", str(repo), "--tag", "t", "--readonly", "prepare.py", "--budget", "2", env={})
+    done = autoresearch(
+        "init", str(repo), "--tag", "t", "--runner", "process", "--readonly", "prepare.py", "--budget", "2", env={}
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -141,10 +141,10 @@ class FakeRunner:
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         self.specs.append(spec)
-        on_started({"kind": "fake", "n": spec.n})
         entry = self.script.pop(0) if self.script else ("val_bpb: 1.0\n", "ok")
         if callable(entry):
-            entry = entry(spec)
+            entry = entry(spec)  # may raise, as a real runner does before anything started
+        on_started({"kind": "fake", "n": spec.n})
         text, cause = entry
         started = time.monotonic()
         if spec.cancel.wait(self.delay_s) if self.delay_s else spec.cancel.is_set():

@@ -1,0 +1,303 @@
+"""The sandboxed runner: one fresh, hardened, labelled container per run, removed afterwards.
+
+The container's shape (mounts, limits, GPUs) is in ``docker_spec``; its files in ``docker_files``;
+watching it in ``docker_watch``. This module drives the engine and classifies how a run ended:
+ok, exit:<code>, timeout, oom, violation, docker (engine error), interrupted. Docker SDK errors are
+translated here and nowhere else. Nothing talks to the engine before the first call that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import docker.errors
+import structlog
+from docker.client import DockerClient, from_env
+
+from autoresearch.errors import EngineUnavailable, ImageMissing, RunnerError
+from autoresearch.gpu import GpuDevice, GpuProbe, NvmlProbe, PeakSampler, select_devices
+from autoresearch.runners import docker_spec
+from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_container_write
+from autoresearch.runners.docker_wait import Ending, wait_for_end
+from autoresearch.runners.docker_watch import CgroupWatch, LogPump, await_gpu_release, top_pids
+
+if TYPE_CHECKING:
+    from autoresearch.config import DockerSettings, Settings
+
+log = structlog.get_logger("autoresearch.runners.docker")
+T = TypeVar("T")
+_ENGINE_ERRORS = (docker.errors.DockerException, OSError)  # requests' errors are OSErrors
+
+
+@dataclass
+class _Live:
+    """A started container and what watches it."""
+
+    cgroup: CgroupWatch
+    gpu: PeakSampler | None
+    gpu_peak_mb: float | None = None
+
+
+class DockerRunner:
+    name = "docker"
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        *,
+        repo_id: str,
+        instance: str,
+        gpu_probe: GpuProbe | None = None,
+        host_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repo_id = repo_id
+        self.instance = instance
+        self._probe = gpu_probe
+        self._host_env = host_env
+        self._client: Any = None
+        self._pending: set[str] = set()  # containers to remove once the engine answers again
+
+    @classmethod
+    def from_config(cls, settings: Settings, *, repo_id: str, instance: str) -> DockerRunner:
+        return cls(settings.docker, repo_id=repo_id, instance=instance)
+
+    # -- the engine ---------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.settings.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def _down(self, exc: BaseException) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"Docker engine unreachable at {self.address}: is dockerd running? (systemctl start docker) [{exc}]"
+        )
+
+    def _engine(self) -> Any:
+        if self._client is None:
+            timeout = int(self.settings.api_timeout_s)
+            try:
+                if self.settings.host:
+                    self._client = DockerClient(base_url=self.settings.host, timeout=timeout)
+                else:
+                    self._client = from_env(timeout=timeout)
+            except _ENGINE_ERRORS as exc:  # from_env asks the engine for its API version
+                raise self._down(exc) from exc
+        return self._client
+
+    def _api(self, what: str, call: Callable[[], T]) -> T:
+        """One engine call, its errors translated: image missing, engine down, or a refused request."""
+        try:
+            return call()
+        except docker.errors.ImageNotFound as exc:
+            image = self.settings.image
+            raise ImageMissing(
+                f"runner image {image!r} not found: build it with runner-image/build-local.sh "
+                f"(no registry needed) or `docker build -t {image} runner-image/`"
+            ) from exc
+        except docker.errors.APIError as exc:
+            raise RunnerError(f"Docker refused to {what}: {exc.explanation or exc}") from exc
+        except _ENGINE_ERRORS as exc:
+            raise self._down(exc) from exc
+
+    # -- the Runner protocol --------------------------------------------------------------------
+
+    def check(self) -> None:
+        client = self._engine()
+        self._api("answer a ping", client.ping)
+        self._api("find the image", lambda: client.images.get(self.settings.image))
+        self._select_gpus()
+        self._reap_pending()
+
+    def reap(self, handle: dict[str, Any]) -> bool:
+        if handle.get("kind") != "docker" or not handle.get("container_id"):
+            return False
+        api = self._engine().api
+        try:
+            info = api.inspect_container(handle["container_id"])
+        except docker.errors.NotFound:
+            info = None
+        except _ENGINE_ERRORS as exc:
+            raise self._down(exc) from exc
+        if info is not None and info["Config"]["Labels"].get(f"{docker_spec.LABEL_PREFIX}repo") != self.repo_id:
+            return False  # not ours: a stale handle must never kill someone else's container
+        removed = info is not None and self._remove(info["Id"], why="reap")
+        if handle.get("workspace"):
+            shutil.rmtree(handle["workspace"], ignore_errors=True)
+        return removed
+
+    def reap_orphans(self) -> int:
+        api = self._engine().api
+        label = f"{docker_spec.LABEL_PREFIX}repo={self.repo_id}"
+        found = self._api("list containers", lambda: api.containers(all=True, filters={"label": label}))
+        return sum(self._remove(c["Id"], why="orphan") for c in found)
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        client = self._engine()
+        self._reap_pending()
+        chosen = self._select_gpus()
+        cache = cache_dir_of(spec)
+        if cache is not None and spec.kind == "prepare":
+            let_container_write(cache, self.settings.user)
+        files = RunFiles.create(spec, skip=(cache,) if cache else ())
+        container_id: str | None = None
+        try:
+            container = self._create(client, spec, files, cache, chosen)
+            container_id = container.id
+            outcome = self._run_container(container, spec, files, chosen, on_started)
+        finally:
+            if container_id is not None:
+                self._remove(container_id, why="done")
+            files.cleanup()
+        log.info(
+            "docker.run_end",
+            n=spec.n,
+            kind=spec.kind,
+            cause=outcome.cause,
+            wall_s=round(outcome.wall_s, 2),
+            peak_memory_gb=outcome.peak_memory_gb,
+            kill_latency_s=outcome.kill_latency_s,
+        )
+        return outcome
+
+    # -- one run --------------------------------------------------------------------------------
+
+    def _create(self, client: Any, spec: RunSpec, files: RunFiles, cache: Path | None, chosen: list[GpuDevice]) -> Any:
+        host_env = os.environ if self._host_env is None else self._host_env
+        opts = docker_spec.create_options(
+            settings=self.settings,
+            spec=spec,
+            files=files,
+            cache_dir=str(cache) if cache else None,
+            env=docker_spec.environment(spec.env, host_env, self.settings, cache is not None),
+            chosen=chosen,
+            labels=docker_spec.labels(self.repo_id, self.instance, spec),
+            name=docker_spec.container_name(self.repo_id, spec.n, secrets.token_hex(3)),
+        )
+        return self._api("create the container", lambda: client.containers.create(**opts))
+
+    def _run_container(
+        self, container: Any, spec: RunSpec, files: RunFiles, chosen: list[GpuDevice], on_started: OnStarted
+    ) -> RunOutcome:
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
+            # Attach before start so no output is missed (logs=False: the "none" log driver keeps no history).
+            stream = self._api("attach", lambda: container.attach(stdout=True, stderr=True, stream=True, logs=False))
+            self._api("start the container", container.start)
+            started = time.monotonic()
+            on_started(self._handle(container.id, spec, files))
+            live = self._watch(container, chosen)
+            output_closed = threading.Event()
+            pump = LogPump(stream, sink, output_closed.set).start()
+            try:
+                ending = wait_for_end(
+                    container=container,
+                    output_closed=output_closed,
+                    spec=spec,
+                    files=files,
+                    started=started,
+                    write_cap=docker_spec.parse_size(self.settings.write_cap),
+                    stop_timeout_s=self.settings.stop_timeout_s,
+                    engine_errors=_ENGINE_ERRORS,
+                )
+            finally:
+                live.cgroup.stop()
+                if live.gpu is not None:
+                    live.gpu_peak_mb = live.gpu.stop()
+            if live.gpu is not None:
+                await_gpu_release(self._gpu_probe(), live.cgroup.seen_pids, self.settings.gpu_release_wait_s)
+            # The container is gone, so its stream ends; a broken engine connection may need the timeout.
+            pump.join(timeout=5.0)
+            truncated = sink.truncated
+        return self._outcome(spec, files, live, chosen, ending, truncated)
+
+    def _watch(self, container: Any, chosen: list[GpuDevice]) -> _Live:
+        try:
+            pid = int(container.client.api.inspect_container(container.id)["State"]["Pid"] or 0)
+        except _ENGINE_ERRORS:
+            pid = 0  # the waiter sees the engine error and classifies it
+        cgroup = CgroupWatch(pid).start()
+        gpu = None
+        if chosen:
+            gpu = PeakSampler(self._gpu_probe(), lambda: cgroup.pids(fallback=lambda: top_pids(container))).start()
+        return _Live(cgroup, gpu)
+
+    def _outcome(
+        self, spec: RunSpec, files: RunFiles, live: _Live, chosen: list[GpuDevice], end: Ending, truncated: bool
+    ) -> RunOutcome:
+        changed = files.changed(spec)
+        cause, detail = end.cause, end.detail
+        if cause == "violation":
+            files.discard_output()  # over the write cap: what it wrote is junk that fills the disk
+        if cause.startswith("exit:") and live.cgroup.oom_kills:
+            cause, detail = "oom", "out of memory: the kernel killed a process at the container's memory limit"
+        if changed and cause not in ("interrupted", "docker"):
+            cause = "violation"
+            detail = f"{', '.join(changed)} changed during the run (the committed version stands)"
+        peak: float | None
+        if live.gpu_peak_mb is not None:
+            peak = live.gpu_peak_mb / 1024  # MiB -> GiB
+        else:
+            peak = live.cgroup.peak_bytes / 2**30 if live.cgroup.peak_bytes else None
+        return RunOutcome(
+            cause=cause,
+            exit_code=end.exit_code,
+            wall_s=end.wall_s,
+            kill_latency_s=end.kill_latency_s,
+            peak_memory_gb=round(peak, 4) if peak is not None else None,
+            gpu_count=len(chosen),
+            detail=detail,
+            log_truncated=truncated,
+        )
+
+    def _handle(self, container_id: str, spec: RunSpec, files: RunFiles) -> dict[str, Any]:
+        return {
+            "kind": "docker",
+            "container_id": container_id,
+            "repo": self.repo_id,
+            "instance": self.instance,
+            "n": spec.n,
+            "engine": self.address,
+            "workspace": str(files.workspace),  # the run's private copy, removed by reap() after a crash
+            "started_at": time.time(),
+        }
+
+    def _remove(self, container_id: str, *, why: str) -> bool:
+        """Kill and remove; True if there was something to remove. Engine down: retried on the next check/run."""
+        try:
+            self._engine().api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            self._pending.discard(container_id)
+            return False
+        except (*_ENGINE_ERRORS, EngineUnavailable) as exc:
+            self._pending.add(container_id)
+            log.warning("docker.remove_failed", container=container_id[:12], why=why, error=str(exc))
+            return False
+        self._pending.discard(container_id)
+        if why != "done":
+            log.info("docker.reaped", container=container_id[:12], why=why)
+        return True
+
+    def _reap_pending(self) -> None:
+        for container_id in list(self._pending):
+            self._remove(container_id, why="pending")
+
+    # -- GPUs -----------------------------------------------------------------------------------
+
+    def _gpu_probe(self) -> GpuProbe:
+        if self._probe is None:
+            self._probe = NvmlProbe()
+        return self._probe
+
+    def _select_gpus(self) -> list[GpuDevice]:
+        if self.settings.gpus == "none":
+            return []
+        return select_devices(self._gpu_probe(), self.settings.gpus, self.settings.gpu_min_free_mb)

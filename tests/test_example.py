@@ -1,0 +1,36 @@
+"""The bundled example, end to end on the CPU: example → init (prepare) → run, real training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autoresearch.agents.constants import find_constants
+from autoresearch.ledger import parse_results
+from tests.conftest import cli, git
+
+pytest.importorskip("torch")
+
+
+@pytest.mark.slow
+def test_example_trains_and_the_loop_records_rows(tmp_path: Path) -> None:
+    repo = tmp_path / "example"
+    assert cli("example", str(repo)).returncode == 0
+    assert git(repo, "log", "--oneline").count("\n") == 0  # one commit
+    constants = find_constants((repo / "train.py").read_text())
+    assert {"LEARNING_RATE", "D_MODEL", "DEPTH"} <= set(constants)
+    env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache")}
+    init = cli("init", str(repo), "--tag", "e2e", env=env, timeout=600)
+    assert init.returncode == 0, init.stderr
+    result = cli("run", str(repo), "--max-experiments", "3", "--budget", "3", "--grace", "60", env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = parse_results((repo / "results.tsv").read_text())
+    assert len(rows) == 3 and rows[0]["status"] == "keep" and rows[0]["description"] == "baseline"
+    assert 0.5 < float(rows[0]["val_bpb"]) < 8.0  # bits per byte of a barely trained byte model
+    log = (repo / ".git/autoresearch/runs/0/run.log").read_text()
+    assert "training_seconds:" in log and "num_steps:" in log
+    finished = [json.loads(x) for x in result.stdout.splitlines() if '"experiment.finished"' in x]
+    assert finished[0]["training_seconds"] == pytest.approx(3.0, abs=1.0)
+    assert git(repo, "status", "--porcelain") == ""
