@@ -124,7 +124,8 @@ def test_sigterm_ignorer_is_killed(make_runner, make_spec, workdir):
         script(workdir, "deaf.py", deaf + "while True: time.sleep(0.1)\n"),
         "trap '' TERM; while :; do sleep 1; done",
     ):
-        spec = make_spec(command, budget=1, grace=0.5)
+        # Budget to spare: the handler must be installed before the stop comes, even on a loaded machine.
+        spec = make_spec(command, budget=3, grace=0.5)
         out = run(runner, spec)
         assert out.cause == "timeout" and out.exit_code == 137, command
         assert out.kill_latency_s is not None and 0.8 <= out.kill_latency_s < 4
@@ -193,7 +194,8 @@ def test_disk_filler_is_stopped_by_tmpfs_and_log_cap(make_runner, make_spec, wor
         "except OSError as e:\n    print('tmp full:', e, flush=True)\nwhile True: sys.stdout.write('y' * 65536)\n"
     )
     cap = 256 * 1024
-    spec = make_spec(script(workdir, "fill.py", filler), budget=1.5, grace=0.5, log_cap_bytes=cap)
+    # Seconds to spare: on a loaded machine the container and interpreter start slowly.
+    spec = make_spec(script(workdir, "fill.py", filler), budget=5, grace=1, log_cap_bytes=cap)
     out = run(make_runner(tmpfs_size="16m"), spec)
     assert out.cause == "timeout" and out.log_truncated
     assert spec.log_path.stat().st_size <= cap + 100

@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", default="train.py")
     args = parser.parse_args(argv)
     fake = FakeMessagesAPI(fallback=ToyResearcher(args.target)).start(args.port)
-    print(f"ANTHROPIC_BASE_URL={fake.url}", flush=True)  # noqa: T201 (a command-line tool)
-    try:
+    try:  # the print is inside: Ctrl-C right after it must still close the server cleanly
+        print(f"ANTHROPIC_BASE_URL={fake.url}", flush=True)  # noqa: T201 (a command-line tool)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
