@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.base import ProposalContext
 from autoresearch.agents.fake_messages import FakeMessagesAPI
 from autoresearch.config import Settings
+from tests.conftest import git, make_repo
 
 KEY = "sk-ant-test-0123456789abcdef"
 
@@ -31,32 +30,9 @@ main()
 """
 PREPARE = "VOCAB = 256\n"
 PROGRAM = "# Program\nMake val_bpb small. Unique marker: PROGRAM-MD-7731.\n"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", *args], cwd=repo, env={**os.environ, **GIT_ENV},
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def research(tmp_path: Path) -> Path:
-    repo = tmp_path / "research"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    for name, text in {"train.py": TRAIN, "prepare.py": PREPARE, "program.md": PROGRAM}.items():
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "research repo")
-    return repo
+    return make_repo(tmp_path / "research", train=TRAIN, extra={"prepare.py": PREPARE, "program.md": PROGRAM})
 
 
 def make_ctx(repo: Path, **changes: Any) -> ProposalContext:

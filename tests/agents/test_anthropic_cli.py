@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from autoresearch.agents.fake_messages import Fail, FakeMessagesAPI
-from tests.agents.conftest import GIT_ENV, KEY
+from tests.agents.conftest import KEY
+from tests.conftest import GIT_ENV
 
 
 def autoresearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ import pytest
 
 from autoresearch.agents.fake_messages import FakeMessagesAPI, ToyResearcher
 from autoresearch.journal import Journal
-from tests.agents.conftest import GIT_ENV, KEY, request_text
+from tests.agents.conftest import KEY, request_text
+from tests.conftest import GIT_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.command import NOTES_FILE, CommandAgent
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
-from tests.agents.conftest import git, make_ctx
+from tests.agents.conftest import make_ctx
+from tests.conftest import git
 
 # The stand-in CLI: its first argument picks a behaviour; it is run in the scratch checkout.
 FAKE_CLI = r"""
