@@ -5,7 +5,8 @@ so the metric stays the same whatever train.py becomes.
 
 Corpus: the top-level *.py files of the Python standard library, real text that is present
 offline wherever Python is. Files go to train or val by a stable hash of their name, so the
-split does not depend on file order, on PYTHONHASHSEED or on the machine.
+split does not depend on file order, on PYTHONHASHSEED or on the machine. The standard library
+differs a little between Python builds, so compare val_bpb only between runs that share a cache.
 
     python3 prepare.py    # one-time; does nothing when the data are already cached
 
@@ -211,4 +212,4 @@ def _check_causal(model: Any, x: Any, logits: Any, amp: Any) -> None:
 if __name__ == "__main__":
     t0 = time.perf_counter()
     prepare()
-    print(f"prepare.py took {time.perf_counter() - t0:.1f} s")
+    print(f"prepare.py took {time.perf_counter() - t0:.2f} s")
