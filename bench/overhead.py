@@ -75,6 +75,25 @@ def overheads(state: JournalState, budget: float) -> list[float]:
     return out
 
 
+def kill_latency(root: Path, runner_name: str) -> tuple[float, float]:
+    """A script that ignores its budget: seconds from the stop signal to gone, and past the deadline."""
+    from autoresearch.commands import repo_id
+    from autoresearch.config import load_settings
+    from autoresearch.runners import runner_from_config
+    from autoresearch.runners.base import RunSpec
+
+    root.mkdir(parents=True)
+    (root / "train.py").write_text("import time\nwhile True: time.sleep(0.1)\n")
+    settings = load_settings(root, runner=runner_name, budget=1.0, grace=0.5)
+    runner = runner_from_config(settings, repo_id(root), "bench")
+    spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=root, budget=1.0, grace=0.5,
+                   env={"AUTORESEARCH_TIME_BUDGET": "1"}, log_path=root / "run.log", log_cap_bytes=1 << 20,
+                   target="train.py")
+    outcome = runner.run(spec, lambda _handle: None)
+    assert outcome.cause == "timeout", outcome
+    return float(outcome.kill_latency_s or 0.0), outcome.wall_s - spec.deadline_s
+
+
 def docker_ready() -> bool:
     try:
         import docker
@@ -106,6 +125,8 @@ def main() -> None:
                   f"overhead_mean_s={statistics.mean(values):.3f} overhead_median_s={statistics.median(values):.3f} "
                   f"overhead_max_s={max(values):.3f} session_wall_s={wall:.1f}")
             figures[runner] = statistics.mean(values)
+            latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner)
+            print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
         state, wall = session(Path(tmp) / "busy", "process", args.experiments, args.budget, args.agent_seconds)
         training = sum(float(e.get("wall_s") or 0.0) for e in state.recorded())
         print(f"busy: experiments={len(state.recorded())} agent_s={args.agent_seconds:g} budget_s={args.budget:g} "

@@ -156,3 +156,15 @@ def test_plain_commands_run_without_a_shell():
     assert docker_spec.command("cd src && python3 t.py")[:2] == ["/bin/sh", "-c"]
     assert docker_spec.command("A=1 python3 t.py")[:2] == ["/bin/sh", "-c"]
     assert docker_spec.command("exit 3") == ["/bin/sh", "-c", "exit 3"]
+
+
+def test_run_files_with_the_log_inside_the_tree_do_not_copy_themselves(tmp_path):
+    (tmp_path / "train.py").write_text("print(1)\n")
+    spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=tmp_path, budget=1, grace=1, env={},
+                   log_path=tmp_path / "run.log", log_cap_bytes=1024, target="train.py")  # fmt: skip
+    files = RunFiles.create(spec)
+    try:
+        assert (files.workspace / "train.py").read_text() == "print(1)\n"
+        assert not any(p.name.startswith(".workspace-") for p in files.workspace.iterdir())
+    finally:
+        files.cleanup()

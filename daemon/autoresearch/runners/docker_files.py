@@ -40,7 +40,8 @@ class RunFiles:
         workspace = Path(tempfile.mkdtemp(prefix=f".workspace-{spec.n}-", dir=base))
         output = base / f"{spec.log_path.stem}-output"
         try:
-            copied = copy_tree(spec.workdir, workspace, skip=(*skip, base))
+            # Never copy the copy into itself, wherever the log folder sits.
+            copied = copy_tree(spec.workdir, workspace, skip=(*skip, base, workspace))
             shutil.rmtree(output, ignore_errors=True)
             output.mkdir()
             output.chmod(0o777)  # the container's uid is not ours; the folder is private to this run
@@ -103,7 +104,8 @@ def copy_tree(src: Path, dst: Path, skip: tuple[Path, ...] = ()) -> int:
     Modes become world-readable (0644/0755) so the container's uid can read everything; fifos,
     sockets and devices are left out; ``skip`` folders (the run's own log folder) too.
     """
-    skipped = {p.resolve() for p in skip}
+    # The log folder is skipped unless it is the tree itself (its own files, e.g. run.log, still go).
+    skipped = {p.resolve() for p in skip} - {src.resolve()}
     dst.chmod(0o755)
     total = 0
     for dirpath, dirs, names in os.walk(src):
