@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +113,32 @@ def test_baseline_crash_exit_2(tmp_path: Path) -> None:
 def test_run_bad_flags(initialised: Path, args: list[str]) -> None:
     result = cli("run", str(initialised), *args)
     assert result.returncode == 2 and "invalid configuration" in result.stderr
+
+
+def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) -> None:
+    slow = "import os, time\nLR = 0.5\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)\nprint('val_bpb: 1.0')\n"
+    repo = make_repo(tmp_path / "r", train=slow).resolve()
+    assert cli("init", str(repo), "--tag", "s", "--runner", "process", "--budget", "60").returncode == 0
+    daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    log = repo / ".git/autoresearch/runs/0/run.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "pid" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = json.loads(cli("status", str(repo), "--json").stdout)
+    assert status["running"]["n"] == 0 and status["running"]["phase"] == "running"
+    daemon.send_signal(signal.SIGTERM)
+    out, _ = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0
+    pid = int(log.read_text().split()[1])
+    time.sleep(0.2)
+    try:
+        os.kill(pid, 0)
+        alive = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the training process survived SIGTERM"
+    rows = (repo / "results.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split("\t")[3] == "crash" and "[interrupted]" in rows[0]
+    assert '"loop.stopped"' in out and '"signal"' in out
+    assert git(repo, "status", "--porcelain") == ""

@@ -22,6 +22,15 @@ def _proposed(journal: Journal, ws: FakeWorkspace, n: int) -> None:
                   content_sha256="x", agent="fake", meta={}, usage={}, propose_s=0.1, when="2026-11-26T00:00:00+00:00")
 
 
+def _committed(tmp_path: Path, ws: FakeWorkspace) -> tuple[Journal, str]:
+    """Experiment 1 proposed and committed, as a crash before its run would leave it."""
+    journal = Journal(tmp_path / ".git/autoresearch/journal.jsonl")
+    _proposed(journal, ws, 1)
+    sha = ws.commit_file(ws.head(), "train.py", TARGET + "# n\n", "try", "2026-11-26T00:00:00+00:00")
+    journal.phase(1, "committed", commit=sha)
+    return journal, sha
+
+
 def _resume(tmp_path: Path, ws: FakeWorkspace, runs: list, total: int = 3) -> object:
     loop = fake_loop(tmp_path, runs, limits={"max_experiments": total})
     loop.workspace = ws
@@ -56,10 +65,7 @@ def test_resume_from_proposed_after_commit_gives_same_sha(tmp_path: Path) -> Non
 
 def test_resume_from_running_reaps_and_records_interrupted_once(tmp_path: Path) -> None:
     ws = _first_two(tmp_path)
-    journal = Journal(tmp_path / ".git/autoresearch/journal.jsonl")
-    _proposed(journal, ws, 1)
-    sha = ws.commit_file(ws.head(), "train.py", TARGET + "# n\n", "try", "2026-11-26T00:00:00+00:00")
-    journal.phase(1, "committed", commit=sha)
+    journal, _ = _committed(tmp_path, ws)
     journal.phase(1, "running", handle={"kind": "process", "pgid": 999999, "start_ticks": 1})
     loop = _resume(tmp_path, ws, [ok(1.0)])
     assert loop.runner.reaped == [{"kind": "process", "pgid": 999999, "start_ticks": 1}]  # type: ignore[attr-defined]
@@ -71,10 +77,7 @@ def test_resume_from_running_reaps_and_records_interrupted_once(tmp_path: Path) 
 
 def test_resume_from_finished_records_without_rerunning(tmp_path: Path) -> None:
     ws = _first_two(tmp_path)
-    journal = Journal(tmp_path / ".git/autoresearch/journal.jsonl")
-    _proposed(journal, ws, 1)
-    sha = ws.commit_file(ws.head(), "train.py", TARGET + "# n\n", "try", "2026-11-26T00:00:00+00:00")
-    journal.phase(1, "committed", commit=sha)
+    journal, sha = _committed(tmp_path, ws)
     journal.phase(1, "finished", cause="ok", metric=1.25, memory_gb=0.0, wall_s=1.0, gpu_count=0)
     loop = _resume(tmp_path, ws, [], total=2)
     assert loop.runner.specs == []  # type: ignore[attr-defined]
