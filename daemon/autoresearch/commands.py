@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import structlog
 from rich.console import Console
 
 from autoresearch.agents import agent_from_config
-from autoresearch.config import CONFIG_FILE, load_settings
+from autoresearch.config import CONFIG_FILE, Settings, load_settings
 from autoresearch.errors import AutoresearchError, ConfigError, RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
@@ -52,8 +53,7 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
     check_repo(ws, settings, tag)
     config_text = None if config_path.exists() else _toml(given)
     session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
-    if settings.prepare:
-        _prepare(session, ws, settings)
+    _prepare(session, ws, settings)
     return start_session(ws, settings, tag, config_text)
 
 
@@ -68,16 +68,18 @@ def _docker_ready(root: Path) -> bool:
     return True
 
 
-def _prepare(session: Session, ws: GitWorkspace, settings: Any) -> None:
+def _prepare(session: Session, ws: GitWorkspace, settings: Settings) -> None:
+    if not settings.prepare:
+        return
     runner = runner_from_config(settings, repo_id(ws.root), instance_id())
     runner.check()
     phases = Phases(settings, session, ws, session.journal, runner)
     log_path = session.state_dir / "runs" / "prepare.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.unlink(missing_ok=True)
-    spec = phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None)
     # Data preparation is not training: give it an hour, whatever the training budget.
-    spec = type(spec)(**{**spec.__dict__, "budget": 3600.0, "grace": 60.0})
+    spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None),
+                               budget=3600.0, grace=60.0)
     outcome = runner.run(spec, lambda _handle: None)
     if not outcome.ok:
         raise AutoresearchError(f"prepare ({settings.prepare!r}) failed [{outcome.cause}]; log {log_path}:\n"

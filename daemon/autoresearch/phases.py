@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -98,7 +98,13 @@ class Phases:
         self.finish(exp.n, outcome, log_path)
 
     def spec(
-        self, n: int, kind: str, command: str, log_path: Path, commit: str | None, cancel: threading.Event | None
+        self,
+        n: int,
+        kind: Literal["train", "prepare"],
+        command: str,
+        log_path: Path,
+        commit: str | None,
+        cancel: threading.Event | None,
     ) -> RunSpec:
         s = self.settings
         cache = self.session.cache_dir(s)
@@ -107,7 +113,7 @@ class Phases:
         extra: dict[str, Any] = {} if cancel is None else {"cancel": cancel}
         return RunSpec(
             n=n,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             command=command,
             workdir=self.workspace.root,
             budget=s.budget,
