@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
 
 import structlog
 
 from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal, EngineUnavailable, GpuError, RepoError
+from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
@@ -71,7 +69,11 @@ class Loop:
         return Phases(self.settings, self.session, self.workspace, self.journal, self.runner)
 
     def run(self) -> StopReason:
-        with self._lock(), self._watchdog(), contextlib.closing(self.workspace):
+        with (
+            daemon_lock(self.session.state_dir),
+            watchdog(self.notifier, self._within_horizon),
+            contextlib.closing(self.workspace),
+        ):
             self._beat(PROPOSAL_HORIZON_S)
             pending = self._start()
             self.notifier.ready(self.status_text())
@@ -261,47 +263,11 @@ class Loop:
         return f"{len(done)} experiments; best {self.settings.metric} {best_text}"
 
     def _beat(self, horizon_s: float) -> None:
+        """The current phase should be over within ``horizon_s``; past that the watchdog goes quiet."""
         self._alive_until = time.monotonic() + horizon_s
 
-    @contextlib.contextmanager
-    def _watchdog(self) -> Iterator[None]:
-        """Ping systemd's watchdog while the current phase is within its horizon; a hang stops the pings."""
-        interval = self.notifier.watchdog_interval_s
-        done = threading.Event()
-
-        def ping() -> None:
-            while not done.wait(min(interval or 1.0, 1.0)):
-                if time.monotonic() < self._alive_until:
-                    self.notifier.watchdog()
-
-        thread = threading.Thread(target=ping, name="watchdog", daemon=True) if interval else None
-        if thread is not None:
-            thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        """One daemon per repo: an exclusive flock on .git/autoresearch/daemon.lock."""
-        self.session.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.session.state_dir / "daemon.lock"
-        fh: IO[str] = path.open("a+")
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                fh.seek(0)
-                holder = fh.read().strip()
-                raise RepoError(f"another autoresearch daemon runs on {self.session.repo} (pid {holder})") from exc
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
-            yield
-        finally:
-            fh.close()
+    def _within_horizon(self) -> bool:
+        return time.monotonic() < self._alive_until
 
 
 def _trailing(done: list[Experiment], pred: Callable[[Experiment], bool]) -> int:
