@@ -74,6 +74,9 @@ class Runner(Protocol):
         """Kill every leftover this runner can find for this repo; returns how many."""
 
 
+TRUNCATION_NOTICE = b"\n[autoresearch: log cap reached; further output dropped]\n"
+
+
 class CappedLog:
     """Append-only run log with a size cap, flushed per chunk so ``tail -f`` follows it."""
 
@@ -96,13 +99,12 @@ class CappedLog:
 
     def write(self, chunk: bytes) -> None:
         assert self._fh is not None, "CappedLog used outside its with-block"
-        room = self.cap - self.written
-        if room <= 0:
+        if not chunk or self.truncated:
             return
-        if len(chunk) > room:
-            chunk = chunk[:room]
+        room = self.cap - self.written
+        if len(chunk) > room:  # also when the previous chunk filled the log exactly
             self.truncated = True
-            chunk += b"\n[autoresearch: log cap reached; further output dropped]\n"
+            chunk = chunk[: max(room, 0)] + TRUNCATION_NOTICE
         self._fh.write(chunk)
         self._fh.flush()
         self.written += len(chunk)
