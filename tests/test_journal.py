@@ -66,3 +66,32 @@ def test_descriptions_and_parse() -> None:
     rows = parse_results("commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc1234\t1.000000\t0.0\tkeep\tbaseline\n")
     assert rows == [{"commit": "abc1234", "val_bpb": "1.000000", "memory_gb": "0.0", "status": "keep",
                      "description": "baseline"}]
+
+
+def test_incremental_load_matches_a_fresh_fold(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.phase(0, "proposed", description="a")
+    first = j.load()
+    assert first.experiments[0].phase == "proposed"
+    j.phase(0, "committed", commit="c")
+    j.append({"type": "agent", "state": {"notes": "n"}})
+    with path.open("a") as fh:
+        fh.write('{"type": "phase", "n": 0, "pha')  # torn tail: not folded, not skipped over
+    again = j.load()
+    assert again.experiments[0].phase == "committed" and again.agent_state == {"notes": "n"}
+    j.repair_tail()
+    j.phase(0, "running", handle={})
+    assert j.load().experiments[0].phase == "running"
+    assert Journal(path).load().experiments[0].data == j.load().experiments[0].data
+
+
+def test_replaced_or_shrunk_journal_is_folded_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    j.phase(0, "proposed", description="a")
+    j.phase(1, "proposed", description="b")
+    assert sorted(j.load().experiments) == [0, 1]
+    path.unlink()
+    Journal(path).phase(5, "proposed", description="new")
+    assert sorted(j.load().experiments) == [5]

@@ -82,10 +82,17 @@ class JournalState:
 
 
 class Journal:
-    """Append-only JSONL file with fsync per record."""
+    """Append-only JSONL file with fsync per record.
+
+    ``load`` folds incrementally: it reads only what was appended since the last call (the loop loads
+    the state several times per experiment, and a night's journal grows to megabytes). A file that
+    shrank or was replaced is folded again from the start."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._state = JournalState()
+        self._offset = 0
+        self._identity: tuple[int, int] | None = None
 
     def append(self, record: dict[str, Any]) -> None:
         record = {"at": now_iso(), **record}
@@ -107,28 +114,28 @@ class Journal:
             return
         with self.path.open("rb") as fh:
             for raw in fh:
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue  # a torn write from a crash: the action it announced never started
-                if isinstance(record, dict):
+                record = _parse(raw)
+                if record is not None:
                     yield record
 
     def load(self) -> JournalState:
-        state = JournalState()
-        for rec in self.records():
-            kind = rec.get("type")
-            if kind == "phase":
-                _fold_phase(state, rec)
-            elif kind == "agent":
-                state.agent_state.update(rec.get("state", {}))
-            elif kind == "session":
-                state.session.update({k: v for k, v in rec.items() if k != "type"})
-            elif kind == "stop":
-                state.stops.append(rec)
-            elif kind == "usage":
-                state.skipped.append(rec)
-        return state
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._state, self._offset, self._identity = JournalState(), 0, None
+            return self._state
+        if (st.st_dev, st.st_ino) != self._identity or st.st_size < self._offset:
+            self._state, self._offset, self._identity = JournalState(), 0, (st.st_dev, st.st_ino)
+        with self.path.open("rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read()
+        complete = data.rfind(b"\n") + 1  # a torn last line is left for a later (repaired) read
+        for raw in data[:complete].splitlines():
+            record = _parse(raw)
+            if record is not None:
+                _fold(self._state, record)
+        self._offset += complete
+        return self._state
 
     def repair_tail(self) -> None:
         """Cut a torn last line so the next append starts on a fresh line."""
@@ -140,6 +147,28 @@ class Journal:
             with self.path.open("r+b") as fh:
                 fh.truncate(cut)
                 os.fsync(fh.fileno())
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None  # a torn write from a crash: the action it announced never started
+    return record if isinstance(record, dict) else None
+
+
+def _fold(state: JournalState, rec: dict[str, Any]) -> None:
+    kind = rec.get("type")
+    if kind == "phase":
+        _fold_phase(state, rec)
+    elif kind == "agent":
+        state.agent_state.update(rec.get("state", {}))
+    elif kind == "session":
+        state.session.update({k: v for k, v in rec.items() if k != "type"})
+    elif kind == "stop":
+        state.stops.append(rec)
+    elif kind == "usage":
+        state.skipped.append(rec)
 
 
 def _fold_phase(state: JournalState, rec: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ changes nothing unless every check passes."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,9 @@ class Session:
     def branch(self) -> str:
         return f"autoresearch/{self.tag}"
 
-    @property
+    @functools.cached_property
     def journal(self) -> Journal:
+        """One Journal per session, so its incremental fold is shared by the loop and the phases."""
         return Journal(self.state_dir / JOURNAL_FILE)
 
     def run_dir(self, n: int | str) -> Path:
