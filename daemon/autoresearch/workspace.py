@@ -31,7 +31,8 @@ class Workspace(Protocol):
     def set_ref(self, ref: str, sha: str) -> None: ...
     def reset_hard(self, sha: str) -> None: ...
     def changed_paths(self, a: str, b: str) -> list[str]: ...
-    def exclude(self, pattern: str) -> None: ...
+    def exclude(self, pattern: str) -> bool:
+        """Add a pattern to info/exclude unless there; True if it was added."""
     def state_dir(self) -> Path: ...
     def close(self) -> None: ...
 
@@ -143,14 +144,16 @@ class GitWorkspace:
     def changed_paths(self, a: str, b: str) -> list[str]:
         return self._git("diff", "--name-only", a, b).splitlines()
 
-    def exclude(self, pattern: str) -> None:
+    def exclude(self, pattern: str) -> bool:
         path = Path(self._git("rev-parse", "--git-path", "info/exclude"))
         path = path if path.is_absolute() else self.root / path
-        lines = path.read_text().splitlines() if path.exists() else []
-        if pattern not in lines:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as fh:
-                fh.write(("\n" if lines and lines[-1] else "") + pattern + "\n")
+        text = path.read_text() if path.exists() else ""
+        if pattern in text.splitlines():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(("\n" if text and not text.endswith("\n") else "") + pattern + "\n")
+        return True
 
     def close(self) -> None:
         """End GitPython's persistent cat-file helpers (they would outlive the daemon)."""
@@ -235,8 +238,11 @@ class FakeWorkspace:
         ta, tb = self.commits[a][1], self.commits[b][1]
         return sorted(p for p in set(ta) | set(tb) if ta.get(p) != tb.get(p))
 
-    def exclude(self, pattern: str) -> None:
+    def exclude(self, pattern: str) -> bool:
+        if pattern in self.excluded:
+            return False
         self.excluded.append(pattern)
+        return True
 
     def state_dir(self) -> Path:
         return self.root / ".git" / "autoresearch"

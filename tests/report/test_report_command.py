@@ -13,7 +13,7 @@ import pytest
 from autoresearch.journal import Journal
 from autoresearch.ledger import write_results
 from autoresearch.report.command import Rendered, exclude_from_git, report_command, watch_report
-from autoresearch.report.data import git_common_dir, state_dir
+from autoresearch.report.data import state_dir
 from tests.report.report_samples import MIXED, Exp, journal_path, write_experiment, write_ledger
 
 
@@ -65,8 +65,7 @@ def test_linked_worktree_finds_the_main_state(ledger_repo: Callable[..., Path], 
     subprocess.run(["git", "-C", str(repo), *identity, "commit", "-q", "--allow-empty", "-m", "init"], check=True)
     tree = tmp_path / "tree"
     subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(tree)], check=True)
-    assert git_common_dir(tree) == (repo / ".git").resolve()
-    assert state_dir(tree) == (repo / ".git" / "autoresearch").resolve()
+    assert state_dir(tree).resolve() == (repo / ".git" / "autoresearch").resolve()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch.ledger import RESULTS_FILE, write_atomic
-from autoresearch.report.data import JOURNAL_FILE, Direction, Ledger, git_common_dir, load_ledger, state_dir
+from autoresearch.report.data import JOURNAL_FILE, Direction, Ledger, load_ledger, open_workspace, state_dir
 from autoresearch.report.notebook import NOTEBOOK_FILE, write_notebook
 
 if TYPE_CHECKING:
@@ -55,12 +55,9 @@ def _render(repo: Path, out_dir: Path, ledger: Ledger, notebook: bool, dpi: int)
 def exclude_from_git(repo: Path, paths: list[Path]) -> list[str]:
     """Add each path inside ``repo`` to ``.git/info/exclude`` (once), so reports never dirty the tree
     (the loop refuses to start on a dirty one). Returns the patterns added."""
-    info = git_common_dir(repo)
-    if not info.is_dir():
+    ws = open_workspace(repo)
+    if ws is None:
         return []  # not a git repo (e.g. a copied results.tsv): nothing to keep clean
-    exclude = info / "info" / "exclude"
-    text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
-    lines = text.splitlines()
     added: list[str] = []
     for path in paths:
         try:
@@ -68,12 +65,8 @@ def exclude_from_git(repo: Path, paths: list[Path]) -> list[str]:
         except ValueError:
             continue  # written outside the repo
         pattern = "/" + rel.as_posix()
-        if pattern not in lines and pattern not in added:
+        if ws.exclude(pattern):
             added.append(pattern)
-    if added:
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        with exclude.open("a", encoding="utf-8") as fh:
-            fh.write(("\n" if text and not text.endswith("\n") else "") + "\n".join(added) + "\n")
     return added
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from autoresearch.errors import RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
+from autoresearch.workspace import GitWorkspace
 
 JOURNAL_FILE = "journal.jsonl"
 Direction = Literal["min", "max"]
@@ -126,26 +128,19 @@ def title(ledger: Ledger) -> str:
     return f"{plural(len(ledger.runs), 'experiment')}, {plural(ledger.improvements, 'kept improvement')}"
 
 
-def git_common_dir(repo: Path) -> Path:
-    """``.git`` itself, or for a linked worktree (``.git`` is a file) the main repo's git dir,
-    which holds the shared ``info/exclude`` and ``autoresearch/`` state."""
-    dot = repo / ".git"
-    if not dot.is_file():
-        return dot
-    text = dot.read_text(encoding="utf-8").strip()
-    if not text.startswith("gitdir:"):
-        return dot
-    gitdir = Path(text.removeprefix("gitdir:").strip())
-    gitdir = gitdir if gitdir.is_absolute() else repo / gitdir
-    common = gitdir / "commondir"
-    if common.is_file():
-        target = Path(common.read_text(encoding="utf-8").strip())
-        gitdir = target if target.is_absolute() else gitdir / target
-    return gitdir.resolve()
+def open_workspace(repo: Path) -> GitWorkspace | None:
+    """The repo through the daemon's own git adapter; None for a folder that is not a git repo
+    (e.g. a copied results.tsv), which still gets a report."""
+    try:
+        return GitWorkspace.open(repo)
+    except RepoError:
+        return None
 
 
 def state_dir(repo: Path) -> Path:
-    return git_common_dir(repo) / "autoresearch"
+    """``.git/autoresearch`` of the repo (the main repo's, for a linked worktree)."""
+    ws = open_workspace(repo)
+    return ws.state_dir() if ws is not None else repo / ".git" / "autoresearch"
 
 
 def load_ledger(repo: Path, metric: str, direction: Direction) -> Ledger:
