@@ -75,12 +75,10 @@ class Loop:
             contextlib.closing(self.workspace),
         ):
             self._beat(PROPOSAL_HORIZON_S)
-            pending = self._start()
+            self._start()
             self.notifier.ready(self.status_text())
             log.info("loop.ready", repo=str(self.session.repo), branch=self.session.branch, runner=self.runner.name,
                      agent=self.agent.name)
-            if pending is not None:
-                log.warning("recovery.resume", n=pending.n, phase=pending.phase)
             while not self.stop_event.is_set():
                 state = self.journal.load()
                 pending = state.pending()
@@ -93,9 +91,9 @@ class Loop:
                 self.step()
             return self._stop("signal")
 
-    def _start(self) -> Experiment | None:
-        """Back to a known state: the branch, orphans reaped, the runner checked. Returns the experiment a
-        crash interrupted, which ``run`` settles once READY is sent (settling may mean finishing a run)."""
+    def _start(self) -> None:
+        """Back to a known state: the branch, orphans reaped, the runner checked. An experiment a crash
+        interrupted is settled by ``run``'s first pass, after READY (settling may mean finishing a run)."""
         ws, branch = self.workspace, self.session.branch
         if ws.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
@@ -109,12 +107,13 @@ class Loop:
             ws.checkout(branch)
         if dirty and pending is None:
             raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them")
+        if pending is not None:
+            log.warning("recovery.resume", n=pending.n, phase=pending.phase)
         reaped = self.runner.reap_orphans()
         if reaped:
             log.warning("recovery.orphans_reaped", count=reaped)
         self.runner.check()
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
-        return pending
 
     def _advance(self, n: int) -> None:
         """Drive experiment n to recorded. If the runner cannot start it (engine down, GPU busy), wait and
@@ -224,10 +223,10 @@ class Loop:
         limits = self.settings.limits
         if limits.max_experiments is not None and len(state.recorded()) >= limits.max_experiments:
             return f"max_experiments reached ({limits.max_experiments})"
-        if limits.max_gpu_hours is not None and gpu_hours(state) >= limits.max_gpu_hours:
-            return f"max_gpu_hours reached ({gpu_hours(state):.3f} >= {limits.max_gpu_hours})"
-        if limits.max_cost_usd is not None and total_cost(state) >= limits.max_cost_usd:
-            return f"max_cost_usd reached (${total_cost(state):.2f} >= ${limits.max_cost_usd:.2f})"
+        if limits.max_gpu_hours is not None and (hours := gpu_hours(state)) >= limits.max_gpu_hours:
+            return f"max_gpu_hours reached ({hours:.3f} >= {limits.max_gpu_hours})"
+        if limits.max_cost_usd is not None and (cost := total_cost(state)) >= limits.max_cost_usd:
+            return f"max_cost_usd reached (${cost:.2f} >= ${limits.max_cost_usd:.2f})"
         if limits.stop_at is not None:
             stop_at = limits.stop_at if limits.stop_at.tzinfo else limits.stop_at.astimezone()
             if self.now() >= stop_at:
