@@ -78,9 +78,10 @@ def _prepare(session: Session, ws: GitWorkspace, settings: Settings) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.unlink(missing_ok=True)
     # Data preparation is not training: give it an hour, whatever the training budget.
-    spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None),
-                               budget=3600.0, grace=60.0)
-    outcome = runner.run(spec, lambda _handle: None)
+    with phases.snapshot("prepare", ws.head()) as snap:
+        spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None, snap),
+                                   budget=3600.0, grace=60.0)
+        outcome = runner.run(spec, lambda _handle: None)
     if not outcome.ok:
         raise AutoresearchError(f"prepare ({settings.prepare!r}) failed [{outcome.cause}]; log {log_path}:\n"
                                 f"{log_tail(log_path, 2000)}")

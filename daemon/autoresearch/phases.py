@@ -8,7 +8,10 @@ Policy for a run whose daemon died mid-run: it is reaped and recorded once as ``
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -78,7 +81,6 @@ class Phases:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "run.log"
         log_path.unlink(missing_ok=True)  # a re-run after recovery starts a fresh log
-        spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel)
         started = False
 
         def on_started(handle: dict[str, Any]) -> None:
@@ -86,16 +88,30 @@ class Phases:
             started = True
             self.journal.phase(exp.n, "running", handle=handle)
 
-        try:
-            outcome = self.runner.run(spec, on_started)
-        except (ImageMissing, EngineUnavailable):
-            raise  # before any container ran: the loop waits (engine) or exits (image); no row
-        except RunnerError as exc:
-            if not started:
-                raise
-            log.error("run.runner_error", n=exp.n, error=str(exc))
-            outcome = RunOutcome(cause="docker", detail=str(exc))
+        with self.snapshot(str(exp.n), commit) as snap:
+            spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap)
+            try:
+                outcome = self.runner.run(spec, on_started)
+            except (ImageMissing, EngineUnavailable):
+                raise  # before any container ran: the loop waits (engine) or exits (image); no row
+            except RunnerError as exc:
+                if not started:
+                    raise
+                log.error("run.runner_error", n=exp.n, error=str(exc))
+                outcome = RunOutcome(cause="docker", detail=str(exc))
         self.finish(exp.n, outcome, log_path)
+
+    @contextlib.contextmanager
+    def snapshot(self, name: str, commit: str) -> Iterator[Path]:
+        """The commit's files alone, for one run: untracked files of the checkout never reach a run."""
+        path = self.session.state_dir / "snapshots" / name
+        shutil.rmtree(path, ignore_errors=True)  # a leftover of a crash
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.workspace.export(commit, path)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def spec(
         self,
@@ -105,6 +121,7 @@ class Phases:
         log_path: Path,
         commit: str | None,
         cancel: threading.Event | None,
+        snapshot: Path | None = None,
     ) -> RunSpec:
         s = self.settings
         cache = self.session.cache_dir(s)
@@ -125,6 +142,7 @@ class Phases:
             readonly=tuple(s.readonly),
             cache_dir=cache,
             commit=commit,
+            snapshot=snapshot,
             **extra,
         )
 

@@ -8,9 +8,11 @@ the same sha.
 from __future__ import annotations
 
 import os
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from autoresearch.errors import RepoError
 
@@ -31,6 +33,8 @@ class Workspace(Protocol):
     def set_ref(self, ref: str, sha: str) -> None: ...
     def reset_hard(self, sha: str) -> None: ...
     def changed_paths(self, a: str, b: str) -> list[str]: ...
+    def export(self, commit: str, dest: Path) -> None:
+        """Write the files committed at ``commit`` (and nothing else) into the new folder ``dest``."""
     def exclude(self, pattern: str) -> bool:
         """Add a pattern to info/exclude unless there; True if it was added."""
     def state_dir(self) -> Path: ...
@@ -144,6 +148,25 @@ class GitWorkspace:
     def changed_paths(self, a: str, b: str) -> list[str]:
         return self._git("diff", "--name-only", a, b).splitlines()
 
+    def export(self, commit: str, dest: Path) -> None:
+        """``git archive`` of the commit, unpacked with tarfile's ``data`` filter (no links out, no devices)."""
+        dest.mkdir(parents=True)
+        with tempfile.TemporaryFile() as tar:
+            self._archive(commit, tar)
+            tar.seek(0)
+            with tarfile.open(fileobj=tar) as archive:
+                archive.extractall(dest, filter="data")
+
+    def _archive(self, commit: str, out: IO[bytes]) -> None:
+        import git
+
+        repo = self._repo
+        assert isinstance(repo, git.Repo)
+        try:
+            repo.git.execute(["git", "archive", "--format=tar", commit], output_stream=out)
+        except git.GitCommandError as exc:
+            raise RepoError(f"git archive {commit[:7]} failed in {self.root}: {(exc.stderr or '').strip()}") from exc
+
     def exclude(self, pattern: str) -> bool:
         path = Path(self._git("rev-parse", "--git-path", "info/exclude"))
         path = path if path.is_absolute() else self.root / path
@@ -237,6 +260,12 @@ class FakeWorkspace:
     def changed_paths(self, a: str, b: str) -> list[str]:
         ta, tb = self.commits[a][1], self.commits[b][1]
         return sorted(p for p in set(ta) | set(tb) if ta.get(p) != tb.get(p))
+
+    def export(self, commit: str, dest: Path) -> None:
+        dest.mkdir(parents=True)
+        for rel, content in self.commits[commit][1].items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_text(content, encoding="utf-8")
 
     def exclude(self, pattern: str) -> bool:
         if pattern in self.excluded:

@@ -32,6 +32,9 @@ class RunSpec:
     readonly: tuple[str, ...] = ()
     cache_dir: Path | None = None
     commit: str | None = None
+    snapshot: Path | None = None
+    """The commit's files only (``Workspace.export``: no .git, nothing untracked), made by the loop for
+    this run and removed after it. Runners run from here, never from ``workdir``."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
 
