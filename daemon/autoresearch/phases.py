@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -23,7 +23,7 @@ from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import clean_description, write_results
-from autoresearch.runners.base import Runner, RunOutcome, RunSpec, log_tail
+from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -116,7 +116,7 @@ class Phases:
     def spec(
         self,
         n: int,
-        kind: Literal["train", "prepare"],
+        kind: RunKind,
         command: str,
         log_path: Path,
         commit: str | None,

@@ -12,6 +12,11 @@ from typing import Any, BinaryIO, Literal, Protocol
 # Exit causes, as recorded in the journal and shown in a row's description:
 #   ok, exit:<code>, signal:<n>, timeout, oom, violation, docker, interrupted
 OnStarted = Callable[[dict[str, Any]], None]
+RunKind = Literal["train", "prepare", "evaluate", "check"]
+"""train: the experiment; prepare: init's data step (cache writable); evaluate: the trusted evaluator
+(no target code, eval data visible); check: the repo's own checks after a would-be keep."""
+OUTPUT_MOUNT = "/output"
+EVAL_MOUNT = "/eval"
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,7 @@ class RunSpec:
     """Everything a runner needs for one run."""
 
     n: int
-    kind: Literal["train", "prepare"]
+    kind: RunKind
     command: str
     workdir: Path
     """The repo's working tree, checked out at the commit under test."""
@@ -35,6 +40,12 @@ class RunSpec:
     snapshot: Path | None = None
     """The commit's files only (``Workspace.export``: no .git, nothing untracked), made by the loop for
     this run and removed after it. Runners run from here, never from ``workdir``."""
+    output_dir: Path | None = None
+    """The run's output folder, at /output inside the sandbox (``AUTORESEARCH_OUTPUT``): writable for
+    ``train``; for ``evaluate`` and ``check`` it is the training run's output, mounted read-only."""
+    eval_data: Path | None = None
+    """Evaluation data, mounted read-only at /eval (``AUTORESEARCH_EVAL_DATA``) for ``evaluate`` only:
+    the training sandbox never sees it."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
 
