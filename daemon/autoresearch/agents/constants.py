@@ -57,7 +57,7 @@ def _number(node: ast.expr) -> int | float | None:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         base, exponent = _literal(node.left), _literal(node.right)
         if base == 2 and isinstance(exponent, int) and 0 <= exponent <= 62:
-            return 2**exponent
+            return int(2**exponent)
         return None
     sign = 1
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
