@@ -37,9 +37,22 @@ NARROW = _only_sweep({"DEVICE_BATCH_SIZE", "HEAD_DIM", "MATRIX_LR"})
 
 
 def _ctx(content: str, history: list[HistoryEntry], state: dict, n: int) -> ProposalContext:
-    return ProposalContext(n=n, repo=Path("."), target="train.py", readonly=(), metric="val_bpb", direction="min",
-                           best_commit="abc", best_content=content, best_metric=1.0, history=tuple(history),
-                           last_crash_log=None, crash_streak=0, stale_streak=0, agent_state=state)
+    return ProposalContext(
+        n=n,
+        repo=Path("."),
+        target="train.py",
+        readonly=(),
+        metric="val_bpb",
+        direction="min",
+        best_commit="abc",
+        best_content=content,
+        best_metric=1.0,
+        history=tuple(history),
+        last_crash_log=None,
+        crash_streak=0,
+        stale_streak=0,
+        agent_state=state,
+    )
 
 
 def _sweep(content: str, count: int, seed: int, crashes: bool = False) -> list[tuple[dict, HistoryEntry]]:
@@ -53,8 +66,15 @@ def _sweep(content: str, count: int, seed: int, crashes: bool = False) -> list[t
         state = proposal.agent_state or state
         values = {k: c.value for k, c in find_constants(proposal.content).items()}
         oom = crashes and (values["DEVICE_BATCH_SIZE"] > 128 or values["HEAD_DIM"] > 128)
-        entry = HistoryEntry(n, f"c{n}", "crash" if oom else "discard", None if oom else 1 + rng.random(),
-                             proposal.description, "oom" if oom else "ok", proposal.meta)
+        entry = HistoryEntry(
+            n,
+            f"c{n}",
+            "crash" if oom else "discard",
+            None if oom else 1 + rng.random(),
+            proposal.description,
+            "oom" if oom else "ok",
+            proposal.meta,
+        )
         history.append(entry)
         out.append((values, entry))
     return out
@@ -109,8 +129,9 @@ def test_a_crashed_value_bars_itself_and_beyond() -> None:
 
 
 def _entry(n: int, status: str, cause: str, changed: dict, params: dict | None = None) -> HistoryEntry:
-    return HistoryEntry(n, f"c{n}", status, None if status == "crash" else 1.0, "d", cause,
-                        {"changed": changed, "params": params or {}})
+    return HistoryEntry(
+        n, f"c{n}", status, None if status == "crash" else 1.0, "d", cause, {"changed": changed, "params": params or {}}
+    )
 
 
 def test_narrowing_rules() -> None:
@@ -138,7 +159,7 @@ def test_a_space_from_older_rules_is_rebuilt() -> None:
 
 
 def test_display_only_analysis() -> None:
-    source = '''
+    source = """
 import logging, math
 log = logging.getLogger()
 PEAK = 1e15
@@ -157,7 +178,7 @@ train(LR)
 y = math.log(SCALE)
 set_seed(SEED_LIKE)
 print(f"{SEED_LIKE}")
-'''
+"""
     names = {"PEAK", "SHOWN", "LOGGED", "SEED_LIKE", "LR", "UNUSED", "SCALE"}
     assert display_only(source, names) == {"PEAK", "SHOWN", "LOGGED"}
 
@@ -165,8 +186,14 @@ print(f"{SEED_LIKE}")
 def _loop(tmp_path: Path, ws: FakeWorkspace, runner: FakeRunner, total: int) -> Loop:
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
     settings = Settings(target="train.py", budget=1.0, limits={"max_experiments": total}, offline={"seed": 4})
-    return Loop(settings=settings, session=session, workspace=ws, runner=runner,
-                agent=OfflineAgent.from_config(settings, tmp_path), idle_wait_s=lambda _k: 0.0)
+    return Loop(
+        settings=settings,
+        session=session,
+        workspace=ws,
+        runner=runner,
+        agent=OfflineAgent.from_config(settings, tmp_path),
+        idle_wait_s=lambda _k: 0.0,
+    )
 
 
 def test_the_narrowed_study_resumes_from_the_journal(tmp_path: Path) -> None:
