@@ -117,7 +117,7 @@ class OfflineSettings(Section):
     spread: float = Field(default=4.0, gt=1.0)
     """Each constant is searched in [value / spread, value * spread] (log scale)."""
     exclude: list[str] = Field(default_factory=list)
-    """UPPER_CASE constants the sweep must leave alone."""
+    """UPPER_CASE constants the sweep must leave alone (as does ``# autoresearch: fixed`` on a constant's line)."""
     startup_trials: int = Field(default=4, ge=1)
     """Random proposals before TPE starts modelling."""
 
