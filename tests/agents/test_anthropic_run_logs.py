@@ -115,15 +115,17 @@ def test_read_run_log_errors_and_symlinks(make_agent: AgentFactory, fake: FakeMe
     assert malformed["is_error"] is True and "'n' must be" in str(malformed["content"])
 
 
-def test_history_columns_without_memory() -> None:
+def test_history_columns_unknown_memory_and_a_crash_without_metric() -> None:
     from autoresearch.agents.prompts import history_rows
 
     rows = history_rows(
         [
             HistoryEntry(0, "abcdef01", "keep", 1.0, "baseline", "ok", {}, memory_gb=12.25),
             HistoryEntry(1, "bcdef012", "crash", None, "bigger", "timeout", {}),
+            HistoryEntry(2, "cdef0123", "crash", None, "printed nothing", "ok", {}, memory_gb=0.0),
         ],
         "abcdef01",
     )
+    assert rows[2].split()[:6] == ["2", "cdef012", "-", "0.0", "crash", "no"] and "no metric" in rows[2]
     assert rows[0].split()[:6] == ["*", "0", "abcdef0", "1.000000", "12.2", "keep"]
     assert rows[1].split()[:6] == ["1", "bcdef01", "-", "-", "crash", "timeout"]

@@ -142,7 +142,7 @@ def history_rows(history: Sequence[HistoryEntry], best_commit: str) -> list[str]
         best = "*" if e.status == "keep" and _same_commit(e.commit, best_commit) else " "
         metric = "-" if e.metric is None else f"{e.metric:.6f}"
         memory = "-" if e.memory_gb is None else f"{e.memory_gb:.1f}"
-        cause = "-" if e.cause in ("", "ok") else e.cause
+        cause = e.cause if e.cause not in ("", "ok") else "no metric" if e.status == "crash" else "-"
         desc = " ".join(e.description.split())[:140]
         rows.append(f"{best}{e.n:>4}  {e.commit[:7]:<7}  {metric:>10}  {memory:>9}  {e.status:<7}  {cause:<12}  {desc}")
     return rows
