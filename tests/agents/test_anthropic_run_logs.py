@@ -12,6 +12,7 @@ import pytest
 from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.fake_messages import FakeMessagesAPI, message, tool_use
+from autoresearch.agents.prompts import history_rows
 from autoresearch.config import Settings
 from autoresearch.loop import Loop
 from autoresearch.runners.base import FakeRunner
@@ -81,7 +82,7 @@ def test_the_agent_sees_memory_causes_the_long_crash_tail_and_any_runs_log(
     assert "RuntimeError: CUDA out of memory" in tail and "START-OF-LOG" not in tail
     shown = [line for line in tail.splitlines() if line.startswith("step ")]
     assert 9000 < sum(len(line) + 1 for line in shown) <= 10000
-    # read_run_log: any run, from an offset or (by default) its tail; a missing run is an error, not a strike.
+    # read_run_log: any run's log, from an offset or (by default) its tail.
     start, baseline = tool_results(bodies[2])
     assert str(start["content"]).startswith("START-OF-LOG\nstep 00000")
     assert "offset=10000" in str(start["content"]) and "is_error" not in start
@@ -116,8 +117,6 @@ def test_read_run_log_errors_and_symlinks(make_agent: AgentFactory, fake: FakeMe
 
 
 def test_history_columns_unknown_memory_and_a_crash_without_metric() -> None:
-    from autoresearch.agents.prompts import history_rows
-
     rows = history_rows(
         [
             HistoryEntry(0, "abcdef01", "keep", 1.0, "baseline", "ok", {}, memory_gb=12.25),
