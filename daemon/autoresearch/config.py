@@ -86,7 +86,7 @@ class AnthropicSettings(Section):
     max_file_chars: int = Field(default=40000, ge=1000)
     """Characters read_file returns at once; longer files are cut with a notice (and an offset to go on)."""
     max_log_chars: int = Field(default=8000, ge=500)
-    """Characters of the last crash's log tail shown to the agent."""
+    """Characters of the last crash's log tail shown to the agent, and of one read_run_log window."""
     prices: dict[str, PriceTable] = Field(default_factory=_default_prices)
     """Per-model prices in USD per million tokens, for the cost ledger."""
 
@@ -117,7 +117,7 @@ class OfflineSettings(Section):
     spread: float = Field(default=4.0, gt=1.0)
     """Each constant is searched in [value / spread, value * spread] (log scale)."""
     exclude: list[str] = Field(default_factory=list)
-    """UPPER_CASE constants the sweep must leave alone."""
+    """UPPER_CASE constants the sweep must leave alone (as does ``# autoresearch: fixed`` on a constant's line)."""
     startup_trials: int = Field(default=4, ge=1)
     """Random proposals before TPE starts modelling."""
 

@@ -181,7 +181,7 @@ class Loop:
         last = done[-1] if done else None
         crash_log = None
         if last is not None and last.status == "crash" and crash_streak <= self.settings.max_crash_fixes:
-            crash_log = log_tail(self.session.run_dir(last.n) / "run.log")
+            crash_log = log_tail(self.session.run_dir(last.n) / "run.log", self.settings.anthropic.max_log_chars)
         best_commit = str(best.get("commit"))
         return ProposalContext(
             n=n,
@@ -198,6 +198,7 @@ class Loop:
             crash_streak=crash_streak,
             stale_streak=_trailing(done, lambda e: e.status != "keep"),
             agent_state=dict(state.agent_state),
+            runs_dir=self.session.run_dir(0).parent,
         )
 
     def _journal_proposal(self, n: int, proposal: Proposal, parent: str, baseline: bool, propose_s: float) -> None:
@@ -289,5 +290,6 @@ def _history_entry(exp: Experiment) -> HistoryEntry:
         description=str(exp.get("description") or ""),
         cause=str(exp.get("cause") or ""),
         meta=meta,
+        memory_gb=None if exp.get("memory_gb") is None else float(exp.get("memory_gb")),
     )
 

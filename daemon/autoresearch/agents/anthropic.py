@@ -91,7 +91,9 @@ class AnthropicAgent:
 
     def _converse(self, ctx: ProposalContext, usage: Usage) -> Proposal:
         s = self.settings
-        session = EditSession(self.repo, ctx.target, ctx.best_content, s.max_file_chars)
+        session = EditSession(
+            self.repo, ctx.target, ctx.best_content, s.max_file_chars, runs_dir=ctx.runs_dir, log_chars=s.max_log_chars
+        )
         system = self._system(ctx)
         tools = tool_specs(ctx.target)
         messages: list[dict[str, Any]] = [{"role": "user", "content": self._context(ctx)}]

@@ -113,7 +113,8 @@ class CommandAgent:
             ctx, escalate_after=self.escalate_after, max_log_chars=self.max_log_chars, task=task
         )
         readonly = ", ".join(f"`{r}`" for r in ctx.readonly) or "(none)"
-        return f"{rules}\nRead-only files: {readonly}\n\n{sections.markdown()}\n"
+        logs = "" if ctx.runs_dir is None else f"\nRun logs (read-only): `{ctx.runs_dir}/<n>/run.log`"
+        return f"{rules}\nRead-only files: {readonly}{logs}\n\n{sections.markdown()}\n"
 
     def _check_exit(self, code: int | None, output: str, command: str) -> None:
         tail = prompts.cut_tail(output.strip(), TAIL_CHARS)
