@@ -61,11 +61,14 @@ def exclude_from_git(repo: Path, paths: list[Path]) -> list[str]:
     if ws is None:
         return []  # not a git repo (e.g. a copied results.tsv): nothing to keep clean
     added: list[str] = []
+    git_dir = ws.state_dir().parent.resolve()
     for path in paths:
         try:
             rel = path.resolve().relative_to(repo.resolve())
         except ValueError:
             continue  # written outside the repo
+        if path.resolve().is_relative_to(git_dir):
+            continue  # inside .git (the default folder): git never shows it
         pattern = "/" + rel.as_posix()
         if ws.exclude(pattern):
             added.append(pattern)
