@@ -54,7 +54,7 @@ def test_never_overwrites_a_tracked_file(ledger_repo: Callable[..., Path]) -> No
     identity = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "-C", str(repo), "add", "progress.png"], check=True)
     subprocess.run(["git", "-C", str(repo), *identity, "commit", "-q", "-m", "chart"], check=True)
-    with pytest.raises(ConfigError, match="would overwrite progress.png, tracked by git"):
+    with pytest.raises(ConfigError, match=r"would overwrite progress\.png, tracked by git"):
         report_command(repo, repo, watch=False, notebook=False)
     assert (repo / "progress.png").read_bytes() == b"the author's own chart"
     assert not (repo / "report.md").exists() and git_status(repo) == ""
