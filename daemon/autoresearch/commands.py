@@ -72,7 +72,7 @@ def _choose_runner(root: Path, settings: Settings, given: dict[str, Any], has_co
         return settings, f"runner: process (docker unavailable: {problem}; set --runner to choose)"
     given["runner"] = "docker"  # also written into the new autoresearch.toml
     docker = load_settings(root, **given)
-    where = docker.docker.host or "the default socket"
+    where = docker.docker.host or os.environ.get("DOCKER_HOST") or "the default socket"
     return docker, (f"runner: docker (engine up at {where}, image {docker.docker.image} present; "
                     f"--runner process to run without a sandbox)")
 
