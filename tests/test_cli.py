@@ -39,6 +39,12 @@ def test_existing_branch(repo: Path) -> None:
     _fails_cleanly(repo, "--tag", "taken", message="branch autoresearch/taken already exists")
 
 
+@pytest.mark.parametrize("tag", ["a b", "../x", "x..y", "-x", "x.lock"])
+def test_bad_tag(repo: Path, tag: str) -> None:
+    _fails_cleanly(repo, "--tag", tag, "--runner", "process", "--prepare", "python3 prepare.py",
+                   message=f"--tag {tag!r} cannot name a branch")
+
+
 def test_missing_target(repo: Path) -> None:
     _fails_cleanly(repo, "--target", "model.py", message="model.py is not a committed file")
 

@@ -61,6 +61,8 @@ def load_session(ws: Workspace) -> Session:
 
 def check_repo(ws: Workspace, settings: Settings, tag: str) -> None:
     """Every precondition of init; raises RepoError/ConfigError and touches nothing."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", tag) or tag.endswith(".lock"):
+        raise RepoError(f"--tag {tag!r} cannot name a branch: use letters, digits, '-', '_' and single dots")
     head = ws.head()
     dirty = ws.dirty_files()
     if dirty:
