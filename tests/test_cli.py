@@ -222,21 +222,3 @@ def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) ->
     assert '"loop.stopped"' in out and '"signal"' in out
     assert git(repo, "status", "--porcelain") == ""
 
-
-@pytest.mark.docker
-def test_init_picks_docker_when_engine_and_image_are_there(tmp_path: Path) -> None:
-    image = "autoresearch-runner:local"
-    try:
-        import docker
-
-        docker.from_env(timeout=10).images.get(image)
-    except Exception as exc:
-        if os.environ.get("AUTORESEARCH_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"no Docker engine or no {image}: {exc}")
-        pytest.skip(f"no Docker engine or no {image}: {exc}")
-    repo = make_repo(tmp_path / "d")
-    result = cli("init", str(repo), env={"COLUMNS": "300"})
-    assert result.returncode == 0, result.stderr
-    where = os.environ.get("DOCKER_HOST") or "the default socket"
-    assert f"runner: docker (engine up at {where}, image {image} present;" in result.stdout
-    assert 'runner = "docker"' in (repo / "autoresearch.toml").read_text()
