@@ -222,3 +222,18 @@ def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) ->
     assert '"loop.stopped"' in out and '"signal"' in out
     assert git(repo, "status", "--porcelain") == ""
 
+
+
+def test_failed_prepare_keeps_the_previous_session(initialised: Path) -> None:
+    repo = initialised
+    state = repo / ".git" / "autoresearch"
+    journal, log = (state / "journal.jsonl").read_bytes(), (state / "runs" / "prepare.log").read_bytes()
+    before = _snapshot(repo)
+    result = cli("init", str(repo), "--tag", "t2",
+                 env={"AUTORESEARCH_PREPARE": "python3 -c \"raise SystemExit('no space left')\""})
+    assert result.returncode == 2 and "from env AUTORESEARCH_PREPARE) failed [exit:1]" in result.stderr
+    assert "no space left" in result.stderr
+    assert _snapshot(repo) == before
+    assert (state / "journal.jsonl").read_bytes() == journal
+    assert (state / "runs" / "prepare.log").read_bytes() == log
+    assert (state / "cache" / "data.txt").read_text() == "prepared"
