@@ -50,9 +50,9 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
     if config_path.exists() and given:
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
     settings = load_settings(ws.root, **given)
-    settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
     tag = tag or default_tag()
-    check_repo(ws, settings, tag)
+    check_repo(ws, settings, tag)  # the runner plays no part in these checks, and they are quick
+    settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
     (say or (lambda _line: None))(note)
     config_text = None if config_path.exists() else _toml(given)
     session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
