@@ -180,10 +180,8 @@ class GitWorkspace:
 
     def tracked(self, paths: list[Path]) -> list[str]:
         """Which of ``paths`` (inside the work tree) git tracks, as repo-relative names."""
-        inside = [p for p in paths if p.resolve().is_relative_to(self.root.resolve())]
-        if not inside:
-            return []
-        names = [p.resolve().relative_to(self.root.resolve()).as_posix() for p in inside]
+        root = self.root.resolve()
+        names = [p.resolve().relative_to(root).as_posix() for p in paths if p.resolve().is_relative_to(root)]
         return self._git("ls-files", "-z", "--", *names).split("\0")[:-1] if names else []
 
     def close(self) -> None:
