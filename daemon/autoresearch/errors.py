@@ -6,7 +6,8 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     AutoresearchError                 base; ``exit_code`` says how the CLI exits
     ├── UserError                     bad input: the message says what to fix (exit 2)
     │   ├── ConfigError               autoresearch.toml / flags / environment invalid
-    │   └── RepoError                 not a git repo, dirty tree, branch exists, missing target
+    │   ├── RepoError                 not a git repo, dirty tree, branch exists, missing target
+    │   └── PrepareFailed             init's prepare command failed (its output's tail in the message)
     ├── RunnerError                   the runner could not run the experiment (not the script's fault)
     │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
     │   └── ImageMissing              runner image absent (exit 2, names the build command)
@@ -39,6 +40,10 @@ class ConfigError(UserError):
 
 class RepoError(UserError):
     """The research repository is not in a state the daemon can work with."""
+
+
+class PrepareFailed(UserError):
+    """init's one-time prepare command failed; init removed what it had created."""
 
 
 class RunnerError(AutoresearchError):

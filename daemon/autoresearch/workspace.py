@@ -178,6 +178,12 @@ class GitWorkspace:
             fh.write(("\n" if text and not text.endswith("\n") else "") + pattern + "\n")
         return True
 
+    def tracked(self, paths: list[Path]) -> list[str]:
+        """Which of ``paths`` (inside the work tree) git tracks, as repo-relative names."""
+        root = self.root.resolve()
+        names = [p.resolve().relative_to(root).as_posix() for p in paths if p.resolve().is_relative_to(root)]
+        return self._git("ls-files", "-z", "--", *names).split("\0")[:-1] if names else []
+
     def close(self) -> None:
         """End GitPython's persistent cat-file helpers (they would outlive the daemon)."""
         import git
