@@ -158,7 +158,6 @@ class GitWorkspace:
 
     def close(self) -> None:
         """Nothing to release: every git call is a process of its own that has ended."""
-        return None
 
     def state_dir(self) -> Path:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
