@@ -21,6 +21,7 @@ from autoresearch.errors import AutoresearchError, ConfigError, RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
+from autoresearch.privacy import protect_daemon
 from autoresearch.runners import runner_from_config
 from autoresearch.runners.base import log_tail
 from autoresearch.sdnotify import Notifier
@@ -41,6 +42,7 @@ def instance_id() -> str:
 
 
 def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
+    protect_daemon()  # init runs `prepare`: it must not read this process's memory either
     ws = GitWorkspace.open(repo)
     given = {k: v for k, v in flags.items() if v not in (None, [])}
     config_path = ws.root / CONFIG_FILE
@@ -95,6 +97,7 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None = None) -> Loop:
+    protect_daemon()  # before the agent reads its key and before any run starts
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_settings(ws.root, **overrides)
