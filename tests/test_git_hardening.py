@@ -62,11 +62,16 @@ def plant(repo: Path, markers: Path, *, hooks_path: bool) -> None:
         f"\tclean = {filt} clean",
         f"\tsmudge = {filt} smudge",
         "\trequired = true",
+        '[filter "a.b"]',  # a dotted driver name
+        f"\tclean = {filt} dotted-clean",
+        f"\tsmudge = {filt} dotted-smudge",
+        "\trequired = true",
     ]
     with (repo / ".git" / "config").open("a") as fh:
         fh.write("\n".join(config) + "\n")
     (repo / ".git" / "info").mkdir(exist_ok=True)
-    (repo / ".git" / "info" / "attributes").write_text("* filter=evil diff=evil\n")
+    (repo / ".git" / "info" / "attributes").write_text("* filter=evil diff=evil\nprepare.py filter=a.b\n")
+    (repo / ".gitattributes").write_text("*.py filter=evil\n")  # untracked, as a run would leave it
 
 
 def fired(markers: Path) -> list[str]:
@@ -107,11 +112,13 @@ def test_planted_programs_fire_under_plain_git(tmp_path: Path, markers: Path, ho
     git(repo, "status")
     git(repo, "update-ref", "refs/heads/other", "HEAD")
     (repo / "train.py").write_text(FAST_TRAIN + "# touched\n")
-    git(repo, "add", "train.py")
+    (repo / "prepare.py").write_text("# touched\n")
+    git(repo, "add", "train.py", "prepare.py")
     git(repo, "diff", "--cached")
     git(repo, "commit", "-q", "-m", "touched")
     git(repo, "checkout", "-q", "other")
-    assert {"fsmonitor", "filter-clean", "filter-smudge", "ext-diff-or-pager"} <= set(fired(markers))
+    assert {"fsmonitor", "filter-clean", "filter-smudge", "filter-dotted-clean", "filter-dotted-smudge",
+            "ext-diff-or-pager"} <= set(fired(markers))  # fmt: skip
     assert {"hook-reference-transaction", "hook-post-checkout", "hook-pre-commit", "hook-post-commit"} <= set(
         fired(markers)
     )
