@@ -227,3 +227,19 @@ def test_git_subprocess_environment_is_minimal(tmp_path: Path, monkeypatch: pyte
         "OLDPWD",
     }, env_names  # PWD, SHLVL, _ come from the spy's own shell
 
+
+
+def test_filter_drivers_of_the_global_config_still_apply(
+    tmp_path: Path, markers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The administrator's drivers (git-lfs lives in ~/.gitconfig) keep working for the daemon."""
+    repo = make_repo(tmp_path / "research", extra={".gitattributes": "*.dat filter=lfs\n", "data.dat": "x\n"})
+    home = tmp_path / "home"
+    home.mkdir()
+    filt = _script(tmp_path / "lfs", f'touch {markers}/lfs-"$1"; cat')
+    (home / ".gitconfig").write_text(f'[filter "lfs"]\n\tsmudge = {filt} smudge\n\tclean = {filt} clean\n')
+    monkeypatch.setenv("HOME", str(home))
+    ws = GitWorkspace.open(repo)
+    (repo / "data.dat").unlink()
+    ws.reset_hard(ws.head())
+    assert (repo / "data.dat").read_text() == "x\n" and "lfs-smudge" in fired(markers)
