@@ -22,6 +22,7 @@ from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, R
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
+from autoresearch.privacy import protect_daemon
 from autoresearch.runners import runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.sdnotify import Notifier
@@ -44,6 +45,7 @@ def instance_id() -> str:
 def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[[str], None] | None = None) -> Session:
     """Check everything, run prepare, then create the branch; any failure changes nothing. ``say``
     gets the lines a user should read (which runner was chosen, and why)."""
+    protect_daemon()  # init runs `prepare`: it must not read this process's memory either
     ws = GitWorkspace.open(repo)
     given = {k: v for k, v in flags.items() if v not in (None, [])}
     config_path = ws.root / CONFIG_FILE
@@ -149,6 +151,7 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None = None) -> Loop:
+    protect_daemon()  # before the agent reads its key and before any run starts
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_settings(ws.root, **overrides)

@@ -8,6 +8,7 @@ crash is removed before the next one is made.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,16 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoresearch.errors import AgentError
+from autoresearch.errors import AgentError, RepoError
+from autoresearch.gitcmd import run_git
 
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        stderr = getattr(exc, "stderr", "") or str(exc)
-        raise AgentError(f"git {' '.join(args)} failed for the command agent's scratch checkout: {stderr}") from exc
-    return done.stdout
+        return run_git(repo, *args)
+    except RepoError as exc:
+        raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
 
 def scratch_root(repo: Path) -> Path:
@@ -49,18 +49,17 @@ def scratch_checkout(repo: Path, commit: str, name: str) -> Iterator[tuple[Path,
 
 def _remove(repo: Path, work: Path, tree: Path) -> None:
     if tree.exists():
-        subprocess.run(
-            ["git", "-C", str(repo), "worktree", "remove", "--force", "--force", str(tree)],
-            capture_output=True,
-            check=False,
-        )
+        with contextlib.suppress(RepoError):
+            run_git(repo, "worktree", "remove", "--force", "--force", str(tree))
     shutil.rmtree(work, ignore_errors=True)
-    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True, check=False)
+    with contextlib.suppress(RepoError):
+        run_git(repo, "worktree", "prune")
 
 
 def changed_paths(tree: Path) -> list[str]:
     """Paths changed, added or deleted in the checkout (untracked files included, ignored ones not)."""
-    out = _git(tree, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    out = _git(tree, f"--work-tree={tree}", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+               "--no-renames", "--ignore-submodules=all")
     return sorted(entry[3:] for entry in out.split("\0") if len(entry) > 3)
 
 
