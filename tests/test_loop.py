@@ -94,14 +94,14 @@ def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
     state = loop.journal.load()
     assert len(state.recorded()) == 2
     assert len(loop.runner.specs) == 2  # type: ignore[attr-defined]
-    assert state.skipped[0]["usage"]["cost_usd"] == 0.25
+    assert state.skipped[0].usage.cost_usd == 0.25
 
 
 def test_bad_python_and_no_op_proposals_are_skipped(tmp_path: Path) -> None:
     proposals = [("def broken(:\n", "syntax"), (TARGET, "same"), (TARGET + "# ok\n", "fine")]
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})
     loop.run()
-    errors = [r["error"] for r in loop.journal.load().skipped]
+    errors = [r.error for r in loop.journal.load().skipped]
     assert "does not compile" in errors[0] and "does not change" in errors[1]
 
 

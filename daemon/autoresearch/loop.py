@@ -131,7 +131,7 @@ class Loop:
             self.stop_event.wait(GPU_WAIT_S)
             return
         self.notifier.status(self.status_text())
-        if exp.get("cause") == "docker" and not self.stop_event.is_set():
+        if exp.cause == "docker" and not self.stop_event.is_set():
             self.wait_for_engine()
         if self.on_recorded is not None:
             self.on_recorded(exp)
@@ -151,7 +151,7 @@ class Loop:
             proposal_or_none = self._propose(state, n, best)
             if proposal_or_none is None or self.stop_event.is_set():
                 return
-            proposal, parent, baseline = proposal_or_none, str(best.get("commit")), False
+            proposal, parent, baseline = proposal_or_none, best.commit, False
         self._journal_proposal(n, proposal, parent, baseline, time.monotonic() - t0)
         self.notifier.status(f"running #{n}: {proposal.description}; {self.status_text()}")
         self._advance(n)
@@ -182,7 +182,7 @@ class Loop:
         crash_log = None
         if last is not None and last.status == "crash" and crash_streak <= self.settings.max_crash_fixes:
             crash_log = log_tail(self.session.run_dir(last.n) / "run.log")
-        best_commit = str(best.get("commit"))
+        best_commit = best.commit
         return ProposalContext(
             n=n,
             repo=self.session.repo,
@@ -258,7 +258,7 @@ class Loop:
         best = state.best()
         best_text = "none"
         if best is not None and best.metric is not None:
-            best_text = f"{best.metric:.6f} ({str(best.get('commit'))[:7]})"
+            best_text = f"{best.metric:.6f} ({best.commit[:7]})"
         return f"{len(done)} experiments; best {self.settings.metric} {best_text}"
 
     def _beat(self, horizon_s: float) -> None:
@@ -279,15 +279,15 @@ def _trailing(done: list[Experiment], pred: Callable[[Experiment], bool]) -> int
 
 
 def _history_entry(exp: Experiment) -> HistoryEntry:
-    meta = dict(exp.get("meta") or {})
-    meta["content_sha256"] = exp.get("content_sha256")
+    meta = dict(exp.meta)
+    meta["content_sha256"] = exp.content_sha256
     return HistoryEntry(
         n=exp.n,
-        commit=str(exp.get("commit") or ""),
-        status=str(exp.status),
+        commit=exp.commit,
+        status=exp.status,
         metric=exp.metric,
-        description=str(exp.get("description") or ""),
-        cause=str(exp.get("cause") or ""),
+        description=exp.description,
+        cause=exp.cause,
         meta=meta,
     )
 

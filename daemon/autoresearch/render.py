@@ -12,11 +12,11 @@ _STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
 
 
 def progress_line(exp: Experiment, metric: str) -> str:
-    status = exp.status or "?"
+    status = exp.status
     value = "-" if exp.metric is None else f"{exp.metric:.6f}"
-    wall = float(exp.get("wall_s") or 0.0)
+    wall = exp.wall_s
     style = _STYLE.get(status, "")
-    desc = exp.get("row_description") or exp.get("description") or ""
+    desc = exp.row_description or exp.description
     return f"#{exp.n:<3} [{style}]{status:<7}[/] {metric} {value:>10}  {wall:6.1f}s  {desc}"
 
 
