@@ -18,6 +18,7 @@ from rich.console import Console
 from autoresearch.agents import agent_from_config
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
 from autoresearch.errors import AutoresearchError, ConfigError, RepoError
+from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
@@ -50,11 +51,14 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
         given["runner"] = "docker"  # a sandbox is the better default wherever one is available
     settings = load_settings(ws.root, **given)
     tag = tag or default_tag()
-    check_repo(ws, settings, tag)
-    config_text = None if config_path.exists() else _toml(given)
-    session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
-    _prepare(session, ws, settings)
-    return start_session(ws, settings, tag, config_text)
+    # The lock: a running daemon's journal must never be archived under it (it would die on a
+    # replaced journal); and a second init, or a daemon started meanwhile, waits its turn.
+    with daemon_lock(ws.state_dir(), action="init"):
+        check_repo(ws, settings, tag)
+        config_text = None if config_path.exists() else _toml(given)
+        session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
+        _prepare(session, ws, settings)
+        return start_session(ws, settings, tag, config_text)
 
 
 def _docker_ready(root: Path) -> bool:
