@@ -62,6 +62,8 @@ class ProposalContext:
     """Non-improving runs in a row (discards and crashes)."""
     agent_state: dict[str, Any] = field(default_factory=dict)
     """The agent's persistent memory (e.g. notes), as last returned, restored from the journal."""
+    recent_errors: tuple[str, ...] = ()
+    """Why the last proposals failed, once ``proposals.max_failed_in_a_row`` failed in a row (else empty)."""
 
 
 @dataclass
