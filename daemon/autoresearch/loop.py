@@ -26,7 +26,6 @@ from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
-from autoresearch.retry import backoff_s
 from autoresearch.runners.base import Runner, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
@@ -182,22 +181,9 @@ class Loop:
         return proposal
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
-        """Journal the failure (its cost counts toward max_cost_usd), show it, and pause: the pause
-        doubles per failure in a row; past ``max_failed_in_a_row`` it is logged as an error."""
+        """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
         self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
-        failures = len(self.journal.load().failed_in_a_row)
-        limits = self.settings.proposals
-        wait = (self.idle_wait_s or (lambda k: backoff_s(k, max_s=limits.max_backoff_s)))(failures)
-        escalated = failures >= limits.max_failed_in_a_row
-        (log.error if escalated else log.warning)(
-            "proposal.skipped", n=n, agent=self.agent.name, error=str(exc), failed_in_a_row=failures,
-            escalated=escalated, wait_s=wait,
-        )
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        self.notifier.status(f"proposal failed ({failures} in a row): {first_line}; next try in {wait:.0f} s; "
-                             f"{self.status_text()}")
-        self._beat(wait + PROPOSAL_HORIZON_S)
-        self.stop_event.wait(wait)
+        self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
     def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
         done = state.recorded()
