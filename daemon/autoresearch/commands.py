@@ -51,10 +51,10 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
         given["runner"] = "docker"  # a sandbox is the better default wherever one is available
     settings = load_settings(ws.root, **given)
     tag = tag or default_tag()
+    check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
     # The lock: a running daemon's journal must never be archived under it (it would die on a
-    # replaced journal); and a second init, or a daemon started meanwhile, waits its turn.
+    # replaced journal), and a second init must not interleave with this one.
     with daemon_lock(ws.state_dir(), action="init"):
-        check_repo(ws, settings, tag)
         config_text = None if config_path.exists() else _toml(given)
         session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
         _prepare(session, ws, settings)
