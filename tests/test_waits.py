@@ -3,6 +3,12 @@ reason in status and in systemd's STATUS line), at start and before a run."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,7 @@ from autoresearch.gpu import FakeGpu, GpuDevice, select_devices
 from autoresearch.loop import Loop
 from autoresearch.runners.base import FakeRunner
 from autoresearch.status import summarize
+from tests.conftest import GIT_ENV, cli, make_repo
 from tests.loop_fakes import fake_loop, ok
 
 BUSY = GpuDevice(index=0, uuid="GPU-0", name="Fake H100", total_mb=81559.0, free_mb=300.0)
@@ -125,3 +132,41 @@ def test_stop_signal_ends_a_wait(tmp_path: Path) -> None:
     runner.check = check  # type: ignore[method-assign]
     result = loop.run()
     assert result.reason == "signal" and loop.journal.load().recorded() == []
+
+
+BROKEN_AGENT = """\
+import sys
+from pathlib import Path
+Path(sys.argv[1]).write_text("def broken(:\\n")
+"""
+
+
+def test_a_daemon_whose_agent_only_fails_shows_it_in_status_and_escalates(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "research", extra={"agent.py": BROKEN_AGENT})
+    init = cli("init", str(repo), "--tag", "f", "--runner", "process", "--budget", "2")
+    assert init.returncode == 0, init.stderr
+    env = {**os.environ, **GIT_ENV, "AUTORESEARCH_AGENT": "command",
+           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {repo / 'agent.py'} {{target}}",
+           "AUTORESEARCH_PROPOSALS__MAX_FAILED_IN_A_ROW": "2", "AUTORESEARCH_PROPOSALS__MAX_BACKOFF_S": "0.2"}
+    daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while (summary := _status(repo))["failed_proposals_in_a_row"] < 3:
+            assert daemon.poll() is None and time.monotonic() < deadline, daemon.communicate()[1][-3000:]
+            time.sleep(0.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, err[-3000:]
+    assert summary["experiments"] == 1 and "train.py does not compile" in summary["last_proposal_error"]
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    skipped = [e for e in events if e["event"] == "proposal.skipped"]
+    assert skipped[0]["level"] == "warning" and skipped[1]["level"] == "error" and skipped[1]["escalated"]
+
+
+def _status(repo: Path) -> dict[str, Any]:
+    result = cli("status", str(repo), "--json")
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    return summary
