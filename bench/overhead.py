@@ -69,8 +69,8 @@ def session(root: Path, runner: str, n: int, budget: float, agent_s: float) -> t
 def overheads(state: JournalState, budget: float) -> list[float]:
     out = []
     for exp in state.recorded():
-        start = dt.datetime.fromisoformat(str(exp.get("proposed_at")))
-        end = dt.datetime.fromisoformat(str(exp.get("recorded_at")))
+        start = dt.datetime.fromisoformat(str(exp.phase_at("proposed")))
+        end = dt.datetime.fromisoformat(str(exp.phase_at("recorded")))
         out.append((end - start).total_seconds() - budget)
     return out
 
@@ -128,7 +128,7 @@ def main() -> None:
             latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner)
             print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
         state, wall = session(Path(tmp) / "busy", "process", args.experiments, args.budget, args.agent_seconds)
-        training = sum(float(e.get("wall_s") or 0.0) for e in state.recorded())
+        training = sum(e.wall_s for e in state.recorded())
         print(f"busy: experiments={len(state.recorded())} agent_s={args.agent_seconds:g} budget_s={args.budget:g} "
               f"training_s={training:.1f} session_wall_s={wall:.1f}")
     docker_figure = f"{figures['docker']:.3f}" if "docker" in figures else "n/a"

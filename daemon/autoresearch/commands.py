@@ -19,6 +19,7 @@ from rich.console import Console
 from autoresearch.agents import agent_from_config
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
 from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, RepoError
+from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
@@ -53,13 +54,16 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
     settings = load_settings(ws.root, **given)
     tag = tag or default_tag()
-    check_repo(ws, settings, tag)  # the runner plays no part in these checks, and they are quick
+    check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
     settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
     (say or (lambda _line: None))(note)
-    config_text = None if config_path.exists() else _toml(given)
-    session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
-    _prepare(session, ws, settings)
-    return start_session(ws, settings, tag, config_text)
+    # The lock: a running daemon's journal must never be archived under it (it would die on a
+    # replaced journal), and a second init must not interleave with this one.
+    with daemon_lock(ws.state_dir(), action="init"):
+        config_text = None if config_path.exists() else _toml(given)
+        session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
+        _prepare(session, ws, settings)
+        return start_session(ws, settings, tag, config_text)
 
 
 def _choose_runner(root: Path, settings: Settings, given: dict[str, Any], has_config: bool) -> tuple[Settings, str]:

@@ -38,6 +38,14 @@ class Limits(Section):
     """Stop proposing at this time (ISO 8601; local time when no offset is given)."""
 
 
+class ProposalSettings(Section):
+    max_failed_in_a_row: int = Field(default=20, ge=1)
+    """Failed proposals in a row after which the loop escalates: the agent is shown the recent errors and
+    each further failure is logged at error level (an operator's alert hook). The loop goes on."""
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    """Longest pause after a failed proposal; the pause doubles from 1 s per failure in a row."""
+
+
 class PriceTable(Section):
     input: float
     """USD per million uncached input tokens."""
@@ -206,6 +214,7 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     """Data/cache folder given to prepare and training (AUTORESEARCH_CACHE); default .git/autoresearch/cache."""
     limits: Limits = Field(default_factory=Limits)
+    proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)

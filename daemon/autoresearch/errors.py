@@ -15,8 +15,10 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
     │   ├── AgentTransient            rate limit / overload / network (retried)
     │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
-    ├── GpuError                      NVML failure, missing GPU or no free memory
-    └── BaselineCrashed               the unchanged target does not run (exit 2)
+    ├── GpuError                      NVML failure, missing GPU or no free memory (waited out)
+    ├── BaselineCrashed               the unchanged target does not run (exit 2)
+    └── JournalError                  a journal record is invalid, or one is missing (exit 2)
+        └── JournalReplaced           the journal file was replaced or cut under a running reader (exit 2)
 """
 
 from __future__ import annotations
@@ -95,3 +97,18 @@ class BaselineCrashed(AutoresearchError):
     Exit 2: like a config error, a restart cannot fix it (systemd's RestartPreventExitStatus=2)."""
 
     exit_code = 2
+
+
+class JournalError(AutoresearchError):
+    """The journal holds a record that does not validate, or a field an experiment needs is missing.
+
+    Exit 2: the journal is the daemon's memory; a restart would read the same bytes."""
+
+    exit_code = 2
+
+
+class JournalReplaced(JournalError):
+    """The journal file changed identity (replaced, moved) or shrank while it was being followed.
+
+    Someone else (``init``, a person) changed the session under this process; re-reading from the start
+    would mix two sessions, so the process stops and says so."""

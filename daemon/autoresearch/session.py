@@ -53,7 +53,7 @@ class Session:
 
 def load_session(ws: Workspace) -> Session:
     state_dir = ws.state_dir()
-    tag = Journal(state_dir / JOURNAL_FILE).load().session.get("tag")
+    tag = Journal(state_dir / JOURNAL_FILE).load().tag
     if not tag:
         raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {ws.root}` first")
     return Session(repo=ws.root, state_dir=state_dir, tag=str(tag))
@@ -111,7 +111,7 @@ def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str 
 def _archive_previous(state_dir: Path) -> None:
     """An earlier session's journal and logs move to archive/<tag>/ (the cache stays shared)."""
     journal = Journal(state_dir / JOURNAL_FILE)
-    old_tag = journal.load().session.get("tag")
+    old_tag = journal.load().tag
     if not old_tag:
         return
     dest = state_dir / "archive" / f"{old_tag}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"

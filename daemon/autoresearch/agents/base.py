@@ -67,6 +67,8 @@ class ProposalContext:
     """The agent's persistent memory (e.g. notes), as last returned, restored from the journal."""
     runs_dir: Path | None = None
     """The folder of the runs' logs (``<runs_dir>/<n>/run.log``), read-only to agents; None when unknown."""
+    recent_errors: tuple[str, ...] = ()
+    """Why the last proposals failed, once ``proposals.max_failed_in_a_row`` failed in a row (else empty)."""
 
 
 @dataclass

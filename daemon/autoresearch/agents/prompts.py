@@ -193,6 +193,10 @@ def _recent(
             + fenced(cut_tail(ctx.last_crash_log, max_log_chars))
             + "\nFix the crash if the idea is worth keeping, or move on to another idea."
         )
+    if ctx.recent_errors:
+        errors = "\n".join(f"- {cut_tail(e.strip(), 1000)}" for e in ctx.recent_errors)
+        parts.append(f"# Your recent proposals failed before any run; the last {len(ctx.recent_errors)} errors:\n"
+                     f"{errors}\nFix what these errors point at before anything else.")
     if ctx.stale_streak >= escalate_after:
         parts.append(ESCALATION.format(stale=ctx.stale_streak, target=ctx.target))
     parts.append(f"# Task\n{task}")
