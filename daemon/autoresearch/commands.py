@@ -59,11 +59,17 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
     (say or (lambda _line: None))(note)
     # The lock: a running daemon's journal must never be archived under it (it would die on a
     # replaced journal), and a second init must not interleave with this one.
-    with daemon_lock(ws.state_dir(), action="init"):
-        config_text = None if config_path.exists() else _toml(given)
-        session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
-        _prepare(session, ws, settings)
-        return start_session(ws, settings, tag, config_text)
+    state_existed = ws.state_dir().exists()
+    try:
+        with daemon_lock(ws.state_dir(), action="init"):
+            config_text = None if config_path.exists() else _toml(given)
+            session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
+            _prepare(session, ws, settings)
+            return start_session(ws, settings, tag, config_text)
+    except PrepareFailed:
+        if not state_existed:  # the lock file was all that was left: a failed init leaves nothing
+            shutil.rmtree(ws.state_dir(), ignore_errors=True)
+        raise
 
 
 def _choose_runner(root: Path, settings: Settings, given: dict[str, Any], has_config: bool) -> tuple[Settings, str]:

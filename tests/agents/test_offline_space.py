@@ -213,7 +213,7 @@ def test_the_narrowed_study_resumes_from_the_journal(tmp_path: Path) -> None:
     _loop(tmp_path, ws, runner, 30).run()  # a restart: a fresh agent, the same journal
     done = Journal(tmp_path / ".git/autoresearch/journal.jsonl").load().recorded()
     assert len(done) == 30
-    metas = [dict(e.get("meta") or {}) for e in done]
+    metas = [dict(e.meta) for e in done]
     barred = 0
     for i, exp in enumerate(done):
         changed = metas[i].get("changed") or {}
