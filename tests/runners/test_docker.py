@@ -21,6 +21,7 @@ import pytest
 
 from autoresearch.errors import EngineUnavailable, GpuError, ImageMissing
 from autoresearch.gpu import FakeGpu, GpuDevice
+from tests.runners.conftest import snapshot_of
 
 pytestmark = pytest.mark.docker
 EXAMPLE = Path(__file__).resolve().parents[2] / "daemon" / "autoresearch" / "example"
@@ -234,17 +235,19 @@ from pathlib import Path
 from autoresearch.config import DockerSettings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
-out, image, repo_id, workdir = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+out, image, repo_id, snapshot = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 runner = DockerRunner(DockerSettings(image=image), repo_id=repo_id, instance="doomed")
-spec = RunSpec(n=7, kind="train", command="sleep 300", workdir=workdir, budget=300, grace=0, env={},
-               log_path=out.parent / "runs" / "7" / "run.log", log_cap_bytes=1 << 16, target="train.py")
+spec = RunSpec(n=7, kind="train", command="sleep 300", workdir=snapshot, budget=300, grace=0, env={},
+               log_path=out.parent / "runs" / "7" / "run.log", log_cap_bytes=1 << 16, target="train.py",
+               snapshot=snapshot)
 runner.run(spec, lambda handle: out.write_text(json.dumps(handle)))
 """
 
 
 def _start_and_kill(tmp_path: Path, workdir: Path, repo_id: str, image: str, name: str) -> dict[str, Any]:
     handle_file = tmp_path / f"{name}.json"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(handle_file), image, repo_id, str(workdir)])
+    snapshot = snapshot_of(workdir, tmp_path / "snapshots" / name)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(handle_file), image, repo_id, str(snapshot)])
     try:
         deadline = time.monotonic() + 60
         while not handle_file.exists() or not handle_file.read_text():
