@@ -110,6 +110,15 @@ def test_example_trains_in_a_container(make_runner, make_spec, workdir, tmp_path
     assert out.peak_memory_gb is not None and 0.01 < out.peak_memory_gb < 2
 
 
+def test_the_image_runs_python_train_py(make_runner, make_spec, workdir):
+    """`python` as well as `python3`, as on every CUDA PyTorch image (karpathy's `python train.py`)."""
+    (workdir / "train.py").write_text("import sys, torch\nprint(sys.executable, torch.__version__)\nprint('val_bpb: 1.5')\n")
+    spec = make_spec("python train.py")
+    out = run(make_runner(), spec)
+    assert out.cause == "ok", spec.log_path.read_text()
+    assert "val_bpb: 1.5" in spec.log_path.read_text()
+
+
 def test_budget_ignorer_is_killed_at_budget_plus_grace(make_runner, make_spec, workdir):
     spec = make_spec(script(workdir, "slow.py", "import time\ntime.sleep(1000)\n"), budget=1, grace=0.5)
     out = run(make_runner(), spec)
@@ -340,11 +349,22 @@ def busybox_image(docker_client: Any, repo_id: str, tmp_path: Path) -> Any:
     docker_client.images.remove(name, force=True)
 
 
+def interpreter_mounts() -> list[str]:
+    """What ``sys.executable`` needs inside a container: /usr, its base install and (from a venv) the venv.
+
+    Nested paths are left out: the engine refuses two mounts at one place, and the outer one has them.
+    """
+    keep: list[str] = []
+    for path in sorted({"/usr", sys.base_prefix, sys.prefix}):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in keep):
+            keep.append(path)
+    return keep
+
+
 @pytest.mark.slow
 def test_explicit_mode_busybox_with_the_hosts_python(make_runner, make_spec, busybox_image):
     """The device recipe's shape without a GPU: a busybox image, the host's /usr and Python mounted read-only."""
-    prefix = sys.base_prefix
-    runner = make_runner(image=busybox_image, gpu_mode="explicit", mounts=["/usr", prefix], env={"PATH": "/bin"})
+    runner = make_runner(image=busybox_image, gpu_mode="explicit", mounts=interpreter_mounts(), env={"PATH": "/bin"})
     command = f"{sys.executable} -c 'import os, torch; print(\"torch\", torch.__version__, os.getuid())'"
     spec = make_spec(command)
     out = run(runner, spec)
