@@ -112,7 +112,7 @@ def test_example_trains_in_a_container(make_runner, make_spec, workdir, tmp_path
 
 def test_the_image_runs_python_train_py(make_runner, make_spec, workdir):
     """`python` as well as `python3`, as on every CUDA PyTorch image (karpathy's `python train.py`)."""
-    (workdir / "train.py").write_text("import sys, torch\nprint(sys.executable, torch.__version__)\nprint('val_bpb: 1.5')\n")
+    (workdir / "train.py").write_text("import sys, torch\nprint(sys.executable, torch.__version__, 'val_bpb: 1.5')\n")
     spec = make_spec("python train.py")
     out = run(make_runner(), spec)
     assert out.cause == "ok", spec.log_path.read_text()
