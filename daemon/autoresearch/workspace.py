@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from autoresearch import tarsafe
 from autoresearch.errors import RepoError
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
@@ -155,7 +156,7 @@ class GitWorkspace:
             self._archive(commit, tar)
             tar.seek(0)
             with tarfile.open(fileobj=tar) as archive:
-                archive.extractall(dest, filter="data")
+                tarsafe.extract(archive, dest)  # the data filter, also on Python < 3.11.4
 
     def _archive(self, commit: str, out: IO[bytes]) -> None:
         import git

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from docker.types import LogConfig
 
+from autoresearch import tarsafe
 from autoresearch.runners.docker_spec import output_mount, parse_size
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class CopyOut:
         self.dest.chmod(0o755)
         try:
             with tarfile.open(fileobj=io.BufferedReader(_Chunks(chunks), 1 << 20), mode="r|") as tar:
-                tar.extractall(self.dest, filter=self._member)
+                tarsafe.extract(tar, self.dest, self._member)
         except OverCap:
             why = f"/output holds more than the write cap ({self.cap} bytes) once unpacked"
         except tarfile.TarError as exc:
@@ -131,7 +132,7 @@ class CopyOut:
                 raise OverCap
         # Owner-only or unreadable modes would keep the evaluator (another uid) out, or the daemon itself.
         changes["mode"] = 0o755 if member.isdir() or member.mode & 0o111 else 0o644
-        return tarfile.data_filter(member.replace(**changes, deep=False), path)
+        return tarsafe.replaced(member, **changes)
 
 
 def _strip(name: str) -> str:
