@@ -51,6 +51,7 @@ def host_processes_with(marker: str) -> list[int]:
 
 def assert_nothing_left(spec: Any, marker: str | None = None) -> None:
     assert not list(spec.log_path.parent.glob(".workspace-*")), "the run's private folder must be removed"
+    assert not (spec.log_path.parent / "run-output").exists(), "an empty /output leaves no folder"
     if marker is not None:
         assert host_processes_with(marker) == [], "a process of the run outlived its container"
 
@@ -209,6 +210,26 @@ def test_a_setsid_child_holding_stdout_ends_with_its_container(make_runner, make
     # A child that kept the output open would hold the run to its deadline: a timeout, not ok.
     assert out.cause == "ok", log
     assert "leader exits" in log and "val_bpb" not in log
+    assert_nothing_left(spec, marker)
+
+
+ORPHAN = """import os, sys, time
+if os.fork() == 0:
+    if os.fork() == 0:  # the grandchild: re-parented, in a session of its own, with an empty environment
+        os.setsid()
+        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(1000)", sys.argv[1]], {})
+    os._exit(0)
+time.sleep(0.5)
+print("leader exits", flush=True)
+"""
+
+
+def test_a_double_forked_orphan_with_a_cleared_environment_dies_with_the_container(make_runner, make_spec, workdir):
+    marker = f"orphan-{uuid.uuid4().hex[:8]}"
+    (workdir / "orphan.py").write_text(ORPHAN)
+    spec = make_spec(f"python3 orphan.py {marker}", budget=20, grace=1)
+    out = run(make_runner(), spec)
+    assert out.cause == "ok", spec.log_path.read_text()
     assert_nothing_left(spec, marker)
 
 
