@@ -77,3 +77,21 @@ def test_an_absolute_name_never_lands_outside(policy, tmp_path):
     except tarfile.TarError:
         pass
     assert not Path(name).exists()
+
+
+def test_a_commit_with_a_link_out_of_the_repo_is_a_clear_repo_error(policy, tmp_path):
+    from autoresearch.errors import RepoError
+    from autoresearch.workspace import GitWorkspace
+    from tests.conftest import git, make_repo
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "data").symlink_to("/etc/passwd")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a link out")
+    ws = GitWorkspace.open(repo)
+    with pytest.raises(RepoError, match="cannot be unpacked"):
+        ws.export(ws.head(), tmp_path / "snap")
+    git(repo, "rm", "-q", "data")
+    git(repo, "commit", "-q", "-m", "no link")
+    ws.export(ws.head(), tmp_path / "snap2")
+    assert (tmp_path / "snap2" / "train.py").read_text() == (repo / "train.py").read_text()
