@@ -4,6 +4,7 @@ records; readers use the typed attributes, never raw keys."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -11,6 +12,8 @@ from autoresearch.errors import JournalError
 from autoresearch.records import (
     AgentRecord,
     Committed,
+    DraftDropRecord,
+    DraftRecord,
     Finished,
     Phase,
     PhaseRecord,
@@ -44,6 +47,18 @@ class Experiment:
     @property
     def n(self) -> int:
         return self.proposed.n
+
+    @property
+    def lane(self) -> int | None:
+        """The lane of its latest phase record (None before lanes existed)."""
+        for rec in (self.recorded, self.finished, self.running, self.committed, self.proposed):
+            if rec is not None and rec.lane is not None:
+                return rec.lane
+        return None
+
+    @property
+    def rebase_of(self) -> int | None:
+        return self.proposed.rebase_of
 
     @property
     def done(self) -> bool:
@@ -193,10 +208,29 @@ class JournalState:
     """What the loop waits for now (engine, GPU), if anything."""
     voided: list[UsageFields] = field(default_factory=list)
     """The cost of proposals a crash voided (their number was proposed again): paid for all the same."""
+    drafts: dict[int, DraftRecord] = field(default_factory=dict)
+    """Drafted proposals no lane has taken yet, by id (oldest first)."""
+    dropped_drafts: list[DraftRecord] = field(default_factory=list)
+    """Drafts that never ran (their cost still counts)."""
+    draft_ids: int = 0
+    """Drafts ever journaled (the next draft's id)."""
+    completion: list[int] = field(default_factory=list)
+    """Experiment numbers in the order they were recorded (with lanes, not the order of n)."""
+
+    def copy(self) -> JournalState:
+        """A snapshot for a reader on another thread: containers copied, records shared (immutable)."""
+        new = copy.copy(self)
+        new.experiments = {n: copy.copy(e) for n, e in self.experiments.items()}
+        for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion"):
+            setattr(new, name, list(getattr(self, name)))
+        new.drafts = dict(self.drafts)
+        new.agent_state = dict(self.agent_state)
+        return new
 
     def all_usage(self) -> list[UsageFields]:
         """Every proposal's cost: those in experiments, those that failed, those a crash voided."""
-        return [e.usage for e in self.ordered()] + [r.usage for r in self.skipped] + self.voided
+        return ([e.usage for e in self.ordered()] + [r.usage for r in self.skipped] + self.voided
+                + [d.usage for d in [*self.drafts.values(), *self.dropped_drafts]])
 
     @property
     def tag(self) -> str | None:
@@ -206,18 +240,23 @@ class JournalState:
         return [self.experiments[n] for n in sorted(self.experiments)]
 
     def recorded(self) -> list[Experiment]:
-        return [e for e in self.ordered() if e.done]
+        """Recorded experiments in completion order (results.tsv's row order)."""
+        return [self.experiments[n] for n in self.completion if self.experiments[n].done]
+
+    def open(self) -> list[Experiment]:
+        """Experiments not recorded yet: in flight in a lane, or left half-done by a crash."""
+        return [e for e in self.ordered() if not e.done]
 
     def pending(self) -> Experiment | None:
-        """The experiment a crash interrupted, if any (at most one exists)."""
-        open_ = [e for e in self.ordered() if not e.done]
+        """The newest open experiment, if any (with one lane, the one a crash interrupted)."""
+        open_ = self.open()
         return open_[-1] if open_ else None
 
     def next_n(self) -> int:
         return max(self.experiments, default=-1) + 1
 
     def best(self) -> Experiment | None:
-        """The last keep: keeps are strictly improving, so it is the best."""
+        """The last keep recorded: keeps are strictly improving, so it is the best."""
         keeps = [e for e in self.recorded() if e.status == "keep"]
         return keeps[-1] if keeps else None
 
@@ -237,6 +276,14 @@ def fold(state: JournalState, rec: Record) -> None:
         state.failed_in_a_row.append(rec)
     elif isinstance(rec, WaitRecord):
         state.waiting = None if rec.what is None else rec
+    elif isinstance(rec, DraftRecord):
+        state.drafts[rec.id] = rec
+        state.draft_ids = max(state.draft_ids, rec.id + 1)
+        state.failed_in_a_row = []
+    elif isinstance(rec, DraftDropRecord):
+        dropped = state.drafts.pop(rec.id, None)
+        if dropped is not None:
+            state.dropped_drafts.append(dropped)
 
 
 def _fold_phase(state: JournalState, rec: PhaseRecord) -> None:
@@ -245,7 +292,10 @@ def _fold_phase(state: JournalState, rec: PhaseRecord) -> None:
         if rec.n in state.experiments:
             state.voided.append(state.experiments[rec.n].usage)
         state.experiments[rec.n] = Experiment(proposed=rec)
-        state.failed_in_a_row = []
+        if rec.draft is not None:
+            state.drafts.pop(rec.draft, None)  # its cost now counts in the experiment
+        else:
+            state.failed_in_a_row = []
     exp = state.experiments.get(rec.n)
     if exp is None:
         raise JournalError(f"journal: a {type(rec).__name__.lower()} record for experiment {rec.n} "
@@ -258,6 +308,8 @@ def _fold_phase(state: JournalState, rec: PhaseRecord) -> None:
         exp.finished = rec
     elif isinstance(rec, Recorded):
         exp.recorded = rec
+        if rec.n not in state.completion:
+            state.completion.append(rec.n)
     phase: Phase = rec.phase  # type: ignore[attr-defined]
     exp.phase = phase
     exp.times[phase] = rec.at

@@ -132,3 +132,15 @@ def git_bytes(
         stderr = done.stderr.decode("utf-8", "replace").strip()
         raise RepoError(f"git {' '.join(args)} failed in {cwd}: {stderr}")
     return done.stdout or b""
+
+
+def git_status(cwd: Path, *args: str, git_dir: Path | None = None) -> tuple[int, bytes]:
+    """Hardened ``git <args>`` whose exit status is an answer, not a failure (``merge-file``: the number
+    of conflicts): returns (status, stdout). Raises RepoError only when git cannot be started."""
+    argv = git_argv(*args, git_dir=git_dir)
+    try:
+        done = subprocess.run(argv, cwd=cwd, env=git_env(cwd, git_dir), stdin=subprocess.DEVNULL,
+                              capture_output=True, check=False)
+    except OSError as exc:
+        raise RepoError(f"cannot run git in {cwd}: {exc.strerror} (is git installed and on PATH?)") from exc
+    return done.returncode, done.stdout

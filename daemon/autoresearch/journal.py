@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,10 @@ class Journal:
 
     ``load`` folds incrementally: it reads only what was appended since the last call (the loop loads
     the state several times per experiment, and a night's journal grows to megabytes). A file that
-    was replaced, removed or cut after a load is an error (``JournalReplaced``), never re-read."""
+    was replaced, removed or cut after a load is an error (``JournalReplaced``), never re-read.
+
+    Thread-safe: with several lanes, appends are serialized by one writer lock (a record is one
+    ``write`` of a whole line), and ``load`` returns a snapshot no other thread mutates."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -47,22 +51,28 @@ class Journal:
         self._offset = 0
         self._lines = 0
         self._identity: tuple[int, int] | None = None
+        self._lock = threading.RLock()
 
     def append(self, record: dict[str, Any]) -> None:
         record = {"at": now_iso(), **record}
         line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def phase(self, n: int, phase: Phase, **fields: Any) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}")
         self.append({"type": "phase", "n": n, "phase": phase, **fields})
+
+    def for_lane(self, lane: int) -> LaneJournal:
+        """This journal, with ``lane`` written into every phase record."""
+        return LaneJournal(self, lane)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The raw records (for readers that need every record, e.g. the spend of voided proposals)."""
@@ -75,6 +85,10 @@ class Journal:
                     yield record
 
     def load(self) -> JournalState:
+        with self._lock:
+            return self._load().copy()
+
+    def _load(self) -> JournalState:
         try:
             st = self.path.stat()
         except FileNotFoundError:
@@ -137,3 +151,21 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None  # a torn write from a crash: the action it announced never started
     return record if isinstance(record, dict) else None
+
+
+class LaneJournal(Journal):
+    """The shared journal as one lane writes it: same file, same lock, same folded state."""
+
+    def __init__(self, shared: Journal, lane: int) -> None:
+        super().__init__(shared.path)
+        self._shared = shared
+        self.lane = lane
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._shared.append(record)
+
+    def load(self) -> JournalState:
+        return self._shared.load()
+
+    def phase(self, n: int, phase: Phase, **fields: Any) -> None:
+        super().phase(n, phase, lane=self.lane, **fields)

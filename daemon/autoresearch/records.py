@@ -85,6 +85,8 @@ class PhaseRecord(Record):
 
     type: Literal["phase"]
     n: int = Field(ge=0)
+    lane: int | None = None
+    """The lane the experiment runs in (see ``lanes``); None in journals written before lanes."""
 
 
 class Proposed(PhaseRecord):
@@ -102,6 +104,10 @@ class Proposed(PhaseRecord):
     meta: dict[str, Any] = Field(default_factory=dict)
     usage: UsageFields = Field(default_factory=UsageFields)
     propose_s: float | None = None
+    draft: int | None = None
+    """The queued draft this experiment was taken from (the draft leaves the queue)."""
+    rebase_of: int | None = None
+    """The experiment whose change this one re-applies onto a newer best (measured on its own)."""
 
 
 class Committed(PhaseRecord):
@@ -138,6 +144,32 @@ class Recorded(PhaseRecord):
     best_metric: float | None = None
 
 
+class DraftRecord(Record):
+    """A proposal drafted ahead while lanes train: queued until a lane takes it (its ``proposed``
+    record names the draft) or it is dropped. Journaled, so a kill -9 does not lose the queue."""
+
+    type: Literal["draft"]
+    id: int = Field(ge=0)
+    parent: str
+    """The best when the draft was made (its edit is against this commit)."""
+    description: str
+    content: str
+    agent: str | None = None
+    content_sha256: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    usage: UsageFields = Field(default_factory=UsageFields)
+    propose_s: float | None = None
+
+
+class DraftDropRecord(Record):
+    """A draft that will not run: its edit conflicts with a newer best (``merge-conflict``) or repeats
+    another (``duplicate``)."""
+
+    type: Literal["draft_drop"]
+    id: int = Field(ge=0)
+    reason: str
+
+
 PHASE_MODELS: dict[str, type[PhaseRecord]] = {
     "proposed": Proposed,
     "committed": Committed,
@@ -151,4 +183,6 @@ OTHER_MODELS: dict[str, type[Record]] = {
     "usage": UsageRecord,
     "stop": StopRecord,
     "wait": WaitRecord,
+    "draft": DraftRecord,
+    "draft_drop": DraftDropRecord,
 }

@@ -15,7 +15,7 @@ from typing import IO, Protocol
 
 from autoresearch import tarsafe
 from autoresearch.errors import RepoError
-from autoresearch.gitcmd import git_bytes, run_git
+from autoresearch.gitcmd import git_bytes, git_status, run_git
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
 
@@ -31,6 +31,11 @@ class Workspace(Protocol):
     def checkout(self, branch: str) -> None: ...
     def read(self, commit: str, path: str) -> str: ...
     def commit_file(self, parent: str, path: str, content: str, message: str, when: str) -> str: ...
+    def make_commit(self, parent: str, path: str, content: str, message: str, when: str) -> str:
+        """Commit ``content`` as ``path`` on ``parent`` without touching the index, the working tree or
+        any ref (safe while other lanes commit)."""
+    def merge_file(self, base: str, ours: str, theirs: str) -> str | None:
+        """3-way merge of three texts (``git merge-file``): the result, or None on a conflict."""
     def set_ref(self, ref: str, sha: str) -> None: ...
     def reset_hard(self, sha: str) -> None: ...
     def changed_paths(self, a: str, b: str) -> list[str]: ...
@@ -109,18 +114,32 @@ class GitWorkspace:
         (self.root / path).write_text(content, encoding="utf-8")
         self._git("add", "--", path)
         tree = self._git("write-tree")
-        name, email = IDENTITY
-        env = {
-            "GIT_AUTHOR_NAME": name,
-            "GIT_AUTHOR_EMAIL": email,
-            "GIT_COMMITTER_NAME": name,
-            "GIT_COMMITTER_EMAIL": email,
-            "GIT_AUTHOR_DATE": when,
-            "GIT_COMMITTER_DATE": when,
-        }
-        sha = self._git("commit-tree", tree, "-p", parent, "-m", message, env=env)
+        sha = self._git("commit-tree", tree, "-p", parent, "-m", message, env=_commit_env(when))
         self._git("update-ref", "HEAD", sha)
         return sha
+
+    def make_commit(self, parent: str, path: str, content: str, message: str, when: str) -> str:
+        with tempfile.TemporaryDirectory(prefix="autoresearch-commit-") as tmp:
+            blob_file = Path(tmp) / "blob"
+            blob_file.write_text(content, encoding="utf-8")
+            blob = self._git("hash-object", "-w", "--no-filters", "--", str(blob_file))
+            listed = self._git("ls-tree", parent, "--", path).split(maxsplit=1)
+            mode = listed[0] if listed and listed[0] in ("100644", "100755") else "100644"
+            index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}  # a private index: the shared one is untouched
+            self._git("read-tree", parent, env=index)
+            self._git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=index)
+            tree = self._git("write-tree", env=index)
+        return self._git("commit-tree", tree, "-p", parent, "-m", message, env=_commit_env(when))
+
+    def merge_file(self, base: str, ours: str, theirs: str) -> str | None:
+        with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:
+            paths = [Path(tmp) / name for name in ("ours", "base", "theirs")]
+            for p, text in zip(paths, (ours, base, theirs), strict=True):
+                p.write_text(text, encoding="utf-8")
+            code, out = git_status(Path(tmp), "merge-file", "-p", "--", *(str(p) for p in paths))
+        if code < 0 or code > 127:
+            raise RepoError(f"git merge-file failed (exit {code})")
+        return out.decode("utf-8") if code == 0 else None
 
     def set_ref(self, ref: str, sha: str) -> None:
         self._git("update-ref", ref, sha)
@@ -173,6 +192,12 @@ class GitWorkspace:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
         git_dir = git_dir if git_dir.is_absolute() else self.root / git_dir
         return git_dir / "autoresearch"
+
+
+def _commit_env(when: str) -> dict[str, str]:
+    name, email = IDENTITY
+    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+            "GIT_COMMITTER_EMAIL": email, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
 
 
 def _is_bare(path: Path) -> bool:
@@ -240,6 +265,21 @@ class FakeWorkspace:
         self.refs[f"refs/heads/{self.branch}"] = sha
         self.files = dict(tree)
         return sha
+
+    def make_commit(self, parent: str, path: str, content: str, message: str, when: str) -> str:
+        return self._new_commit(parent, {**self.commits[parent][1], path: content})
+
+    def merge_file(self, base: str, ours: str, theirs: str) -> str | None:
+        """Line-wise 3-way merge for equal-length texts (enough for the loop's tests); None on a conflict."""
+        b, o, t = base.splitlines(True), ours.splitlines(True), theirs.splitlines(True)
+        if not len(b) == len(o) == len(t):
+            return None if o != b and t != b else (t if o == b else o)
+        merged = []
+        for lb, lo, lt in zip(b, o, t, strict=True):
+            if lo != lb and lt != lb and lo != lt:
+                return None
+            merged.append(lt if lo == lb else lo)
+        return "".join(merged)
 
     def set_ref(self, ref: str, sha: str) -> None:
         self.refs[ref] = sha
