@@ -19,7 +19,10 @@ def fake_loop(tmp_path: Path, runs: list[Any], proposals: list[Any] | None = Non
     ws = FakeWorkspace(root=tmp_path, files={"train.py": TARGET, "prepare.py": "X = 1\n"})
     ws.create_branch("autoresearch/t")
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
-    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, **settings}
+    # No drafting ahead unless a test asks: each proposal sees every result before it (the serial loop).
+    proposals_cfg = {"ahead": 0, **settings.pop("proposals", {})}
+    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, "proposals": proposals_cfg,
+              **settings}
     return Loop(
         settings=Settings(**config),
         session=session,

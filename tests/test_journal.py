@@ -162,13 +162,13 @@ def test_a_field_of_a_phase_not_reached_is_an_error_not_none(tmp_path: Path) -> 
 
 def test_unknown_record_types_are_skipped_and_extra_phase_keys_kept(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl")
-    _propose(j, 0, lane="a")
+    _propose(j, 0, placement="a")
     j.append({"type": "hologram", "x": 1})
     j.phase(0, "committed", commit="abc", seeds=[1, 2])
     with capture_logs() as logs:
         state = j.load()
     assert [e["event"] for e in logs] == ["journal.unknown_record"] and logs[0]["type"] == "hologram"
-    assert state.experiments[0].commit == "abc" and state.experiments[0].extra == {"lane": "a", "seeds": [1, 2]}
+    assert state.experiments[0].commit == "abc" and state.experiments[0].extra == {"placement": "a", "seeds": [1, 2]}
 
 
 def test_failed_proposals_in_a_row_and_waits_are_folded(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_baseline_crash_stops_with_clear_error(tmp_path: Path) -> None:
 
 def test_interrupted_baseline_is_not_fatal_and_reruns(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [("", "docker"), ok(2.0)], limits={"max_experiments": 2})
-    loop.wait_for_runner = lambda reap=False: None  # type: ignore[method-assign]
+    loop.wait_for_runner = lambda reap=False, runner=None: None  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[3] for r in rows] == ["crash", "keep"]
@@ -123,7 +123,7 @@ def test_engine_down_before_start_waits_and_reruns_same_experiment(tmp_path: Pat
 
     loop = fake_loop(tmp_path, [ok(2.0), engine_down, ok(1.0)], limits={"max_experiments": 2})
     waited: list[bool] = []
-    loop.wait_for_runner = lambda reap=False: waited.append(reap)  # type: ignore[method-assign]
+    loop.wait_for_runner = lambda reap=False, runner=None: waited.append(reap)  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[3] for r in rows] == ["keep", "keep"] and waited == [True, False]
@@ -133,7 +133,7 @@ def test_engine_down_before_start_waits_and_reruns_same_experiment(tmp_path: Pat
 def test_engine_lost_mid_run_is_a_docker_crash_then_waits(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0), ("", "docker"), ok(1.0)], limits={"max_experiments": 3})
     waited: list[bool] = []
-    loop.wait_for_runner = lambda reap=False: waited.append(reap)  # type: ignore[method-assign]
+    loop.wait_for_runner = lambda reap=False, runner=None: waited.append(reap)  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[3] for r in rows] == ["keep", "crash", "keep"] and waited == [True, False]

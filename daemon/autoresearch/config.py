@@ -44,6 +44,12 @@ class ProposalSettings(Section):
     each further failure is logged at error level (an operator's alert hook). The loop goes on."""
     max_backoff_s: float = Field(default=600.0, gt=0)
     """Longest pause after a failed proposal; the pause doubles from 1 s per failure in a row."""
+    ahead: int = Field(default=1, ge=0)
+    """Proposals drafted ahead per lane while lanes train, so a lane that frees up starts at once
+    (0: no pipelining; the agent drafts only for a free lane and sees every result first)."""
+    concurrency: int = Field(default=1, ge=1)
+    """Most proposals the agent works on at the same time (LLM conversations, command agents); the cost
+    caps count the ones in progress at the mean cost so far."""
 
 
 class PriceTable(Section):

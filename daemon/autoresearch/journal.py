@@ -51,12 +51,13 @@ class Journal:
         self._offset = 0
         self._lines = 0
         self._identity: tuple[int, int] | None = None
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        """Held for every append and load; hold it to read-then-append as one step (e.g. a new id)."""
 
     def append(self, record: dict[str, Any]) -> None:
         record = {"at": now_iso(), **record}
         line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
-        with self._lock:
+        with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -85,7 +86,7 @@ class Journal:
                     yield record
 
     def load(self) -> JournalState:
-        with self._lock:
+        with self.lock:
             return self._load().copy()
 
     def _load(self) -> JournalState:
@@ -159,6 +160,7 @@ class LaneJournal(Journal):
     def __init__(self, shared: Journal, lane: int) -> None:
         super().__init__(shared.path)
         self._shared = shared
+        self.lock = shared.lock
         self.lane = lane
 
     def append(self, record: dict[str, Any]) -> None:

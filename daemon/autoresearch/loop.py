@@ -1,8 +1,12 @@
-"""The experiment loop: propose → commit → run → judge → record, until a limit or a signal.
+"""The experiment loop: propose → commit → run → judge → record, in N lanes at once, until a limit or a
+signal.
 
-``Loop.run`` checks the repo, tells systemd READY, waits until the runner works (reaping orphans; an
+``Loop.run`` checks the repo, tells systemd READY, waits until the runners work (reaping orphans; an
 engine that is down or a busy GPU is waited out, see ``waits``), settles whatever a crash left
-half-done (see ``phases``), then iterates. It never stops by itself unless a configured limit is
+half-done in any lane (see ``phases``), then schedules: each free lane takes the head of the queue
+(``scheduler``) and drives one experiment in its own thread (``lanepool``), while the drafter asks the
+agent for the next proposals (``drafts``). Journal appends are serialized; judging and the branch
+moves are serialized by one lock, so a keep is always decided against the current best. It never stops by itself unless a configured limit is
 reached (exit 0, so a supervisor does not restart it), it is signalled, or something a person must fix
 happens (exit 2, with a ``stop`` record saying why).
 """
@@ -19,14 +23,18 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalContext, check_python
+from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
-from autoresearch.errors import AgentError, AgentFatal, AutoresearchError, JournalError, RepoError
+from autoresearch.drafts import Drafter, now_when
+from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
 from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
+from autoresearch.lanepool import LanePool, LaneSlot
+from autoresearch.lanes import Lane
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
-from autoresearch.runners.base import Runner, log_tail
+from autoresearch.runners.base import Runner
+from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
 from autoresearch.status import gpu_hours, total_cost
@@ -37,8 +45,6 @@ log = structlog.get_logger("autoresearch.loop")
 
 PROPOSAL_HORIZON_S = 3600.0
 """How long a proposal may take before the systemd watchdog may consider the loop hung."""
-RECENT_ERRORS = 5
-"""Failed proposals' errors shown to the agent once it escalates."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +68,26 @@ class Loop:
     """Pause after k failed proposals in a row; None = doubling up to ``proposals.max_backoff_s``."""
     wait_max_s: float = 60.0
     """Longest pause between two probes of an engine or GPU that is not back yet."""
+    lanes: list[tuple[Lane, Runner]] = field(default_factory=list)
+    """Each lane with its own (pinned) runner; empty = one lane with ``runner``."""
     _alive_until: float = 0.0
+    _record_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: LanePool | None = None
 
     @property
     def journal(self) -> Journal:
         return self.session.journal
 
     @property
-    def phases(self) -> Phases:
-        return Phases(self.settings, self.session, self.workspace, self.journal, self.runner)
+    def pool(self) -> LanePool:
+        if self._pool is None:
+            pairs = self.lanes or [(Lane(0), self.runner)]
+            self._pool = LanePool([LaneSlot(lane, runner) for lane, runner in pairs])
+        return self._pool
+
+    @property
+    def drafter(self) -> Drafter:
+        return Drafter(self.settings, self.session, self.workspace, self.journal, self.agent, self._proposal_failed)
 
     def run(self) -> StopReason:
         with (
@@ -94,22 +111,13 @@ class Loop:
         self.notifier.ready(self.status_text())
         self.wait_for_runner(reap=True)
         log.info("loop.ready", repo=str(self.session.repo), branch=self.session.branch, runner=self.runner.name,
-                 agent=self.agent.name)
-        while not self.stop_event.is_set():
-            state = self.journal.load()
-            pending = state.pending()
-            if pending is not None:
-                self._advance(pending.n)  # an experiment a crash or a runner outage left open
-                continue
-            reason = self.limit_reached(state)
-            if reason:
-                return self._stop(reason)
-            self.step()
-        return self._stop("signal")
+                 agent=self.agent.name, lanes=len(self.pool.slots))
+        self._settle()
+        return self._schedule()
 
     def _start(self) -> None:
         """Back to a known state: the branch and results.tsv. Orphans are reaped and the runner checked by
-        ``wait_for_runner``; an experiment a crash interrupted is settled by ``run``'s first pass."""
+        ``wait_for_runner``; experiments a crash interrupted are settled by ``_settle``."""
         ws, branch = self.workspace, self.session.branch
         if ws.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
@@ -126,120 +134,135 @@ class Loop:
             ws.checkout(branch)
         if dirty and pending is None:
             raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them")
-        if pending is not None:
-            log.warning("recovery.resume", n=pending.n, phase=pending.phase)
+        for exp in state.open():
+            log.warning("recovery.resume", n=exp.n, phase=exp.phase, lane=exp.lane)
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
 
-    def _advance(self, n: int) -> None:
-        """Drive experiment n to recorded. If the runner cannot start it (engine down, GPU busy), wait and
-        leave it open: the next pass runs the same experiment, and no row is written for the outage."""
-        self._beat(self.settings.budget + self.settings.grace_s + 300)
+    def _settle(self) -> None:
+        """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
+        recorded once; a finished run is judged. Proposed or committed ones wait for a lane."""
+        for exp in self.journal.load().open():
+            if exp.phase not in ("proposed", "committed") and not self.stop_event.is_set():
+                self._drive(self._slot_of(exp.lane), exp.n)
+
+    def _slot_of(self, lane: int | None) -> LaneSlot:
+        return next((s for s in self.pool.slots if s.lane.index == lane), self.pool.slots[0])
+
+    def _schedule(self) -> StopReason:
+        """Start work on free lanes, draft ahead, until a limit (once the lanes are done) or a signal."""
+        while True:
+            self._beat(max(PROPOSAL_HORIZON_S, self.settings.budget + self.settings.grace_s + 300))
+            if self.pool.errors:
+                self.stop_event.set()  # the other lanes stop their runs (recorded as interrupted)
+                self.pool.join()
+                raise self.pool.errors[0]
+            if self.stop_event.is_set():
+                self.pool.join()
+                return self._stop("signal")
+            state = self.journal.load()
+            reason = self.limit_reached(state)
+            paid_only = self.limit_reached(state, spend=False) is None and not self._count_reached(state)
+            self._dispatch(state, take=paid_only, draft=paid_only and reason is None)
+            state = self.journal.load()
+            if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):
+                return self._stop(reason)
+            self.pool.wait(timeout=0.5)
+
+    def _count_reached(self, state: JournalState) -> bool:
+        cap = self.settings.limits.max_experiments
+        return cap is not None and len(state.recorded()) + len(state.open()) >= cap
+
+    def _dispatch(self, state: JournalState, take: bool, draft: bool) -> None:
+        """``take``: new experiments may start (open ones always may); ``draft``: the agent may be asked."""
+        for slot in self.pool.free():
+            job = next_job(state, self.pool.busy_ns(), take)
+            if job is None:
+                break
+            self._start_job(slot, job, state)
+            state = self.journal.load()
+        if draft:
+            self._start_drafts(state)
+
+    def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
+        n = job.n if job.n is not None else state.next_n()
+        if job.kind == "baseline":
+            self._journal_baseline(n, slot.lane.index)
+        elif job.kind == "draft":
+            best = state.best()
+            assert job.draft is not None and best is not None
+            if not self.drafter.take(state.drafts[job.draft], n, best):
+                return
+        description = self.journal.load().experiments[n].description
+        self.notifier.status(f"running #{n}: {description}; {self.status_text()}")
+        self.pool.start(slot, n, lambda: self._drive(slot, n))
+
+    def _journal_baseline(self, n: int, lane: int) -> None:
+        head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
+        content = self.workspace.read(head, self.settings.target)
+        self.journal.phase(
+            n, "proposed", parent=head, baseline=True, description="baseline", content=content,
+            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent="baseline", meta={},
+            usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0,
+            when=now_when(), lane=lane,
+        )
+
+    def _start_drafts(self, state: JournalState) -> None:
+        p = self.settings.proposals
+        cap = self.settings.limits.max_experiments
+        room = None if cap is None else cap - len(state.recorded()) - len(state.open())
+        if self._cost_ahead(state):
+            return
+        need = DraftNeed(lanes=len(self.pool.slots), idle_lanes=len(self.pool.free()), ahead=p.ahead,
+                         drafting=len(self.pool.drafting), concurrency=p.concurrency, room=room)
+        for _ in range(drafts_to_start(state, need)):
+            n = state.next_n() + len(state.drafts) + len(self.pool.drafting)  # a distinct number per draft
+            self.pool.start_draft(lambda n=n: self.drafter.draft(n))
+
+    def _cost_ahead(self, state: JournalState) -> bool:
+        """True when the drafts being made could take the spend to ``max_cost_usd`` (each at the mean cost
+        of a proposal so far): no further conversation starts until they are in."""
+        cap = self.settings.limits.max_cost_usd
+        if cap is None:
+            return False
+        usages = state.all_usage()
+        mean = total_cost(state) / len(usages) if usages else 0.0
+        return total_cost(state) + mean * len(self.pool.drafting) >= cap
+
+    def _drive(self, slot: LaneSlot, n: int) -> None:
+        """Drive experiment n to recorded in ``slot``'s lane. If the lane's runner cannot start it (engine
+        down, GPU busy or missing), the lane waits and the experiment stays open for any lane."""
+        phases = self._phases(slot)
         try:
-            exp = self.phases.advance(n, self.stop_event)
+            exp = phases.advance(n, self.stop_event)
         except TRANSIENT as exc:
-            log.error("run.runner_unavailable", n=n, what=what_of(exc), error=str(exc))
-            self.wait_for_runner()
+            log.error("run.runner_unavailable", n=n, lane=slot.lane.index, what=what_of(exc), error=str(exc))
+            slot.n = None  # another lane may take it meanwhile
+            self.wait_for_runner(runner=slot.runner)
             return
         self.notifier.status(self.status_text())
         if exp.cause == "docker" and not self.stop_event.is_set():
-            self.wait_for_runner()
+            self.wait_for_runner(runner=slot.runner)
         if self.on_recorded is not None:
             self.on_recorded(exp)
 
-    def step(self) -> None:
-        """One iteration. Agent failures skip it (with a growing pause); nothing else is swallowed."""
-        state = self.journal.load()
-        n = state.next_n()
-        best = state.best()
-        self._beat(PROPOSAL_HORIZON_S)
-        t0 = time.monotonic()
-        if best is None:
-            head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
-            content = self.workspace.read(head, self.settings.target)
-            proposal, parent, baseline = Proposal(content=content, description="baseline"), head, True
-        else:
-            proposal_or_none = self._propose(state, n, best)
-            if proposal_or_none is None or self.stop_event.is_set():
-                return
-            proposal, parent, baseline = proposal_or_none, best.commit, False
-        self._journal_proposal(n, proposal, parent, baseline, time.monotonic() - t0)
-        self.notifier.status(f"running #{n}: {proposal.description}; {self.status_text()}")
-        self._advance(n)
-
-    def _propose(self, state: JournalState, n: int, best: Experiment) -> Proposal | None:
-        ctx = self.context(state, n, best)
-        try:
-            proposal = self.agent.propose(ctx)
-            if proposal.content == ctx.best_content:
-                raise AgentError("the proposal does not change the target")
-            check_python(proposal.content, self.settings.target)
-        except AgentFatal:
-            raise
-        except AgentError as exc:
-            self._proposal_failed(n, exc)
-            return None
-        return proposal
+    def _phases(self, slot: LaneSlot) -> Phases:
+        return Phases(self.settings, self.session, self.workspace, self.journal.for_lane(slot.lane.index),
+                      slot.runner, serial=self._record_lock)
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
         """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
         self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
         self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
-    def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
-        done = state.recorded()
-        crash_streak = _trailing(done, lambda e: e.status == "crash")
-        last = done[-1] if done else None
-        crash_log = None
-        if last is not None and last.status == "crash" and crash_streak <= self.settings.max_crash_fixes:
-            crash_log = log_tail(self.session.run_dir(last.n) / "run.log", self.settings.anthropic.max_log_chars)
-        best_commit = best.commit
-        failed = state.failed_in_a_row
-        escalated = len(failed) >= self.settings.proposals.max_failed_in_a_row
-        return ProposalContext(
-            n=n,
-            repo=self.session.repo,
-            target=self.settings.target,
-            readonly=tuple(self.settings.readonly),
-            metric=self.settings.metric,
-            direction=self.settings.direction,
-            best_commit=best_commit,
-            best_content=self.workspace.read(best_commit, self.settings.target),
-            best_metric=best.metric,
-            history=tuple(_history_entry(e) for e in done),
-            last_crash_log=crash_log,
-            crash_streak=crash_streak,
-            stale_streak=_trailing(done, lambda e: e.status != "keep"),
-            agent_state=dict(state.agent_state),
-            runs_dir=self.session.run_dir(0).parent,
-            recent_errors=tuple(r.error for r in failed[-RECENT_ERRORS:]) if escalated else (),
-        )
-
-    def _journal_proposal(self, n: int, proposal: Proposal, parent: str, baseline: bool, propose_s: float) -> None:
-        if proposal.agent_state is not None:
-            self.journal.append({"type": "agent", "n": n, "state": proposal.agent_state})
-        self.journal.phase(
-            n,
-            "proposed",
-            parent=parent,
-            baseline=baseline,
-            description=proposal.description,
-            content=proposal.content,
-            content_sha256=hashlib.sha256(proposal.content.encode()).hexdigest(),
-            agent="baseline" if baseline else self.agent.name,
-            meta=proposal.meta,
-            usage=proposal.usage.as_dict(),
-            propose_s=round(propose_s, 3),
-            # The commit date is fixed here, so re-committing after a crash gives the same sha.
-            when=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-        )
-
-    def limit_reached(self, state: JournalState) -> str | None:
+    def limit_reached(self, state: JournalState, spend: bool = True) -> str | None:
+        """Why no new experiment may start, or None. ``spend=False`` leaves the agent's cost out: a
+        proposal already paid for still runs (as in the serial loop, where a proposal made is run)."""
         limits = self.settings.limits
         if limits.max_experiments is not None and len(state.recorded()) >= limits.max_experiments:
             return f"max_experiments reached ({limits.max_experiments})"
         if limits.max_gpu_hours is not None and (hours := gpu_hours(state)) >= limits.max_gpu_hours:
             return f"max_gpu_hours reached ({hours:.3f} >= {limits.max_gpu_hours})"
-        if limits.max_cost_usd is not None and (cost := total_cost(state)) >= limits.max_cost_usd:
+        if spend and limits.max_cost_usd is not None and (cost := total_cost(state)) >= limits.max_cost_usd:
             return f"max_cost_usd reached (${cost:.2f} >= ${limits.max_cost_usd:.2f})"
         if limits.stop_at is not None:
             stop_at = limits.stop_at if limits.stop_at.tzinfo else limits.stop_at.astimezone()
@@ -258,19 +281,22 @@ class Loop:
         return Waiter(self.journal, self.notifier, self.stop_event, self._beat, self.status_text,
                       max_wait_s=self.wait_max_s)
 
-    def wait_for_runner(self, reap: bool = False) -> None:
+    def wait_for_runner(self, reap: bool = False, runner: Runner | None = None) -> None:
         """Until the runner works (engine up, image there, GPUs free), or we are told to stop. With
-        ``reap``, first reap what a crashed daemon left (which needs the engine too)."""
+        ``reap``, first reap what a crashed daemon left (which needs the engine too). ``runner``: one
+        lane's runner (that lane waits, the others go on); default: every lane's."""
         pending_reap = reap
+        runners = [runner] if runner is not None else [s.runner for s in self.pool.slots]
 
         def probe() -> None:
             nonlocal pending_reap
             if pending_reap:
-                reaped = self.runner.reap_orphans()
+                reaped = sum(r.reap_orphans() for r in runners)
                 pending_reap = False
                 if reaped:
                     log.warning("recovery.orphans_reaped", count=reaped)
-            self.runner.check()
+            for r in runners:
+                r.check()
 
         self._waiter.until(probe)
 
@@ -289,28 +315,3 @@ class Loop:
 
     def _within_horizon(self) -> bool:
         return time.monotonic() < self._alive_until
-
-
-def _trailing(done: list[Experiment], pred: Callable[[Experiment], bool]) -> int:
-    count = 0
-    for exp in reversed(done):
-        if not pred(exp):
-            break
-        count += 1
-    return count
-
-
-def _history_entry(exp: Experiment) -> HistoryEntry:
-    meta = dict(exp.meta)
-    meta["content_sha256"] = exp.content_sha256
-    return HistoryEntry(
-        n=exp.n,
-        commit=exp.commit,
-        status=exp.status,
-        metric=exp.metric,
-        description=exp.description,
-        cause=exp.cause,
-        meta=meta,
-        memory_gb=exp.memory_gb,
-    )
-

@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Phases:
     workspace: Workspace
     journal: Journal
     runner: Runner
+    serial: threading.Lock = field(default_factory=threading.Lock)
+    """Held while judging and moving the branch: with lanes, one run is judged at a time against the
+    current best (runs themselves go on in parallel)."""
 
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
@@ -54,7 +57,8 @@ class Phases:
             self.settle_interrupted(exp)
             exp = self._load(n)
         if exp.phase == "finished":
-            self.record(exp)
+            with self.serial:
+                self.record(self._load(n))
             exp = self._load(n)
         return exp
 
@@ -64,17 +68,15 @@ class Phases:
     def commit(self, exp: Experiment) -> None:
         if exp.baseline:
             sha = exp.parent
-            self.workspace.reset_hard(sha)
         else:
+            # Built beside the checkout (a private index): other lanes' runs and the branch are untouched.
             message = f"{exp.description}\n\nautoresearch {self.session.tag} experiment {exp.n}"
-            sha = self.workspace.commit_file(exp.parent, self.settings.target, exp.content, message, exp.when)
+            sha = self.workspace.make_commit(exp.parent, self.settings.target, exp.content, message, exp.when)
         self.workspace.set_ref(self.session.experiment_ref(exp.n), sha)
         self.journal.phase(exp.n, "committed", commit=sha)
 
     def run(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
-        commit = exp.commit
-        if self.workspace.head() != commit:
-            self.workspace.reset_hard(commit)
+        commit = exp.commit  # runs from a snapshot of the commit: the checkout stays at the best
         run_dir = self.session.run_dir(exp.n)
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "run.log"

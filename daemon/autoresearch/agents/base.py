@@ -47,6 +47,21 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """An experiment not measured yet: running in a lane, or drafted and queued (lane None)."""
+
+    description: str
+    parent: str
+    """The commit it edits."""
+    lane: int | None
+    n: int | None = None
+    """Its experiment number; None for a queued draft."""
+    content: str | None = None
+    """Its target file (agents that avoid duplicates compare it; not shown in prompts)."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ProposalContext:
     n: int
     repo: Path
@@ -69,6 +84,8 @@ class ProposalContext:
     """The folder of the runs' logs (``<runs_dir>/<n>/run.log``), read-only to agents; None when unknown."""
     recent_errors: tuple[str, ...] = ()
     """Why the last proposals failed, once ``proposals.max_failed_in_a_row`` failed in a row (else empty)."""
+    in_flight: tuple[InFlight, ...] = ()
+    """Experiments running in lanes and drafts queued: not measured yet, so not to be proposed again."""
 
 
 @dataclass

@@ -183,6 +183,8 @@ def _recent(
         parts[-1] += "\n".join(rows)
     else:
         parts.append("# Experiment history\n(none yet)")
+    if ctx.in_flight:
+        parts.append(in_flight_section(ctx))
     notes = str(ctx.agent_state.get("notes") or "").strip()
     parts.append(
         "# Your notes (your scratchpad from earlier iterations)\n" + (notes or "(empty: start them in finish)")
@@ -201,6 +203,18 @@ def _recent(
         parts.append(ESCALATION.format(stale=ctx.stale_streak, target=ctx.target))
     parts.append(f"# Task\n{task}")
     return "\n\n".join(parts)
+
+
+def in_flight_section(ctx: ProposalContext) -> str:
+    """Experiments running or queued right now: their results are not in yet, so do not propose them again."""
+    rows = []
+    for f in ctx.in_flight:
+        where = f"lane {f.lane}" if f.lane is not None else "queued"
+        n = "-" if f.n is None else str(f.n)
+        rows.append(f"{n:>4}  {where:<8}  {f.parent[:7]:<7}  {' '.join(f.description.split())[:140]}")
+    header = f"{'n':>4}  {'where':<8}  {'parent':<7}  description"
+    return ("# In flight (running or queued; results not in yet: propose something different)\n"
+            + header + "\n" + "\n".join(rows))
 
 
 def clean_description(text: str, limit: int = 200) -> str:

@@ -1,0 +1,166 @@
+"""Proposals drafted ahead of the lanes: the agent thinks while the GPUs train.
+
+A draft is journaled (a ``draft`` record) the moment the agent returns it, so a kill -9 loses no
+proposal that was paid for. A lane that frees up takes the oldest draft: if a keep landed since the
+draft was made, its edit is first re-applied onto the new best with a 3-way merge of the target
+(``git merge-file``), so every experiment's parent is the best when it starts; a draft whose edit
+conflicts is dropped (``draft_drop``, reason ``merge-conflict``) without costing any GPU time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from autoresearch.agents.base import Agent, HistoryEntry, InFlight, Proposal, ProposalContext, check_python
+from autoresearch.config import Settings
+from autoresearch.errors import AgentError, AgentFatal
+from autoresearch.journal import Experiment, Journal, JournalState
+from autoresearch.records import DraftRecord
+from autoresearch.runners.base import log_tail
+from autoresearch.session import Session
+from autoresearch.workspace import Workspace
+
+log = structlog.get_logger("autoresearch.loop")
+
+RECENT_ERRORS = 5
+"""Failed proposals' errors shown to the agent once it escalates."""
+
+
+def now_when() -> str:
+    """A commit date fixed at proposal time, so re-committing after a crash gives the same sha."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class Drafter:
+    settings: Settings
+    session: Session
+    workspace: Workspace
+    journal: Journal
+    agent: Agent
+    on_failed: Callable[[int, AgentError], None]
+    """Journals a failed proposal and pauses (the loop's back-off)."""
+
+    def draft(self, n: int) -> None:
+        """Ask the agent for one proposal against the current best and queue it (or journal why not)."""
+        state = self.journal.load()
+        best = state.best()
+        if best is None:
+            return
+        t0 = time.monotonic()
+        ctx = self.context(state, n, best)
+        try:
+            proposal = self.agent.propose(ctx)
+            if proposal.content == ctx.best_content:
+                raise AgentError("the proposal does not change the target")
+            check_python(proposal.content, self.settings.target)
+        except AgentFatal:
+            raise
+        except AgentError as exc:
+            self.on_failed(n, exc)
+            return
+        self._journal(proposal, best.commit, time.monotonic() - t0)
+
+    def _journal(self, proposal: Proposal, parent: str, propose_s: float) -> None:
+        if proposal.agent_state is not None:
+            self.journal.append({"type": "agent", "state": proposal.agent_state})
+        with self.journal.lock:  # the id is the count of drafts: read and append as one step
+            draft_id = self.journal.load().draft_ids
+            self.journal.append({
+                "type": "draft", "id": draft_id, "parent": parent, "description": proposal.description,
+                "content": proposal.content, "agent": self.agent.name,
+                "content_sha256": hashlib.sha256(proposal.content.encode()).hexdigest(),
+                "meta": proposal.meta, "usage": proposal.usage.as_dict(), "propose_s": round(propose_s, 3),
+            })
+        log.info("proposal.drafted", draft=draft_id, description=proposal.description, parent=parent[:7])
+
+    def take(self, draft: DraftRecord, n: int, best: Experiment) -> bool:
+        """Make the draft experiment ``n`` on the current best; False if it was dropped instead."""
+        content, meta = draft.content, dict(draft.meta)
+        if draft.parent != best.commit:
+            base = self.workspace.read(draft.parent, self.settings.target)
+            ours = self.workspace.read(best.commit, self.settings.target)
+            merged = self.workspace.merge_file(base, ours, draft.content)
+            if merged is None or merged == ours:
+                reason = "merge-conflict" if merged is None else "already in the best"
+                self.journal.append({"type": "draft_drop", "id": draft.id, "reason": reason})
+                log.warning("proposal.draft_dropped", draft=draft.id, reason=reason, parent=draft.parent[:7],
+                            best=best.commit[:7])
+                return False
+            content, meta["drafted_on"] = merged, draft.parent
+        self.journal.phase(
+            n, "proposed", parent=best.commit, baseline=False, description=draft.description, content=content,
+            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent=draft.agent, meta=meta,
+            usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id, when=now_when(),
+        )
+        return True
+
+    def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
+        done = state.recorded()
+        s = self.settings
+        crash_streak = _trailing(done, lambda e: e.status == "crash")
+        last = done[-1] if done else None
+        crash_log = None
+        if last is not None and last.status == "crash" and crash_streak <= s.max_crash_fixes:
+            crash_log = log_tail(self.session.run_dir(last.n) / "run.log", s.anthropic.max_log_chars)
+        failed = state.failed_in_a_row
+        escalated = len(failed) >= s.proposals.max_failed_in_a_row
+        return ProposalContext(
+            n=n,
+            repo=self.session.repo,
+            target=s.target,
+            readonly=tuple(s.readonly),
+            metric=s.metric,
+            direction=s.direction,
+            best_commit=best.commit,
+            best_content=self.workspace.read(best.commit, s.target),
+            best_metric=best.metric,
+            history=tuple(history_entry(e) for e in done),
+            last_crash_log=crash_log,
+            crash_streak=crash_streak,
+            stale_streak=_trailing(done, lambda e: e.status != "keep"),
+            agent_state=dict(state.agent_state),
+            runs_dir=self.session.run_dir(0).parent,
+            recent_errors=tuple(r.error for r in failed[-RECENT_ERRORS:]) if escalated else (),
+            in_flight=in_flight(state),
+        )
+
+
+def in_flight(state: JournalState) -> tuple[InFlight, ...]:
+    """Open experiments (in lanes) and queued drafts, oldest first."""
+    running = [InFlight(description=e.description, parent=e.parent, lane=e.lane, n=e.n, content=e.content,
+                        meta=dict(e.meta)) for e in state.open()]
+    queued = [InFlight(description=d.description, parent=d.parent, lane=None, content=d.content,
+                       meta=dict(d.meta)) for d in state.drafts.values()]
+    return tuple(running + queued)
+
+
+def _trailing(done: list[Experiment], pred: Callable[[Experiment], bool]) -> int:
+    count = 0
+    for exp in reversed(done):
+        if not pred(exp):
+            break
+        count += 1
+    return count
+
+
+def history_entry(exp: Experiment) -> HistoryEntry:
+    meta: dict[str, Any] = dict(exp.meta)
+    meta["content_sha256"] = exp.content_sha256
+    return HistoryEntry(
+        n=exp.n,
+        commit=exp.commit,
+        status=exp.status,
+        metric=exp.metric,
+        description=exp.description,
+        cause=exp.cause,
+        meta=meta,
+        memory_gb=exp.memory_gb,
+    )
