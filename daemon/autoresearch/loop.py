@@ -6,9 +6,11 @@ engine that is down or a busy GPU is waited out, see ``waits``), settles whateve
 half-done in any lane (see ``phases``), then schedules: each free lane takes the head of the queue
 (``scheduler``) and drives one experiment in its own thread (``lanepool``), while the drafter asks the
 agent for the next proposals (``drafts``). Journal appends are serialized; judging and the branch
-moves are serialized by one lock, so a keep is always decided against the current best. It never stops by itself unless a configured limit is
-reached (exit 0, so a supervisor does not restart it), it is signalled, or something a person must fix
-happens (exit 2, with a ``stop`` record saying why).
+moves are serialized by one lock, so a keep is always decided against the current best.
+
+It never stops by itself unless a configured limit is reached (exit 0, so a supervisor does not restart
+it; runs in flight finish first), it is signalled, or something a person must fix happens (exit 2, with
+a ``stop`` record saying why).
 """
 
 from __future__ import annotations
