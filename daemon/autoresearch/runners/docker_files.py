@@ -8,7 +8,6 @@ the committed target stands whatever the run does, and a changed hash is reporte
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import stat
@@ -16,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from autoresearch.runners.hashing import changed_files, hash_files
 
 if TYPE_CHECKING:
     from autoresearch.runners.base import RunSpec
@@ -56,12 +57,11 @@ class RunFiles:
         return files
 
     def current_hashes(self, spec: RunSpec) -> dict[str, str | None]:
-        return {rel: file_hash(self.workspace / rel) for rel in (spec.target, *spec.readonly)}
+        return hash_files(self.workspace, (spec.target, *spec.readonly))
 
     def changed(self, spec: RunSpec) -> list[str]:
         """Files among the target and the read-only ones whose content changed during the run."""
-        now = self.current_hashes(spec)
-        return [rel for rel, digest in self.hashes.items() if now.get(rel) != digest]
+        return changed_files(self.hashes, self.current_hashes(spec))
 
     def written_bytes(self) -> int:
         """Bytes the run can have put on the host's disk: the target copy plus the output folder."""
@@ -76,17 +76,6 @@ class RunFiles:
         shutil.rmtree(self.workspace, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.output.rmdir()  # only if empty
-
-
-def file_hash(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def tree_size(root: Path) -> int:
