@@ -38,7 +38,7 @@ def make_spec(tmp_path: Path, script: str, budget: float = 0.5, grace: float = 0
         log_cap_bytes=kw.pop("cap", 1 << 20),
         target="train.py",
         readonly=("prepare.py",),
-        snapshot=snap,
+        snapshot=kw.pop("snapshot", snap),
         **kw,
     )
 
