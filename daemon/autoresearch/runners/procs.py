@@ -26,8 +26,14 @@ def start_ticks(pid: int) -> int | None:
 
 
 def same_process(pid: int, ticks: object) -> bool:
-    """Whether ``pid`` is still the process that started at ``ticks`` (False for bad handles)."""
-    return isinstance(ticks, int) and pid > 0 and start_ticks(pid) == ticks
+    """Whether ``pid`` is still the live process that started at ``ticks`` (False for zombies, bad handles)."""
+    if not isinstance(ticks, int) or pid <= 0:
+        return False
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X") and int(fields[19]) == ticks
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
