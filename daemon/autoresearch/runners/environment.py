@@ -18,12 +18,15 @@ def allowed_environment(
     allow: Iterable[str],
     extra: Mapping[str, str] = {},
     fixed: Mapping[str, str] = {},
+    *,
+    drop_secrets: bool = True,
 ) -> dict[str, str]:
     """``allow``-listed host variables, the run's AUTORESEARCH_* (and allowed) variables, the config's
-    ``extra``, then ``fixed`` (the runner's own: HOME, paths); any secret-looking name is dropped."""
+    ``extra``, then ``fixed`` (the runner's own: HOME, paths); any secret-looking name is dropped unless
+    ``drop_secrets`` is False (an agent CLI's own API key, which its allow-list names explicitly)."""
     allowed = set(allow)
     env = {k: v for k, v in host_env.items() if k in allowed}
     env.update({k: v for k, v in spec_env.items() if k.startswith("AUTORESEARCH_") or k in allowed})
     env.update(extra)
     env.update(fixed)
-    return {k: v for k, v in env.items() if not SECRET.search(k)}
+    return {k: v for k, v in env.items() if not (drop_secrets and SECRET.search(k))}

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from autoresearch.bwrap import Sandbox
 from autoresearch.runners import procs
@@ -82,20 +82,21 @@ class Box:
 
 
 def launch(
-    command: str, sandbox: Sandbox | None, bwrap: str | None, env: Mapping[str, str], cwd: Path
+    command: str, sandbox: Sandbox | None, bwrap: str | None, env: Mapping[str, str], cwd: Path,
+    stdout: int | IO[bytes] = subprocess.PIPE,
 ) -> Box:
     """Start ``command`` (through /bin/sh) in the sandbox, or as a bare process group when ``sandbox`` is None.
 
-    Output (stdout and stderr together) is ``proc.stdout``; ``env`` is the environment of bwrap itself
-    (the sandbox's own is in ``sandbox.env``) or of the bare command.
+    Output (stdout and stderr together) goes to ``stdout`` (by default a pipe: ``proc.stdout``). ``env`` is
+    the environment of bwrap itself (the sandbox's own is in ``sandbox.env``) or of the bare command.
     """
     shell: Sequence[str] = ["/bin/sh", "-c", command]
     if sandbox is None or bwrap is None:
-        proc = _popen(list(shell), env, cwd, ())
+        proc = _popen(list(shell), env, cwd, (), stdout)
         return Box(proc, start_ticks=procs.start_ticks(proc.pid))
     read_end, write_end = os.pipe()
     try:
-        proc = _popen(sandbox.argv(shell, bwrap=bwrap, info_fd=write_end), env, Path("/"), (write_end,))
+        proc = _popen(sandbox.argv(shell, bwrap=bwrap, info_fd=write_end), env, Path("/"), (write_end,), stdout)
     finally:
         os.close(write_end)
     with contextlib.closing(os.fdopen(read_end, "rb")) as info:
@@ -106,9 +107,11 @@ def launch(
     return box
 
 
-def _popen(argv: list[str], env: Mapping[str, str], cwd: Path, fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+def _popen(
+    argv: list[str], env: Mapping[str, str], cwd: Path, fds: tuple[int, ...], stdout: int | IO[bytes]
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
         start_new_session=True, pass_fds=fds,
     )  # fmt: skip
 
