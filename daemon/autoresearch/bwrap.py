@@ -73,6 +73,7 @@ class Sandbox:
         for bind in self.binds:
             flag = "--bind" if bind.writable else "--ro-bind"
             args += [flag + ("-try" if bind.optional else ""), str(bind.source), bind.dest]
+        args += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs holding the mount points) takes no files
         for key, value in sorted(self.env.items()):
             args += ["--setenv", key, value]
         args += ["--chdir", self.cwd, "--", *command]
