@@ -51,8 +51,8 @@ def daemon_argv(config: Path, user: str) -> list[str]:
     if not os.access(prefix, os.R_OK) or not _world_traversable(prefix):
         # The interpreter lives under a 0700 home (pyenv in /root): show it to nobody in a private mount namespace.
         script = (f"mkdir -p /tmp/.ar-py-$$ && mount --bind {prefix} /tmp/.ar-py-$$ && "
-                  f"mount -t tmpfs -o mode=755 tmpfs /root && mkdir -p {prefix} && mount --bind /tmp/.ar-py-$$ {prefix} "
-                  f"&& rmdir /tmp/.ar-py-$$ 2>/dev/null; exec {shlex.join(drop)}")
+                  f"mount -t tmpfs -o mode=755 tmpfs /root && mkdir -p {prefix} && "
+                  f"mount --bind /tmp/.ar-py-$$ {prefix} && rmdir /tmp/.ar-py-$$ 2>/dev/null; exec {shlex.join(drop)}")
         if not str(prefix).startswith("/root/"):
             pytest.skip(f"the interpreter at {prefix} is not readable by nobody")
         return ["unshare", "-m", "sh", "-c", script]
