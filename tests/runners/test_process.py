@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -171,3 +172,15 @@ def test_config_refuses_a_missing_bwrap_and_warns_when_unsandboxed(monkeypatch: 
         runner = ProcessRunner.from_config(Settings(process={"sandbox": "none", "gpus": "none"}))
     assert runner.bwrap is None
     assert any(e["event"] == "process.unsandboxed" and e["log_level"] == "warning" for e in logs)
+
+
+def test_unsandboxed_setsid_child_holding_stdout_does_not_hang_the_run(tmp_path: Path) -> None:
+    """Without a sandbox the escaped child survives (documented as unsafe), but the log pump lets go of it."""
+    mark = token()
+    script = f"import subprocess\nsubprocess.Popen(['setsid', 'sleep', '{mark}'])\nprint('leader done', flush=True)\n"
+    try:
+        out = make_runner("none").run(make_spec(tmp_path, script, budget=60), lambda h: None)
+        assert out.cause == "ok" and out.wall_s < 60
+    finally:
+        for pid in marked_pids(mark):
+            procs.signal_pid(pid, signal.SIGKILL)
