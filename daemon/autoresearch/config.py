@@ -189,8 +189,9 @@ class ProcessSettings(Section):
     the daemon's rights: UNSAFE with an LLM or command agent (a warning is logged at every start)."""
     kill_timeout_s: float = Field(default=5.0, ge=0)
     """Seconds between SIGTERM and SIGKILL of the whole sandbox when the budget plus grace runs out."""
-    env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED"])
-    """Host environment variables passed through (as docker.env_allow); secrets never pass."""
+    env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"])
+    """Host environment variables passed through (as docker.env_allow); secrets never pass. HOME is /tmp
+    inside: a script that keeps data under ~ needs it in ``mounts`` (e.g. "~/.cache/x:/tmp/.cache/x")."""
     env: dict[str, str] = Field(default_factory=dict)
     """Extra environment for runs (e.g. interpreter or library paths); secret-looking names never pass."""
     gpus: Literal["none", "all"] | list[str] = "all"
