@@ -77,8 +77,8 @@ def session(root: Path, name: str, n: int, budget: float, agent_s: float) -> tup
 def overheads(state: JournalState, budget: float) -> list[float]:
     out = []
     for exp in state.recorded():
-        start = dt.datetime.fromisoformat(str(exp.get("proposed_at")))
-        end = dt.datetime.fromisoformat(str(exp.get("recorded_at")))
+        start = dt.datetime.fromisoformat(str(exp.phase_at("proposed")))
+        end = dt.datetime.fromisoformat(str(exp.phase_at("recorded")))
         out.append((end - start).total_seconds() - budget)
     return out
 
@@ -138,7 +138,7 @@ def main() -> None:
             latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner)
             print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
         state, wall = session(Path(tmp) / "busy", "bwrap", args.experiments, args.budget, args.agent_seconds)
-        training = sum(float(e.get("wall_s") or 0.0) for e in state.recorded())
+        training = sum(e.wall_s for e in state.recorded())
         print(f"busy (bwrap): experiments={len(state.recorded())} agent_s={args.agent_seconds:g} "
               f"budget_s={args.budget:g} training_s={training:.1f} session_wall_s={wall:.1f}")
     print("overhead_per_experiment_s: " + " ".join(

@@ -13,7 +13,7 @@ def _stopped(loop) -> str:  # type: ignore[no-untyped-def]
     stops = loop.journal.load().stops
     assert stops, "no stop record"
     assert any(m.startswith("STOPPING=1") for m in loop.notifier.sent)
-    return str(stops[-1]["reason"])
+    return stops[-1].reason
 
 
 def test_max_experiments(tmp_path: Path) -> None:

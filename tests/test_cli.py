@@ -40,6 +40,12 @@ def test_existing_branch(repo: Path) -> None:
     _fails_cleanly(repo, "--tag", "taken", message="branch autoresearch/taken already exists")
 
 
+@pytest.mark.parametrize("tag", ["a b", "../x", "x..y", "-x", "x.lock"])
+def test_bad_tag(repo: Path, tag: str) -> None:
+    _fails_cleanly(repo, "--tag", tag, "--runner", "process", "--prepare", "python3 prepare.py",
+                   message=f"--tag {tag!r} cannot name a branch")
+
+
 def test_missing_target(repo: Path) -> None:
     _fails_cleanly(repo, "--target", "model.py", message="model.py is not a committed file")
 
@@ -65,7 +71,8 @@ def test_unknown_config_key(repo: Path) -> None:
     (repo / "autoresearch.toml").write_text('target = "train.py"\nbudjet = 3\n')
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "config")
-    _fails_cleanly(repo, message="budjet: Extra inputs are not permitted")
+    _fails_cleanly(repo, message="budjet [key budjet in ")
+    _fails_cleanly(repo, message="autoresearch.toml]: Extra inputs are not permitted")
 
 
 def test_run_without_init(repo: Path) -> None:
@@ -103,17 +110,89 @@ def test_init_then_run_then_status(initialised: Path) -> None:
 
 
 def test_baseline_crash_exit_2(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", train="raise SystemExit('broken val_bpb')\n")
+    repo = make_repo(tmp_path / "r", train="raise SystemExit('broken')\nprint('val_bpb:', 1.0)\n")
     assert cli("init", str(repo), "--tag", "x", "--runner", "process").returncode == 0
     result = cli("run", str(repo))
     assert result.returncode == 2
     assert "the baseline (unchanged train.py) crashed [exit:1]" in result.stderr
 
 
-@pytest.mark.parametrize("args", [["--agent", "nope"], ["--budget", "-1"]])
-def test_run_bad_flags(initialised: Path, args: list[str]) -> None:
-    result = cli("run", str(initialised), *args)
-    assert result.returncode == 2 and "invalid configuration" in result.stderr
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agent", "claude"], "Invalid value for '--agent'"),
+    (["--runner", "podman"], "Invalid value for '--runner'"),
+    (["--log-level", "verbose"], "Invalid value for '--log-level'"),
+    (["--budget", "-5"], "budget [flag --budget]: Input should be greater than 0 (got -5.0)"),
+    (["--max-experiments", "0"], "limits.max_experiments [flag --max-experiments]: Input should be greater"),
+])
+def test_run_bad_flags_name_the_flag(initialised: Path, args: list[str], message: str) -> None:
+    before = _snapshot(initialised)
+    result = cli("run", str(initialised), *args, env={"COLUMNS": "200"})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "autoresearch.toml" not in result.stderr  # the file is fine: the flag is not
+    assert _snapshot(initialised) == before
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"AUTORESEARCH_BUDGET": "-5"}, "budget [env AUTORESEARCH_BUDGET]: Input should be greater than 0"),
+    ({"AUTORESEARCH_AGENT": "claude"}, "agent [env AUTORESEARCH_AGENT]: Input should be 'offline', 'anthropic'"),
+    ({"AUTORESEARCH_RUNNER": "podman"}, "runner [env AUTORESEARCH_RUNNER]: Input should be 'process' or 'docker'"),
+])
+def test_run_bad_env_names_the_variable(initialised: Path, env: dict[str, str], message: str) -> None:
+    before = _snapshot(initialised)
+    result = cli("run", str(initialised), env=env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert _snapshot(initialised) == before
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("budget = -5", "budget [key budget in "),
+    ('agent = "claude"', "agent [key agent in "),
+    ('runner = "podman"', "runner [key runner in "),
+])
+def test_run_bad_toml_names_the_key(initialised: Path, line: str, message: str) -> None:
+    toml = initialised / "autoresearch.toml"
+    kept = [old for old in toml.read_text().splitlines() if old.split(" = ")[0] != line.split(" = ")[0]]
+    toml.write_text("\n".join([*kept, line]) + "\n")
+    before = _snapshot(initialised)
+    result = cli("run", str(initialised))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert f"{toml}]: " in result.stderr
+    assert _snapshot(initialised) == before
+
+
+def test_metric_must_be_printed_as_a_whole_word(tmp_path: Path) -> None:
+    train = "loss = 0.5\nprint(f'val_loss: {loss:.4f}')\n"
+    repo = make_repo(tmp_path / "r", train=train)
+    _fails_cleanly(repo, "--metric", "val_los", message="metric 'val_los' is unknown (from flag --metric)")
+    _fails_cleanly(repo, "--metric", "loss", message="metric 'loss' is unknown")  # a format field is no line
+    result = cli("init", str(repo), "--metric", "val_loss", "--runner", "process", "--budget", "1")
+    assert result.returncode == 0, result.stderr
+
+
+def test_failed_prepare_exits_2_and_leaves_nothing_behind(repo: Path) -> None:
+    (repo / "prepare.py").write_text("print('downloading shard 1 of 9')\nraise SystemExit('disk full')\n")
+    git(repo, "commit", "-qam", "broken prepare")
+    before = _snapshot(repo)
+    result = cli("init", str(repo), "--tag", "p", "--runner", "process", "--prepare", "python3 prepare.py")
+    assert result.returncode == 2, result.stderr
+    assert "prepare ('python3 prepare.py', from flag --prepare) failed [exit:1]" in result.stderr
+    assert "downloading shard 1 of 9" in result.stderr and "disk full" in result.stderr  # the log's tail
+    assert not (repo / ".git" / "autoresearch").exists()
+    assert _snapshot(repo) == before
+    assert git(repo, "branch", "--list", "autoresearch/*") == ""
+
+
+def test_init_says_which_runner_and_why(tmp_path: Path) -> None:
+    chosen = cli("init", str(make_repo(tmp_path / "a")), "--runner", "process")
+    assert chosen.returncode == 0 and "runner: process (from flag --runner)" in chosen.stdout
+    from_env = cli("init", str(make_repo(tmp_path / "b")), env={"AUTORESEARCH_RUNNER": "process"})
+    assert "runner: process (from env AUTORESEARCH_RUNNER)" in from_env.stdout
+    no_engine = cli("init", str(make_repo(tmp_path / "c")),
+                    env={"AUTORESEARCH_DOCKER__HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "300"})
+    assert no_engine.returncode == 0, no_engine.stderr
+    assert "runner: process (docker unavailable: " in no_engine.stdout
+    assert "runner" not in (tmp_path / "c" / "autoresearch.toml").read_text()
 
 
 def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) -> None:
@@ -138,3 +217,19 @@ def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) ->
     assert len(rows) == 1 and rows[0].split("\t")[3] == "crash" and "[interrupted]" in rows[0]
     assert '"loop.stopped"' in out and '"signal"' in out
     assert git(repo, "status", "--porcelain") == ""
+
+
+
+def test_failed_prepare_keeps_the_previous_session(initialised: Path) -> None:
+    repo = initialised
+    state = repo / ".git" / "autoresearch"
+    journal, log = (state / "journal.jsonl").read_bytes(), (state / "runs" / "prepare.log").read_bytes()
+    before = _snapshot(repo)
+    result = cli("init", str(repo), "--tag", "t2",
+                 env={"AUTORESEARCH_PREPARE": "python3 -c \"raise SystemExit('no space left')\""})
+    assert result.returncode == 2 and "from env AUTORESEARCH_PREPARE) failed [exit:1]" in result.stderr
+    assert "no space left" in result.stderr
+    assert _snapshot(repo) == before
+    assert (state / "journal.jsonl").read_bytes() == journal
+    assert (state / "runs" / "prepare.log").read_bytes() == log
+    assert (state / "cache" / "data.txt").read_text() == "prepared"

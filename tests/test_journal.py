@@ -2,30 +2,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from structlog.testing import capture_logs
+
+from autoresearch.errors import JournalError, JournalReplaced
 from autoresearch.journal import Journal
 from autoresearch.judge import decide, last_value, memory_gb
 from autoresearch.ledger import clean_description, parse_results
 
 
+def _propose(j: Journal, n: int, description: str = "d", **fields: object) -> None:
+    j.phase(n, "proposed", parent="p" * 40, description=description, content="X = 1\n",
+            when="2026-11-26T00:00:00+00:00", **fields)
+
+
 def test_fold_and_pending(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl")
     j.append({"type": "session", "tag": "x"})
-    j.phase(0, "proposed", description="baseline")
+    _propose(j, 0, "baseline", baseline=True)
     j.phase(0, "committed", commit="abc")
     j.phase(0, "finished", cause="ok", metric=1.0)
     j.phase(0, "recorded", status="keep")
-    j.phase(1, "proposed", description="b")
+    _propose(j, 1, "b")
     state = j.load()
-    assert state.session["tag"] == "x"
-    assert state.best() is not None and state.best().get("commit") == "abc"  # type: ignore[union-attr]
-    assert state.pending() is not None and state.pending().n == 1  # type: ignore[union-attr]
+    assert state.tag == "x"
+    best = state.best()
+    assert best is not None and best.commit == "abc" and best.baseline and best.metric == 1.0
+    pending = state.pending()
+    assert pending is not None and pending.n == 1 and pending.description == "b"
     assert state.next_n() == 2
 
 
 def test_torn_tail_is_skipped_and_repaired(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     j = Journal(path)
-    j.phase(0, "proposed", description="a")
+    _propose(j, 0)
     with path.open("a") as fh:
         fh.write('{"type": "phase", "n": 0, "phase": "comm')
     assert j.load().experiments[0].phase == "proposed"
@@ -71,7 +82,7 @@ def test_descriptions_and_parse() -> None:
 def test_incremental_load_matches_a_fresh_fold(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     j = Journal(path)
-    j.phase(0, "proposed", description="a")
+    _propose(j, 0)
     first = j.load()
     assert first.experiments[0].phase == "proposed"
     j.phase(0, "committed", commit="c")
@@ -83,15 +94,92 @@ def test_incremental_load_matches_a_fresh_fold(tmp_path: Path) -> None:
     j.repair_tail()
     j.phase(0, "running", handle={})
     assert j.load().experiments[0].phase == "running"
-    assert Journal(path).load().experiments[0].data == j.load().experiments[0].data
+    assert Journal(path).load().experiments[0] == j.load().experiments[0]
 
 
-def test_replaced_or_shrunk_journal_is_folded_again(tmp_path: Path) -> None:
+def test_a_replaced_journal_is_an_error_never_a_silent_reread(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     j = Journal(path)
-    j.phase(0, "proposed", description="a")
-    j.phase(1, "proposed", description="b")
+    _propose(j, 0)
+    _propose(j, 1)
     assert sorted(j.load().experiments) == [0, 1]
-    path.unlink()
-    Journal(path).phase(5, "proposed", description="new")
-    assert sorted(j.load().experiments) == [5]
+    path.rename(tmp_path / "archived.jsonl")  # what init's archiving did under a running daemon
+    with pytest.raises(JournalReplaced, match="was removed"):
+        j.load()
+    _propose(Journal(path), 5)
+    with pytest.raises(JournalReplaced, match="replaced by another file") as info:
+        j.load()
+    assert info.value.exit_code == 2
+
+
+def test_a_shrunk_journal_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    j = Journal(path)
+    _propose(j, 0)
+    _propose(j, 1)
+    j.load()
+    with path.open("r+b") as fh:
+        fh.truncate(10)
+    with pytest.raises(JournalReplaced, match="shrank"):
+        j.load()
+
+
+def test_journal_of_the_landed_version_loads_typed() -> None:
+    """A journal written by the version before typed records (content shortened, otherwise verbatim)."""
+    state = Journal(Path(__file__).parent / "data" / "journal_landed.jsonl").load()
+    assert state.tag == "t" and state.agent_state == {"notes": "n1"}
+    done = state.recorded()
+    assert [(e.n, e.status, e.metric) for e in done] == [(0, "keep", 2.0), (1, "keep", 1.5), (2, "crash", None)]
+    first = done[1]
+    assert first.commit.startswith("06ed941") and first.parent.startswith("8f010be") and not first.baseline
+    assert first.meta == {"params": {"LR": 0.7}} and first.usage.cost_usd == 0.01 and first.usage.input_tokens == 100
+    assert done[2].cause == "exit:1" and done[2].row_description == "crashy [exit:1]" and done[2].exit_code == 1
+    assert [r.error for r in state.skipped] == ["bad edit"] and state.skipped[0].usage.cost_usd == 0.02
+    assert state.stops[0].reason == "max_experiments reached (3)"
+    pending = state.pending()
+    assert pending is not None and pending.phase == "finished" and pending.cause == "interrupted"
+    assert pending.handle == {"kind": "process", "pgid": 4242, "start_ticks": 99}
+    assert pending.training_seconds is None and pending.detail == "daemon died during the run"
+
+
+def test_a_record_missing_a_required_field_is_an_error(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    j.phase(0, "proposed", description="no parent, content or date")
+    with pytest.raises(JournalError, match=r"line 1: invalid phase record \(parent: Field required\)"):
+        j.load()
+
+
+def test_a_field_of_a_phase_not_reached_is_an_error_not_none(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    _propose(j, 0)
+    exp = j.load().experiments[0]
+    with pytest.raises(JournalError, match="experiment 0 is proposed: its journal has no committed record"):
+        _ = exp.commit
+    with pytest.raises(JournalError, match="no finished record"):
+        _ = exp.cause
+    assert exp.metric is None
+
+
+def test_unknown_record_types_are_skipped_and_extra_phase_keys_kept(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    _propose(j, 0, lane="a")
+    j.append({"type": "hologram", "x": 1})
+    j.phase(0, "committed", commit="abc", seeds=[1, 2])
+    with capture_logs() as logs:
+        state = j.load()
+    assert [e["event"] for e in logs] == ["journal.unknown_record"] and logs[0]["type"] == "hologram"
+    assert state.experiments[0].commit == "abc" and state.experiments[0].extra == {"lane": "a", "seeds": [1, 2]}
+
+
+def test_failed_proposals_in_a_row_and_waits_are_folded(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.jsonl")
+    j.append({"type": "usage", "n": 0, "error": "e1", "usage": {"cost_usd": 0.5}})
+    _propose(j, 0)
+    j.append({"type": "usage", "n": 1, "error": "e2", "usage": {}})
+    j.append({"type": "usage", "n": 1, "error": "e3", "usage": {}})
+    j.append({"type": "wait", "what": "engine", "reason": "Docker engine unreachable"})
+    state = j.load()
+    assert [r.error for r in state.failed_in_a_row] == ["e2", "e3"] and len(state.skipped) == 3
+    assert state.waiting is not None and state.waiting.what == "engine"
+    j.append({"type": "wait", "what": None})
+    assert j.load().waiting is None

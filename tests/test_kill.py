@@ -64,15 +64,15 @@ def check_consistency(repo: Path, tag: str) -> None:
     assert [e.n for e in done] == list(range(len(done))) and len(done) == TOTAL
     rows = parse_results((repo / "results.tsv").read_text())
     assert len(rows) == TOTAL
-    assert [r["commit"] for r in rows] == [str(e.get("commit"))[:7] for e in done]
+    assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]
     commits = [r["commit"] for r in rows]
     # A re-run baseline legitimately reuses the base commit; every proposal is a distinct commit.
-    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.get("baseline")]
+    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.baseline]
     assert len(set(proposals)) == len(proposals)
-    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.get("baseline"))
+    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.baseline)
     best = state.best()
     assert best is not None
-    assert git(repo, "rev-parse", f"autoresearch/{tag}") == best.get("commit")
+    assert git(repo, "rev-parse", f"autoresearch/{tag}") == best.commit
     assert git(repo, "status", "--porcelain") == ""
     status = json.loads(cli("status", str(repo), "--json").stdout)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("keep", "discard", "crash")}
@@ -89,7 +89,7 @@ def kill_test_repo(tmp_path: Path, runner: str) -> Path:
 
 def assert_recovery_exercised(repo: Path) -> None:
     interrupted = [e for e in Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
-                   if e.get("cause") == "interrupted"]
+                   if e.cause == "interrupted"]
     assert interrupted, "no kill landed during a run; the test did not exercise recovery"
 
 

@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from autoresearch.errors import AgentError, AgentFatal, BaselineCrashed, EngineUnavailable
+from autoresearch.agents.base import Proposal
+from autoresearch.errors import AgentError, AgentFatal, BaselineCrashed, EngineUnavailable, ProposalRejected
+from autoresearch.retry import backoff_s
+from autoresearch.status import summarize
 from autoresearch.workspace import FakeWorkspace
 from tests.loop_fakes import TARGET, fake_loop, ok
 
@@ -80,7 +83,7 @@ def test_baseline_crash_stops_with_clear_error(tmp_path: Path) -> None:
 
 def test_interrupted_baseline_is_not_fatal_and_reruns(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [("", "docker"), ok(2.0)], limits={"max_experiments": 2})
-    loop.wait_for_engine = lambda: None  # type: ignore[method-assign]
+    loop.wait_for_runner = lambda reap=False: None  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[3] for r in rows] == ["crash", "keep"]
@@ -94,7 +97,7 @@ def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
     state = loop.journal.load()
     assert len(state.recorded()) == 2
     assert len(loop.runner.specs) == 2  # type: ignore[attr-defined]
-    assert state.skipped[0]["usage"]["cost_usd"] == 0.25
+    assert state.skipped[0].usage.cost_usd == 0.25
 
 
 def test_train_runs_get_a_snapshot_and_their_output_folder(tmp_path: Path) -> None:
@@ -109,7 +112,7 @@ def test_bad_python_and_no_op_proposals_are_skipped(tmp_path: Path) -> None:
     proposals = [("def broken(:\n", "syntax"), (TARGET, "same"), (TARGET + "# ok\n", "fine")]
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})
     loop.run()
-    errors = [r["error"] for r in loop.journal.load().skipped]
+    errors = [r.error for r in loop.journal.load().skipped]
     assert "does not compile" in errors[0] and "does not change" in errors[1]
 
 
@@ -117,6 +120,9 @@ def test_agent_fatal_propagates(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0)], [AgentFatal("API key rejected (401)")])
     with pytest.raises(AgentFatal, match="401"):
         loop.run()
+    stop = loop.journal.load().stops[-1]  # the one-line reason, for status and systemd
+    assert stop.exit_code == 2 and stop.reason == "API key rejected (401)"
+    assert loop.notifier.sent[-1].startswith("STOPPING=1\nSTATUS=stopped: API key rejected (401)")
 
 
 def test_engine_down_before_start_waits_and_reruns_same_experiment(tmp_path: Path) -> None:
@@ -124,19 +130,55 @@ def test_engine_down_before_start_waits_and_reruns_same_experiment(tmp_path: Pat
         raise EngineUnavailable("Docker engine unreachable")
 
     loop = fake_loop(tmp_path, [ok(2.0), engine_down, ok(1.0)], limits={"max_experiments": 2})
-    waited: list[int] = []
-    loop.wait_for_engine = lambda: waited.append(1)  # type: ignore[method-assign]
+    waited: list[bool] = []
+    loop.wait_for_runner = lambda reap=False: waited.append(reap)  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
-    assert [r.split("\t")[3] for r in rows] == ["keep", "keep"] and waited == [1]
+    assert [r.split("\t")[3] for r in rows] == ["keep", "keep"] and waited == [True, False]
     assert [s.n for s in loop.runner.specs] == [0, 1, 1]  # type: ignore[attr-defined]
 
 
 def test_engine_lost_mid_run_is_a_docker_crash_then_waits(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0), ("", "docker"), ok(1.0)], limits={"max_experiments": 3})
-    waited: list[int] = []
-    loop.wait_for_engine = lambda: waited.append(1)  # type: ignore[method-assign]
+    waited: list[bool] = []
+    loop.wait_for_runner = lambda reap=False: waited.append(reap)  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
-    assert [r.split("\t")[3] for r in rows] == ["keep", "crash", "keep"] and waited == [1]
+    assert [r.split("\t")[3] for r in rows] == ["keep", "crash", "keep"] and waited == [True, False]
     assert rows[1].endswith("[docker]")
+
+
+def test_failed_proposals_are_counted_shown_and_escalated(tmp_path: Path) -> None:
+    seen: list[dict[str, object]] = []
+
+    def good(ctx):  # type: ignore[no-untyped-def]
+        seen.append(summarize(loop.journal.load(), "min"))
+        return Proposal(content=TARGET + "# ok\n", description="ok")
+
+    failures = [ProposalRejected(f"train.py does not compile (try {i})") for i in range(4)]
+    loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], [*failures, good], limits={"max_experiments": 2})
+    loop.settings.proposals.max_failed_in_a_row = 3
+    with capture_logs() as logs:
+        loop.run()
+    assert seen[0]["failed_proposals_in_a_row"] == 4
+    assert seen[0]["last_proposal_error"] == "train.py does not compile (try 3)"
+    assert summarize(loop.journal.load(), "min")["failed_proposals_in_a_row"] == 0  # a proposal resets it
+    ctxs = loop.agent.contexts  # type: ignore[attr-defined]
+    assert [len(c.recent_errors) for c in ctxs] == [0, 0, 0, 3, 4]  # escalated from the third failure on
+    assert "try 2" in ctxs[3].recent_errors[-1]
+    skipped = [e for e in logs if e["event"] == "proposal.skipped"]
+    assert [e["log_level"] for e in skipped] == ["warning", "warning", "error", "error"]
+    assert any(m.startswith("STATUS=proposal failed (4 in a row): train.py does not compile (try 3)")
+               for m in loop.notifier.sent)
+
+
+def test_failed_proposal_pause_doubles_up_to_ten_minutes() -> None:
+    assert [backoff_s(k) for k in (1, 2, 3, 10, 11, 50)] == [1.0, 2.0, 4.0, 512.0, 600.0, 600.0]
+
+
+def test_failed_proposals_count_toward_max_cost_usd(tmp_path: Path) -> None:
+    paid_failures = [AgentError("no edit", usage={"cost_usd": 0.4}) for _ in range(5)]
+    loop = fake_loop(tmp_path, [ok(2.0)], paid_failures, limits={"max_cost_usd": 1.0})
+    result = loop.run()
+    state = loop.journal.load()
+    assert "max_cost_usd" in result.reason and len(state.skipped) == 3 and len(state.recorded()) == 1

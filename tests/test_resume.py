@@ -60,7 +60,7 @@ def test_resume_from_proposed_after_commit_gives_same_sha(tmp_path: Path) -> Non
     sha = ws.commit_file(ws.head(), "train.py", TARGET + "# n\n", "try", "2026-11-26T00:00:00+00:00")
     ws.dirty = ["train.py"]  # the crash also left the tree in the middle of things
     _resume(tmp_path, ws, [ok(1.0)], total=2)
-    assert journal.load().experiments[1].get("commit") == sha
+    assert journal.load().experiments[1].commit == sha
 
 
 def test_resume_from_running_reaps_and_records_interrupted_once(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import structlog
 import typer
@@ -20,6 +20,11 @@ out = Console()
 err = Console(stderr=True)
 
 RepoArg = Annotated[Path, typer.Argument(help="The research repo (a git repository).")]
+# Choices are checked by the CLI itself, so a typo is refused with the flag's name (exit 2).
+Direction = Literal["min", "max"]
+RunnerName = Literal["process", "docker"]
+AgentName = Literal["offline", "anthropic", "command"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def main() -> None:
@@ -51,9 +56,9 @@ def init(
     prepare: Annotated[str | None, typer.Option(help="One-time data preparation command.")] = None,
     run: Annotated[str | None, typer.Option("--run", help="The training command.")] = None,
     metric: Annotated[str | None, typer.Option(help="Metric name printed as '<metric>: <value>'.")] = None,
-    direction: Annotated[str | None, typer.Option(help="min or max: which way is better.")] = None,
+    direction: Annotated[Direction | None, typer.Option(help="Which way is better.")] = None,
     budget: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
-    runner: Annotated[str | None, typer.Option(help="process or docker (for prepare and later runs).")] = None,
+    runner: Annotated[RunnerName | None, typer.Option(help="Where prepare and later runs execute.")] = None,
 ) -> None:
     """Validate the repo and config, run prepare, create the branch and results.tsv."""
     from autoresearch.commands import init_repo
@@ -61,7 +66,7 @@ def init(
     logs.configure()
     flags = {"target": target, "readonly": readonly, "prepare": prepare, "run": run, "metric": metric,
              "direction": direction, "budget": budget, "runner": runner}
-    session = init_repo(repo, tag, flags)
+    session = init_repo(repo, tag, flags, say=lambda line: out.print(line, highlight=False))
     out.print(f"initialised {session.repo} on branch {session.branch}; next: autoresearch run {repo}")
 
 
@@ -71,9 +76,9 @@ def run_cmd(
     max_experiments: Annotated[int | None, typer.Option(help="Stop after this many experiments in total.")] = None,
     budget: Annotated[float | None, typer.Option(help="Override the training budget (s).")] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds past the budget before a run is killed.")] = None,
-    agent: Annotated[str | None, typer.Option(help="offline, anthropic or command.")] = None,
-    runner: Annotated[str | None, typer.Option(help="process or docker.")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    agent: Annotated[AgentName | None, typer.Option(help="Who proposes the changes.")] = None,
+    runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="The least severe log level shown.")] = "info",
 ) -> None:
     """Run the experiment loop until a limit is reached or a signal arrives (resumes where it stopped)."""
     from autoresearch.commands import build_loop
@@ -107,9 +112,9 @@ def status(
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Where the example repo goes.")] = Path("autoresearch-demo"),
-    experiments: Annotated[int, typer.Option(help="Experiments in total, baseline included.")] = 12,
+    experiments: Annotated[int, typer.Option(min=1, help="Experiments in total, baseline included.")] = 12,
     budget: Annotated[float | None, typer.Option(help="Training budget per run (s); default the example's.")] = None,
-    runner: Annotated[str | None, typer.Option(help="process or docker.")] = None,
+    runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
 ) -> None:
     """Example + init + run with the offline agent: watch a real model improve (~10 min on 2 CPU cores)."""
     from autoresearch.commands import run_demo
@@ -122,12 +127,14 @@ def demo(
 @app.command()
 def report(
     repo: RepoArg,
-    output: Annotated[Path | None, typer.Option("-o", "--out", help="Folder for the files (default: repo).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Folder for the files (default: .git/autoresearch/report).")
+    ] = None,
     watch: Annotated[bool, typer.Option(help="Regenerate after every recorded experiment, until Ctrl-C.")] = False,
     notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb (an existing one is kept).")] = False,
     interval: Annotated[float, typer.Option(min=0.5, help="Seconds between polls with --watch.")] = 5.0,
 ) -> None:
-    """Write progress.png and report.md next to results.tsv (and optionally the analysis notebook)."""
+    """Write progress.png and report.md into .git/autoresearch/report/ (and optionally the analysis notebook)."""
     from autoresearch.report.command import Rendered, report_command
 
     def shown(rendered: Rendered) -> None:

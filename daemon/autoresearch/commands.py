@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -17,12 +18,14 @@ from rich.console import Console
 
 from autoresearch.agents import agent_from_config
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
-from autoresearch.errors import AutoresearchError, ConfigError, RepoError
+from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, RepoError
+from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
+from autoresearch.privacy import protect_daemon
 from autoresearch.runners import runner_from_config
-from autoresearch.runners.base import log_tail
+from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
 from autoresearch.status import summarize
@@ -40,51 +43,114 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def init_repo(repo: Path, tag: str | None, flags: dict[str, Any]) -> Session:
+def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[[str], None] | None = None) -> Session:
+    """Check everything, run prepare, then create the branch; any failure changes nothing. ``say``
+    gets the lines a user should read (which runner was chosen, and why)."""
+    protect_daemon()  # init runs `prepare`: it must not read this process's memory either
     ws = GitWorkspace.open(repo)
     given = {k: v for k, v in flags.items() if v not in (None, [])}
     config_path = ws.root / CONFIG_FILE
     if config_path.exists() and given:
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
-    if not config_path.exists() and "runner" not in given and _docker_ready(ws.root):
-        given["runner"] = "docker"  # a sandbox is the better default wherever one is available
     settings = load_settings(ws.root, **given)
     tag = tag or default_tag()
-    check_repo(ws, settings, tag)
-    config_text = None if config_path.exists() else _toml(given)
-    session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
-    _prepare(session, ws, settings)
-    return start_session(ws, settings, tag, config_text)
+    check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
+    settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
+    (say or (lambda _line: None))(note)
+    # The lock: a running daemon's journal must never be archived under it (it would die on a
+    # replaced journal), and a second init must not interleave with this one.
+    state_existed = ws.state_dir().exists()
+    try:
+        with daemon_lock(ws.state_dir(), action="init"):
+            config_text = None if config_path.exists() else _toml(given)
+            session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
+            _prepare(session, ws, settings)
+            return start_session(ws, settings, tag, config_text)
+    except PrepareFailed:
+        if not state_existed:  # the lock file was all that was left: a failed init leaves nothing
+            shutil.rmtree(ws.state_dir(), ignore_errors=True)
+        raise
 
 
-def _docker_ready(root: Path) -> bool:
-    """Whether the Docker runner would work here as configured by default (engine up, image present)."""
+def _choose_runner(root: Path, settings: Settings, given: dict[str, Any], has_config: bool) -> tuple[Settings, str]:
+    """Docker where the user named no runner and Docker works here (a sandbox is the better default);
+    returns the settings to use and a line saying which runner and why."""
+    if settings.is_set("runner"):
+        return settings, f"runner: {settings.runner} (from {settings.source_of('runner')})"
+    if has_config:  # the choice could not be written down, so `run` would not follow it
+        return settings, f"runner: {settings.runner} (the default; {CONFIG_FILE} sets no runner)"
+    problem = _docker_problem(root)
+    if problem is not None:
+        return settings, f"runner: process (docker unavailable: {problem}; set --runner to choose)"
+    given["runner"] = "docker"  # also written into the new autoresearch.toml
+    docker = load_settings(root, **given)
+    where = docker.docker.host or os.environ.get("DOCKER_HOST") or "the default socket"
+    return docker, (f"runner: docker (engine up at {where}, image {docker.docker.image} present; "
+                    f"--runner process to run without a sandbox)")
+
+
+def _docker_problem(root: Path) -> str | None:
+    """Why the Docker runner would not work here as configured (engine down, image missing), or None."""
     settings = load_settings(root, runner="docker")
     try:
         runner_from_config(settings, repo_id(root), instance_id()).check()
     except AutoresearchError as exc:
-        log.info("init.docker_unavailable", reason=str(exc).splitlines()[0])
-        return False
-    return True
+        reason = str(exc).splitlines()[0]
+        log.info("init.docker_unavailable", reason=reason)
+        return reason
+    return None
 
 
 def _prepare(session: Session, ws: GitWorkspace, settings: Settings) -> None:
+    """Run prepare once; on failure remove what this init created (the log's tail goes into the error)."""
     if not settings.prepare:
         return
     runner = runner_from_config(settings, repo_id(ws.root), instance_id())
     runner.check()
+    state = session.state_dir
+    created = [p for p in (_first_missing(state), _first_missing(session.cache_dir(settings))) if p is not None]
+    created += [p for p in (state / "runs", state / "snapshots") if not p.exists()]
+    log_path = state / "runs" / "prepare.log"
+    previous_log = log_path.read_bytes() if log_path.is_file() else None
+    try:
+        outcome = _run_prepare(session, ws, settings, runner, log_path)
+        if outcome.ok:
+            return
+        tail = log_tail(log_path, 2000)
+    except BaseException:
+        _undo(created, log_path, previous_log)
+        raise
+    _undo(created, log_path, previous_log)
+    raise PrepareFailed(f"prepare ({settings.prepare!r}, from {settings.source_of('prepare')}) failed "
+                        f"[{outcome.cause}]; nothing was changed. The end of its output:\n{tail}")
+
+
+def _run_prepare(session: Session, ws: GitWorkspace, settings: Settings, runner: Runner, log_path: Path) -> RunOutcome:
     phases = Phases(settings, session, ws, session.journal, runner)
-    log_path = session.state_dir / "runs" / "prepare.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.unlink(missing_ok=True)
     # Data preparation is not training: give it an hour, whatever the training budget.
     with phases.snapshot("prepare", ws.head()) as snap:
-        spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None, snap),
-                                   budget=3600.0, grace=60.0)
-        outcome = runner.run(spec, lambda _handle: None)
-    if not outcome.ok:
-        raise AutoresearchError(f"prepare ({settings.prepare!r}) failed [{outcome.cause}]; log {log_path}:\n"
-                                f"{log_tail(log_path, 2000)}")
+        spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare or "", log_path, ws.head(), None,
+                                                snap), budget=3600.0, grace=60.0)
+        return runner.run(spec, lambda _handle: None)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (what ``mkdir(parents=True)`` would create)."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _undo(created: list[Path], log_path: Path, previous_log: bytes | None) -> None:
+    log_path.unlink(missing_ok=True)
+    if previous_log is not None:
+        log_path.write_bytes(previous_log)
+    for path in reversed(created):  # inner folders first, the state folder last
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _toml(values: dict[str, Any]) -> str:
@@ -95,6 +161,7 @@ def _toml(values: dict[str, Any]) -> str:
 
 
 def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None = None) -> Loop:
+    protect_daemon()  # before the agent reads its key and before any run starts
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_settings(ws.root, **overrides)
@@ -133,7 +200,7 @@ def run_demo(
     ws = GitWorkspace.open(folder)
     if not (ws.state_dir() / JOURNAL_FILE).exists():
         console.print("preparing data and the session branch ...")
-        init_repo(folder, None, {})
+        init_repo(folder, None, {}, say=console.print)
     overrides: dict[str, Any] = {"agent": "offline", "budget": budget, "runner": runner,
                                  "limits": {"max_experiments": experiments}}
     loop = build_loop(folder, overrides)
@@ -148,5 +215,6 @@ def run_demo(
     loop.on_recorded = show
     result = loop.run()
     console.print(status_table(read_status(folder)))
-    console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder}")
+    console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
+                  f"(writes {ws.state_dir() / 'report'})")
     return result.exit_code

@@ -8,14 +8,16 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
+from autoresearch.config_sources import Sources
 from autoresearch.errors import ConfigError
 
 CONFIG_FILE = "autoresearch.toml"
@@ -34,6 +36,14 @@ class Limits(Section):
     """Stop proposing once the agent's spend reaches this many US dollars."""
     stop_at: dt.datetime | None = None
     """Stop proposing at this time (ISO 8601; local time when no offset is given)."""
+
+
+class ProposalSettings(Section):
+    max_failed_in_a_row: int = Field(default=20, ge=1)
+    """Failed proposals in a row after which the loop escalates: the agent is shown the recent errors and
+    each further failure is logged at error level (an operator's alert hook). The loop goes on."""
+    max_backoff_s: float = Field(default=600.0, gt=0)
+    """Longest pause after a failed proposal; the pause doubles from 1 s per failure in a row."""
 
 
 class PriceTable(Section):
@@ -86,15 +96,18 @@ class AnthropicSettings(Section):
     max_file_chars: int = Field(default=40000, ge=1000)
     """Characters read_file returns at once; longer files are cut with a notice (and an offset to go on)."""
     max_log_chars: int = Field(default=8000, ge=500)
-    """Characters of the last crash's log tail shown to the agent."""
+    """Characters of the last crash's log tail shown to the agent, and of one read_run_log window."""
     prices: dict[str, PriceTable] = Field(default_factory=_default_prices)
     """Per-model prices in USD per million tokens, for the cost ledger."""
 
-    @model_validator(mode="after")
-    def _check_thinking(self) -> AnthropicSettings:
-        if self.thinking_budget and not 1024 <= self.thinking_budget < self.max_tokens:
-            raise ValueError("anthropic.thinking_budget must be 0 (off) or at least 1024 and below max_tokens")
-        return self
+    @field_validator("thinking_budget")
+    @classmethod
+    def _check_thinking(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (not a model one), so the error names thinking_budget's source.
+        max_tokens = info.data.get("max_tokens", 16000)
+        if value and not 1024 <= value < max_tokens:
+            raise ValueError("must be 0 (off) or at least 1024 and below anthropic.max_tokens")
+        return value
 
 
 class CommandAgentSettings(Section):
@@ -132,7 +145,7 @@ class OfflineSettings(Section):
     spread: float = Field(default=4.0, gt=1.0)
     """Each constant is searched in [value / spread, value * spread] (log scale)."""
     exclude: list[str] = Field(default_factory=list)
-    """UPPER_CASE constants the sweep must leave alone."""
+    """UPPER_CASE constants the sweep must leave alone (as does ``# autoresearch: fixed`` on a constant's line)."""
     startup_trials: int = Field(default=4, ge=1)
     """Random proposals before TPE starts modelling."""
 
@@ -236,23 +249,43 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None
     """Data/cache folder given to prepare and training (AUTORESEARCH_CACHE); default .git/autoresearch/cache."""
     limits: Limits = Field(default_factory=Limits)
+    proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     process: ProcessSettings = Field(default_factory=ProcessSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
 
-    @model_validator(mode="after")
-    def _check(self) -> Settings:
-        if self.target in self.readonly:
-            raise ValueError(f"target {self.target!r} cannot also be read-only")
-        if not self.metric.strip() or any(c.isspace() for c in self.metric) or ":" in self.metric:
-            raise ValueError("metric must be a name without spaces or ':'")
-        return self
+    _sources: Sources = PrivateAttr(default_factory=Sources)
+
+    # Field validators, not a model one: each error's location then names the flag/env/key to fix.
+    @field_validator("readonly")
+    @classmethod
+    def _check_readonly(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        target = info.data.get("target")
+        if target in value:
+            raise ValueError(f"the target {target!r} cannot also be read-only")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _check_metric(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value) or ":" in value:
+            raise ValueError("must be a name without spaces or ':'")
+        return value
 
     @property
     def grace_s(self) -> float:
         return self.budget if self.grace is None else self.grace
+
+    def source_of(self, *loc: str) -> str:
+        """Where a value came from, for messages: ``flag --metric``, ``env AUTORESEARCH_METRIC``,
+        ``key metric in <repo>/autoresearch.toml`` or ``default of metric``."""
+        return self._sources.of(loc)
+
+    def is_set(self, *loc: str) -> bool:
+        """Whether a flag, an env variable or the TOML file gave this value (else it is the default)."""
+        return self._sources.given(loc)
 
     @classmethod
     def settings_customise_sources(
@@ -277,20 +310,31 @@ def load_settings(repo: Path, **overrides: Any) -> Settings:
     """
     path = repo / CONFIG_FILE
     flags = {k: v for k, v in overrides.items() if v is not None}
+    sources = Sources.read(path, flags)
     # The TOML path is per repo, so each load gets a subclass bound to its own file.
     bound = type("RepoSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
         settings: Settings = bound(**flags)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration ({path}):\n{_describe(exc)}") from exc
+        raise ConfigError(f"invalid configuration:\n{_describe(exc, sources)}") from exc
+    except SettingsError as exc:  # an AUTORESEARCH_* variable holding a table that is not JSON
+        raise ConfigError(f"invalid configuration: {exc} (a table's variable must hold JSON, or use "
+                          f"AUTORESEARCH_<TABLE>__<KEY> variables)") from exc
     except (OSError, ValueError) as exc:  # unreadable file, TOML syntax error
         raise ConfigError(f"cannot read {path}: {exc}") from exc
-    return Settings.model_validate(settings.model_dump())
+    plain = Settings.model_validate(settings.model_dump())
+    plain._sources = sources
+    return plain
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, sources: Sources) -> str:
+    """One line per error, naming where the bad value came from and what it was."""
     lines = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
+        loc = err["loc"]
+        where = ".".join(str(p) for p in loc) or "settings"
+        shown = repr(err["input"])
+        given = "" if err["type"] == "missing" else f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where} [{sources.of(loc)}]: {message}{given}")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     AutoresearchError                 base; ``exit_code`` says how the CLI exits
     ├── UserError                     bad input: the message says what to fix (exit 2)
     │   ├── ConfigError               autoresearch.toml / flags / environment invalid
-    │   └── RepoError                 not a git repo, dirty tree, branch exists, missing target
+    │   ├── RepoError                 not a git repo, dirty tree, branch exists, missing target
+    │   └── PrepareFailed             init's prepare command failed (its output's tail in the message)
     ├── RunnerError                   the runner could not run the experiment (not the script's fault)
     │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
     │   └── ImageMissing              runner image absent (exit 2, names the build command)
@@ -14,8 +15,10 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
     │   ├── AgentTransient            rate limit / overload / network (retried)
     │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
-    ├── GpuError                      NVML failure, missing GPU or no free memory
-    └── BaselineCrashed               the unchanged target does not run (exit 2)
+    ├── GpuError                      NVML failure, missing GPU or no free memory (waited out)
+    ├── BaselineCrashed               the unchanged target does not run (exit 2)
+    └── JournalError                  a journal record is invalid, or one is missing (exit 2)
+        └── JournalReplaced           the journal file was replaced or cut under a running reader (exit 2)
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ class ConfigError(UserError):
 
 class RepoError(UserError):
     """The research repository is not in a state the daemon can work with."""
+
+
+class PrepareFailed(UserError):
+    """init's one-time prepare command failed; init removed what it had created."""
 
 
 class RunnerError(AutoresearchError):
@@ -90,3 +97,18 @@ class BaselineCrashed(AutoresearchError):
     Exit 2: like a config error, a restart cannot fix it (systemd's RestartPreventExitStatus=2)."""
 
     exit_code = 2
+
+
+class JournalError(AutoresearchError):
+    """The journal holds a record that does not validate, or a field an experiment needs is missing.
+
+    Exit 2: the journal is the daemon's memory; a restart would read the same bytes."""
+
+    exit_code = 2
+
+
+class JournalReplaced(JournalError):
+    """The journal file changed identity (replaced, moved) or shrank while it was being followed.
+
+    Someone else (``init``, a person) changed the session under this process; re-reading from the start
+    would mix two sessions, so the process stops and says so."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib.resources
-import os
-import subprocess
 from pathlib import Path
 
 from autoresearch.errors import UserError
+from autoresearch.gitcmd import run_git
 from autoresearch.workspace import IDENTITY
 
 FILES = ("prepare.py", "train.py", "program.md", "autoresearch.toml")
@@ -23,8 +22,7 @@ def write_example(dest: Path) -> Path:
         (dest / name).write_bytes((source / name).read_bytes())
     (dest / ".gitignore").write_text("__pycache__/\n")
     name, email = IDENTITY
-    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "Example research repo"]):
-        subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=dest, env=env, check=True)
+        run_git(dest, *args, env=env)
     return dest

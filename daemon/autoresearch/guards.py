@@ -15,9 +15,10 @@ from autoresearch.sdnotify import Notifier
 
 
 @contextlib.contextmanager
-def daemon_lock(state_dir: Path) -> Iterator[None]:
+def daemon_lock(state_dir: Path, action: str | None = None) -> Iterator[None]:
     """One daemon per repo: an exclusive flock on ``state_dir/daemon.lock`` holding our pid.
 
+    ``init`` takes it too (``action="init"``), so it never archives the journal of a running daemon.
     ``status`` never takes it, so it works while the daemon runs."""
     state_dir.mkdir(parents=True, exist_ok=True)
     fh: IO[str] = (state_dir / "daemon.lock").open("a+")
@@ -28,7 +29,10 @@ def daemon_lock(state_dir: Path) -> Iterator[None]:
             fh.seek(0)
             holder = fh.read().strip()
             repo = state_dir.parent.parent
-            raise RepoError(f"another autoresearch daemon runs on {repo} (pid {holder})") from exc
+            if action is None:
+                raise RepoError(f"another autoresearch daemon runs on {repo} (pid {holder})") from exc
+            raise RepoError(f"cannot {action}: an autoresearch daemon (or another init) runs on {repo} "
+                            f"(pid {holder}); stop it first (Ctrl-C, or systemctl stop autoresearch@...)") from exc
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

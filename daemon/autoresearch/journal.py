@@ -4,8 +4,9 @@ it announces. Everything else (results.tsv, status, the agents' memory) is deriv
 An experiment moves through phases, each a record ``{"type": "phase", "n": N, "phase": P, ...}``:
 ``proposed`` → ``committed`` → ``running`` → ``finished`` → ``recorded``. Other record types:
 ``session`` (tag, started), ``agent`` (an agent's persistent state, e.g. notes), ``usage`` (the
-cost of an iteration whose proposal failed), ``stop`` (why the loop stopped). A torn last line (a
-crash mid-write) is skipped on load.
+cost and error of an iteration whose proposal failed), ``wait`` (the loop waits for the engine or a
+GPU), ``stop`` (why the loop stopped). The models are in ``records``; each record is validated when
+folded. A torn last line (a crash mid-write) is skipped on load.
 """
 
 from __future__ import annotations
@@ -14,71 +15,23 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PHASES = ("proposed", "committed", "running", "finished", "recorded")
+import structlog
+from pydantic import ValidationError
+
+from autoresearch.errors import JournalError, JournalReplaced
+from autoresearch.fold import Experiment, JournalState, fold
+from autoresearch.records import OTHER_MODELS, PHASE_MODELS, PHASES, Phase
+
+log = structlog.get_logger("autoresearch.journal")
+
+__all__ = ["PHASES", "Experiment", "Journal", "JournalState", "now_iso"]
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class Experiment:
-    """The fold of one experiment's phase records: later fields override earlier ones."""
-
-    n: int
-    phase: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "recorded"
-
-    @property
-    def status(self) -> str | None:
-        return self.data.get("status")
-
-    @property
-    def metric(self) -> float | None:
-        value = self.data.get("metric")
-        return None if value is None else float(value)
-
-
-@dataclass
-class JournalState:
-    """Everything the journal says, folded."""
-
-    experiments: dict[int, Experiment] = field(default_factory=dict)
-    agent_state: dict[str, Any] = field(default_factory=dict)
-    session: dict[str, Any] = field(default_factory=dict)
-    stops: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    """``usage`` records: iterations whose proposal failed (their cost still counts)."""
-
-    def ordered(self) -> list[Experiment]:
-        return [self.experiments[n] for n in sorted(self.experiments)]
-
-    def recorded(self) -> list[Experiment]:
-        return [e for e in self.ordered() if e.done]
-
-    def pending(self) -> Experiment | None:
-        """The experiment a crash interrupted, if any (at most one exists)."""
-        open_ = [e for e in self.ordered() if not e.done]
-        return open_[-1] if open_ else None
-
-    def next_n(self) -> int:
-        return max(self.experiments, default=-1) + 1
-
-    def best(self) -> Experiment | None:
-        """The last keep: keeps are strictly improving, so it is the best."""
-        keeps = [e for e in self.recorded() if e.status == "keep"]
-        return keeps[-1] if keeps else None
 
 
 class Journal:
@@ -86,12 +39,13 @@ class Journal:
 
     ``load`` folds incrementally: it reads only what was appended since the last call (the loop loads
     the state several times per experiment, and a night's journal grows to megabytes). A file that
-    shrank or was replaced is folded again from the start."""
+    was replaced, removed or cut after a load is an error (``JournalReplaced``), never re-read."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._state = JournalState()
         self._offset = 0
+        self._lines = 0
         self._identity: tuple[int, int] | None = None
 
     def append(self, record: dict[str, Any]) -> None:
@@ -105,11 +59,13 @@ class Journal:
         finally:
             os.close(fd)
 
-    def phase(self, n: int, phase: str, **fields: Any) -> None:
-        assert phase in PHASES, phase
+    def phase(self, n: int, phase: Phase, **fields: Any) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}")
         self.append({"type": "phase", "n": n, "phase": phase, **fields})
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """The raw records (for readers that need every record, e.g. the spend of voided proposals)."""
         if not self.path.exists():
             return
         with self.path.open("rb") as fh:
@@ -122,20 +78,46 @@ class Journal:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._state, self._offset, self._identity = JournalState(), 0, None
+            if self._identity is not None:
+                raise JournalReplaced(self._replaced("was removed")) from None
             return self._state
-        if (st.st_dev, st.st_ino) != self._identity or st.st_size < self._offset:
-            self._state, self._offset, self._identity = JournalState(), 0, (st.st_dev, st.st_ino)
+        identity = (st.st_dev, st.st_ino)
+        if self._identity is not None and identity != self._identity:
+            raise JournalReplaced(self._replaced("was replaced by another file"))
+        if st.st_size < self._offset:
+            raise JournalReplaced(self._replaced(f"shrank from {self._offset} to {st.st_size} bytes"))
+        self._identity = identity
         with self.path.open("rb") as fh:
             fh.seek(self._offset)
             data = fh.read()
         complete = data.rfind(b"\n") + 1  # a torn last line is left for a later (repaired) read
         for raw in data[:complete].splitlines():
+            self._lines += 1
             record = _parse(raw)
             if record is not None:
-                _fold(self._state, record)
+                self._fold(record)
         self._offset += complete
         return self._state
+
+    def _replaced(self, what: str) -> str:
+        return (f"{self.path} {what} while this process was following it (did `autoresearch init` run, or "
+                "was it moved?); stopping rather than mixing two sessions. Start `autoresearch run` again.")
+
+    def _fold(self, raw: dict[str, Any]) -> None:
+        kind = str(raw.get("type"))
+        model = PHASE_MODELS.get(str(raw.get("phase"))) if kind == "phase" else OTHER_MODELS.get(kind)
+        if model is None:
+            log.warning("journal.unknown_record", path=str(self.path), line=self._lines, type=kind,
+                        phase=raw.get("phase"))
+            return
+        try:
+            record = model.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise JournalError(f"{self.path} line {self._lines}: invalid {kind} record "
+                               f"({where}: {first['msg']})") from exc
+        fold(self._state, record)
 
     def repair_tail(self) -> None:
         """Cut a torn last line so the next append starts on a fresh line."""
@@ -155,29 +137,3 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None  # a torn write from a crash: the action it announced never started
     return record if isinstance(record, dict) else None
-
-
-def _fold(state: JournalState, rec: dict[str, Any]) -> None:
-    kind = rec.get("type")
-    if kind == "phase":
-        _fold_phase(state, rec)
-    elif kind == "agent":
-        state.agent_state.update(rec.get("state", {}))
-    elif kind == "session":
-        state.session.update({k: v for k, v in rec.items() if k != "type"})
-    elif kind == "stop":
-        state.stops.append(rec)
-    elif kind == "usage":
-        state.skipped.append(rec)
-
-
-def _fold_phase(state: JournalState, rec: dict[str, Any]) -> None:
-    n = int(rec["n"])
-    fields = {k: v for k, v in rec.items() if k not in ("type", "n", "phase", "at")}
-    exp = state.experiments.get(n)
-    if exp is None or rec["phase"] == "proposed":
-        # A fresh proposal for n replaces any earlier unrecorded attempt at the same number.
-        exp = state.experiments[n] = Experiment(n=n, phase="proposed", data={})
-    exp.phase = rec["phase"]
-    exp.data.update(fields)
-    exp.data[f"{rec['phase']}_at"] = rec.get("at")

@@ -22,13 +22,13 @@ def clean_description(text: str) -> str:
 
 
 def format_row(exp: Experiment) -> str:
-    status = exp.status or "crash"
-    commit = str(exp.get("commit") or "0000000")[:7]
+    status = exp.status
+    commit = exp.commit[:7]
     if status == "crash" or exp.metric is None:
         metric, memory = 0.0, 0.0
     else:
-        metric, memory = exp.metric, float(exp.get("memory_gb") or 0.0)
-    description = clean_description(str(exp.get("row_description") or exp.get("description") or ""))
+        metric, memory = exp.metric, exp.memory_gb
+    description = clean_description(exp.row_description or exp.description)
     return f"{commit}\t{metric:.6f}\t{memory:.1f}\t{status}\t{description}\n"
 
 

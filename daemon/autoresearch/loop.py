@@ -1,8 +1,10 @@
 """The experiment loop: propose → commit → run → judge → record, until a limit or a signal.
 
-``Loop.run`` first settles whatever a crash left half-done (see ``phases``), reaps orphans, checks the
-runner, tells systemd READY, then iterates. It never stops by itself unless a configured limit is
-reached (exit 0, so a supervisor does not restart it) or it is signalled.
+``Loop.run`` checks the repo, tells systemd READY, waits until the runner works (reaping orphans; an
+engine that is down or a busy GPU is waited out, see ``waits``), settles whatever a crash left
+half-done (see ``phases``), then iterates. It never stops by itself unless a configured limit is
+reached (exit 0, so a supervisor does not restart it), it is signalled, or something a person must fix
+happens (exit 2, with a ``stop`` record saying why).
 """
 
 from __future__ import annotations
@@ -19,24 +21,24 @@ import structlog
 
 from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
-from autoresearch.errors import AgentError, AgentFatal, EngineUnavailable, GpuError, RepoError
+from autoresearch.errors import AgentError, AgentFatal, AutoresearchError, JournalError, RepoError
 from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
-from autoresearch.retry import retrying
 from autoresearch.runners.base import Runner, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
 from autoresearch.status import gpu_hours, total_cost
+from autoresearch.waits import TRANSIENT, Waiter, what_of
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
 
 PROPOSAL_HORIZON_S = 3600.0
 """How long a proposal may take before the systemd watchdog may consider the loop hung."""
-GPU_WAIT_S = 60.0
-"""Pause before retrying a run whose GPU was missing or full."""
+RECENT_ERRORS = 5
+"""Failed proposals' errors shown to the agent once it escalates."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,11 @@ class Loop:
     stop_event: threading.Event = field(default_factory=threading.Event)
     on_recorded: Callable[[Experiment], None] | None = None
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now().astimezone())
-    idle_wait_s: Callable[[int], float] = field(default=lambda k: min(2.0**k, 60.0))
+    idle_wait_s: Callable[[int], float] | None = None
+    """Pause after k failed proposals in a row; None = doubling up to ``proposals.max_backoff_s``."""
+    wait_max_s: float = 60.0
+    """Longest pause between two probes of an engine or GPU that is not back yet."""
     _alive_until: float = 0.0
-    _skips: int = 0
 
     @property
     def journal(self) -> Journal:
@@ -74,32 +78,47 @@ class Loop:
             watchdog(self.notifier, self._within_horizon),
             contextlib.closing(self.workspace),
         ):
-            self._beat(PROPOSAL_HORIZON_S)
-            self._start()
-            self.notifier.ready(self.status_text())
-            log.info("loop.ready", repo=str(self.session.repo), branch=self.session.branch, runner=self.runner.name,
-                     agent=self.agent.name)
-            while not self.stop_event.is_set():
-                state = self.journal.load()
-                pending = state.pending()
-                if pending is not None:
-                    self._advance(pending.n)  # an experiment a crash or a runner outage left open
-                    continue
-                reason = self.limit_reached(state)
-                if reason:
-                    return self._stop(reason)
-                self.step()
-            return self._stop("signal")
+            try:
+                return self._run()
+            except JournalError:
+                raise  # the journal is not ours any more (replaced) or unreadable: write nothing to it
+            except AutoresearchError as exc:
+                if exc.exit_code == 2:  # a person must fix it: say why in the journal and to systemd
+                    self._stop(str(exc).splitlines()[0], exit_code=2)
+                raise
+
+    def _run(self) -> StopReason:
+        self._beat(PROPOSAL_HORIZON_S)
+        self._start()
+        # READY before the runner is waited for: an engine outage must not fail the unit's start.
+        self.notifier.ready(self.status_text())
+        self.wait_for_runner(reap=True)
+        log.info("loop.ready", repo=str(self.session.repo), branch=self.session.branch, runner=self.runner.name,
+                 agent=self.agent.name)
+        while not self.stop_event.is_set():
+            state = self.journal.load()
+            pending = state.pending()
+            if pending is not None:
+                self._advance(pending.n)  # an experiment a crash or a runner outage left open
+                continue
+            reason = self.limit_reached(state)
+            if reason:
+                return self._stop(reason)
+            self.step()
+        return self._stop("signal")
 
     def _start(self) -> None:
-        """Back to a known state: the branch, orphans reaped, the runner checked. An experiment a crash
-        interrupted is settled by ``run``'s first pass, after READY (settling may mean finishing a run)."""
+        """Back to a known state: the branch and results.tsv. Orphans are reaped and the runner checked by
+        ``wait_for_runner``; an experiment a crash interrupted is settled by ``run``'s first pass."""
         ws, branch = self.workspace, self.session.branch
         if ws.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
         self.journal.repair_tail()
         remove_stale_temps(self.session.repo)
-        pending = self.journal.load().pending()
+        state = self.journal.load()
+        pending = state.pending()
+        if state.waiting is not None:
+            self._waiter.end()  # a killed daemon's wait: this daemon probes afresh
         dirty = ws.dirty_files()
         if ws.current_branch() != branch:
             if dirty:
@@ -109,10 +128,6 @@ class Loop:
             raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them")
         if pending is not None:
             log.warning("recovery.resume", n=pending.n, phase=pending.phase)
-        reaped = self.runner.reap_orphans()
-        if reaped:
-            log.warning("recovery.orphans_reaped", count=reaped)
-        self.runner.check()
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
 
     def _advance(self, n: int) -> None:
@@ -121,18 +136,13 @@ class Loop:
         self._beat(self.settings.budget + self.settings.grace_s + 300)
         try:
             exp = self.phases.advance(n, self.stop_event)
-        except EngineUnavailable as exc:
-            log.error("run.engine_unavailable", n=n, error=str(exc))
-            self.wait_for_engine()
-            return
-        except GpuError as exc:
-            log.error("run.gpu_unavailable", n=n, error=str(exc), wait_s=GPU_WAIT_S)
-            self._beat(GPU_WAIT_S + 60)
-            self.stop_event.wait(GPU_WAIT_S)
+        except TRANSIENT as exc:
+            log.error("run.runner_unavailable", n=n, what=what_of(exc), error=str(exc))
+            self.wait_for_runner()
             return
         self.notifier.status(self.status_text())
-        if exp.get("cause") == "docker" and not self.stop_event.is_set():
-            self.wait_for_engine()
+        if exp.cause == "docker" and not self.stop_event.is_set():
+            self.wait_for_runner()
         if self.on_recorded is not None:
             self.on_recorded(exp)
 
@@ -151,7 +161,7 @@ class Loop:
             proposal_or_none = self._propose(state, n, best)
             if proposal_or_none is None or self.stop_event.is_set():
                 return
-            proposal, parent, baseline = proposal_or_none, str(best.get("commit")), False
+            proposal, parent, baseline = proposal_or_none, best.commit, False
         self._journal_proposal(n, proposal, parent, baseline, time.monotonic() - t0)
         self.notifier.status(f"running #{n}: {proposal.description}; {self.status_text()}")
         self._advance(n)
@@ -166,14 +176,14 @@ class Loop:
         except AgentFatal:
             raise
         except AgentError as exc:
-            self._skips += 1
-            self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
-            wait = self.idle_wait_s(self._skips)
-            log.warning("proposal.skipped", n=n, agent=self.agent.name, error=str(exc), wait_s=wait)
-            self.stop_event.wait(wait)
+            self._proposal_failed(n, exc)
             return None
-        self._skips = 0
         return proposal
+
+    def _proposal_failed(self, n: int, exc: AgentError) -> None:
+        """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
+        self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
+        self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
     def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
         done = state.recorded()
@@ -181,8 +191,10 @@ class Loop:
         last = done[-1] if done else None
         crash_log = None
         if last is not None and last.status == "crash" and crash_streak <= self.settings.max_crash_fixes:
-            crash_log = log_tail(self.session.run_dir(last.n) / "run.log")
-        best_commit = str(best.get("commit"))
+            crash_log = log_tail(self.session.run_dir(last.n) / "run.log", self.settings.anthropic.max_log_chars)
+        best_commit = best.commit
+        failed = state.failed_in_a_row
+        escalated = len(failed) >= self.settings.proposals.max_failed_in_a_row
         return ProposalContext(
             n=n,
             repo=self.session.repo,
@@ -198,6 +210,8 @@ class Loop:
             crash_streak=crash_streak,
             stale_streak=_trailing(done, lambda e: e.status != "keep"),
             agent_state=dict(state.agent_state),
+            runs_dir=self.session.run_dir(0).parent,
+            recent_errors=tuple(r.error for r in failed[-RECENT_ERRORS:]) if escalated else (),
         )
 
     def _journal_proposal(self, n: int, proposal: Proposal, parent: str, baseline: bool, propose_s: float) -> None:
@@ -233,24 +247,32 @@ class Loop:
                 return f"stop_at reached ({stop_at.isoformat()})"
         return None
 
-    def _stop(self, reason: str) -> StopReason:
-        self.journal.append({"type": "stop", "reason": reason})
-        log.info("loop.stopped", reason=reason)
+    def _stop(self, reason: str, exit_code: int = 0) -> StopReason:
+        self.journal.append({"type": "stop", "reason": reason, "exit_code": exit_code})
+        (log.error if exit_code else log.info)("loop.stopped", reason=reason, exit_code=exit_code)
         self.notifier.stopping(f"stopped: {reason}; {self.status_text()}")
-        return StopReason(reason=reason, exit_code=0)
+        return StopReason(reason=reason, exit_code=exit_code)
 
-    def wait_for_engine(self) -> None:
-        """After an engine failure, back off until the runner works again (or we are told to stop)."""
+    @property
+    def _waiter(self) -> Waiter:
+        return Waiter(self.journal, self.notifier, self.stop_event, self._beat, self.status_text,
+                      max_wait_s=self.wait_max_s)
+
+    def wait_for_runner(self, reap: bool = False) -> None:
+        """Until the runner works (engine up, image there, GPUs free), or we are told to stop. With
+        ``reap``, first reap what a crashed daemon left (which needs the engine too)."""
+        pending_reap = reap
 
         def probe() -> None:
-            if not self.stop_event.is_set():
-                self._beat(120)
-                self.runner.check()
+            nonlocal pending_reap
+            if pending_reap:
+                reaped = self.runner.reap_orphans()
+                pending_reap = False
+                if reaped:
+                    log.warning("recovery.orphans_reaped", count=reaped)
+            self.runner.check()
 
-        def pause(seconds: float) -> None:
-            self.stop_event.wait(seconds)
-
-        retrying(retry_on=(EngineUnavailable,), attempts=None, max_wait_s=60, what="docker engine", sleep=pause)(probe)
+        self._waiter.until(probe)
 
     def status_text(self) -> str:
         state = self.journal.load()
@@ -258,7 +280,7 @@ class Loop:
         best = state.best()
         best_text = "none"
         if best is not None and best.metric is not None:
-            best_text = f"{best.metric:.6f} ({str(best.get('commit'))[:7]})"
+            best_text = f"{best.metric:.6f} ({best.commit[:7]})"
         return f"{len(done)} experiments; best {self.settings.metric} {best_text}"
 
     def _beat(self, horizon_s: float) -> None:
@@ -279,15 +301,16 @@ def _trailing(done: list[Experiment], pred: Callable[[Experiment], bool]) -> int
 
 
 def _history_entry(exp: Experiment) -> HistoryEntry:
-    meta = dict(exp.get("meta") or {})
-    meta["content_sha256"] = exp.get("content_sha256")
+    meta = dict(exp.meta)
+    meta["content_sha256"] = exp.content_sha256
     return HistoryEntry(
         n=exp.n,
-        commit=str(exp.get("commit") or ""),
-        status=str(exp.status),
+        commit=exp.commit,
+        status=exp.status,
         metric=exp.metric,
-        description=str(exp.get("description") or ""),
-        cause=str(exp.get("cause") or ""),
+        description=exp.description,
+        cause=exp.cause,
         meta=meta,
+        memory_gb=exp.memory_gb,
     )
 

@@ -63,19 +63,17 @@ class Phases:
         return self.journal.load().experiments[n]
 
     def commit(self, exp: Experiment) -> None:
-        if exp.get("baseline"):
-            sha = str(exp.get("parent"))
+        if exp.baseline:
+            sha = exp.parent
             self.workspace.reset_hard(sha)
         else:
-            message = f"{exp.get('description')}\n\nautoresearch {self.session.tag} experiment {exp.n}"
-            sha = self.workspace.commit_file(
-                str(exp.get("parent")), self.settings.target, str(exp.get("content")), message, str(exp.get("when"))
-            )
+            message = f"{exp.description}\n\nautoresearch {self.session.tag} experiment {exp.n}"
+            sha = self.workspace.commit_file(exp.parent, self.settings.target, exp.content, message, exp.when)
         self.workspace.set_ref(self.session.experiment_ref(exp.n), sha)
         self.journal.phase(exp.n, "committed", commit=sha)
 
     def run(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
-        commit = str(exp.get("commit"))
+        commit = exp.commit
         if self.workspace.head() != commit:
             self.workspace.reset_hard(commit)
         run_dir = self.session.run_dir(exp.n)
@@ -168,7 +166,7 @@ class Phases:
 
     def settle_interrupted(self, exp: Experiment) -> None:
         """A run whose daemon died: reap what is left of it, then record it as interrupted."""
-        handle = exp.get("handle") or {}
+        handle = exp.handle
         reaped = self.runner.reap(handle)
         log.warning("recovery.reaped", n=exp.n, handle=handle, killed=reaped)
         self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
@@ -177,28 +175,28 @@ class Phases:
     def record(self, exp: Experiment) -> None:
         state = self.journal.load()
         best = state.best()
-        cause = str(exp.get("cause"))
+        cause = exp.cause
         metric = exp.metric
         status = judge.decide(cause, metric, None if best is None else best.metric, self.settings.direction)
-        description = clean_description(str(exp.get("description") or ""))
+        description = clean_description(exp.description)
         reason = judge.crash_reason(cause, metric, self.settings.metric)
         if status == "crash" and reason:
-            detail = exp.get("detail")
+            detail = exp.detail
             description = clean_description(f"{description} [{reason}{': ' + detail if detail else ''}]")
         new_best = exp if status == "keep" else best
         # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
-        self.workspace.reset_hard(str((new_best or exp).get("commit") or exp.get("parent")))
+        self.workspace.reset_hard((new_best or exp).commit)
         self.journal.phase(
             exp.n,
             "recorded",
             status=status,
             row_description=description,
-            best_commit=None if new_best is None else new_best.get("commit"),
+            best_commit=None if new_best is None else new_best.commit,
             best_metric=None if new_best is None else new_best.metric,
         )
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
         self._log_finished(exp, status, description)
-        if exp.get("baseline") and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
+        if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
             tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
             raise BaselineCrashed(
                 f"the baseline (unchanged {self.settings.target}) crashed [{reason}]; fix it and commit it on "
@@ -211,17 +209,17 @@ class Phases:
         log_fn(
             "experiment.finished",
             n=exp.n,
-            commit=str(exp.get("commit") or "")[:7],
+            commit=exp.commit[:7],
             metric_name=self.settings.metric,
             metric=exp.metric,
-            memory_gb=round(float(exp.get("memory_gb") or 0.0), 1),
+            memory_gb=round(exp.memory_gb, 1),
             status=status,
             description=description,
-            cause=exp.get("cause"),
-            propose_s=exp.get("propose_s"),
-            run_wall_s=exp.get("wall_s"),
-            training_seconds=exp.get("training_seconds"),
-            kill_latency_s=exp.get("kill_latency_s"),
-            cost_usd=(exp.get("usage") or {}).get("cost_usd", 0.0),
-            best=exp.get("best_metric"),
+            cause=exp.cause,
+            propose_s=exp.propose_s,
+            run_wall_s=exp.wall_s,
+            training_seconds=exp.training_seconds,
+            kill_latency_s=exp.kill_latency_s,
+            cost_usd=exp.usage.cost_usd,
+            best=exp.best_metric,
         )

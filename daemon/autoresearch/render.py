@@ -12,11 +12,11 @@ _STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
 
 
 def progress_line(exp: Experiment, metric: str) -> str:
-    status = exp.status or "?"
+    status = exp.status
     value = "-" if exp.metric is None else f"{exp.metric:.6f}"
-    wall = float(exp.get("wall_s") or 0.0)
+    wall = exp.wall_s
     style = _STYLE.get(status, "")
-    desc = exp.get("row_description") or exp.get("description") or ""
+    desc = exp.row_description or exp.description
     return f"#{exp.n:<3} [{style}]{status:<7}[/] {metric} {value:>10}  {wall:6.1f}s  {desc}"
 
 
@@ -38,6 +38,14 @@ def status_table(s: dict[str, Any]) -> Table:
         elapsed = run.get("phase_elapsed_s")
         since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
         table.add_row("running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
+    wait = s.get("waiting")
+    if wait:
+        elapsed = wait.get("elapsed_s")
+        since = "" if elapsed is None else f" for {elapsed:.0f}s"
+        table.add_row("waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
+    if s.get("failed_proposals_in_a_row"):
+        last = (str(s.get("last_proposal_error") or "-").strip().splitlines() or ["-"])[0][:200]
+        table.add_row("failed proposals", f"{s['failed_proposals_in_a_row']} in a row; last: {last}")
     table.add_row("gpu-hours", f"{s['gpu_hours']:.3f}")
     tokens = s.get("tokens") or {}
     table.add_row("agent cost", f"${s['cost_usd']:.2f} ({tokens.get('input_tokens', 0)} in, "

@@ -22,6 +22,12 @@ from tenacity.stop import stop_base
 log = structlog.get_logger("autoresearch.retry")
 
 
+def backoff_s(failures: int, *, initial_s: float = 1.0, max_s: float = 600.0) -> float:
+    """The pause after ``failures`` failures in a row of something the loop repeats (not a retried call,
+    e.g. a proposal): doubling from ``initial_s``, capped at ``max_s``."""
+    return min(initial_s * 2.0 ** max(failures - 1, 0), max_s)
+
+
 def retrying(
     *,
     retry_on: tuple[type[BaseException], ...],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,7 @@ class Session:
 
 def load_session(ws: Workspace) -> Session:
     state_dir = ws.state_dir()
-    tag = Journal(state_dir / JOURNAL_FILE).load().session.get("tag")
+    tag = Journal(state_dir / JOURNAL_FILE).load().tag
     if not tag:
         raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {ws.root}` first")
     return Session(repo=ws.root, state_dir=state_dir, tag=str(tag))
@@ -60,6 +61,8 @@ def load_session(ws: Workspace) -> Session:
 
 def check_repo(ws: Workspace, settings: Settings, tag: str) -> None:
     """Every precondition of init; raises RepoError/ConfigError and touches nothing."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", tag) or tag.endswith(".lock"):
+        raise RepoError(f"--tag {tag!r} cannot name a branch: use letters, digits, '-', '_' and single dots")
     head = ws.head()
     dirty = ws.dirty_files()
     if dirty:
@@ -68,16 +71,25 @@ def check_repo(ws: Workspace, settings: Settings, tag: str) -> None:
     if ws.branch_sha(branch) is not None:
         raise RepoError(f"branch {branch} already exists; pick another --tag, or `autoresearch run` to resume it")
     texts = {}
-    for path in (settings.target, *settings.readonly):
+    for path, key in ((settings.target, "target"), *((p, "readonly") for p in settings.readonly)):
         try:
             texts[path] = ws.read(head, path)
         except RepoError as exc:
-            raise RepoError(f"{path} is not a committed file of {ws.root} (commit it, or fix the config)") from exc
-    if not any(settings.metric in text for text in texts.values()) and settings.metric not in settings.run:
+            raise RepoError(f"{path} is not a committed file of {ws.root} (commit it, or fix "
+                            f"{settings.source_of(key)})") from exc
+    if not any(mentions_metric(text, settings.metric) for text in (*texts.values(), settings.run)):
         raise RepoError(
-            f"metric {settings.metric!r} is unknown: neither {settings.target} nor the read-only files mention it "
-            f"(the run must print a line '{settings.metric}: <value>'; set --metric)"
+            f"metric {settings.metric!r} is unknown (from {settings.source_of('metric')}): neither "
+            f"{settings.target} nor the read-only files show it as '{settings.metric}:' (the run must print a "
+            f"line '{settings.metric}: <value>')"
         )
+
+
+def mentions_metric(text: str, metric: str) -> bool:
+    """Whether ``text`` has the metric as a whole word followed by ``:`` (spaces allowed between), as in
+    ``print(f"val_bpb:          {val_bpb:.6f}")`` or ``print("val_bpb:", x)``; ``val_los`` does not match
+    ``val_loss:``, and neither matches a format field like ``{val_bpb:.6f}``."""
+    return re.search(r"(?<![\w.{])" + re.escape(metric) + r"(?![\w.])\s*:", text) is not None
 
 
 def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str | None) -> Session:
@@ -99,7 +111,7 @@ def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str 
 def _archive_previous(state_dir: Path) -> None:
     """An earlier session's journal and logs move to archive/<tag>/ (the cache stays shared)."""
     journal = Journal(state_dir / JOURNAL_FILE)
-    old_tag = journal.load().session.get("tag")
+    old_tag = journal.load().tag
     if not old_tag:
         return
     dest = state_dir / "archive" / f"{old_tag}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"

@@ -10,20 +10,24 @@ from autoresearch.journal import JournalState
 
 
 def total_cost(state: JournalState) -> float:
-    cost = sum(float((e.get("usage") or {}).get("cost_usd", 0.0)) for e in state.ordered())
-    return cost + sum(float((r.get("usage") or {}).get("cost_usd", 0.0)) for r in state.skipped)
+    """What the agent cost: proposals that ran, failed (skipped) or were voided by a crash all count."""
+    return sum(u.cost_usd or 0.0 for u in state.all_usage())
 
 
 def total_tokens(state: JournalState) -> dict[str, int]:
-    keys = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-    usages = [e.get("usage") or {} for e in state.ordered()] + [r.get("usage") or {} for r in state.skipped]
-    return {k: int(sum(float(u.get(k, 0)) for u in usages)) for k in keys}
+    usages = state.all_usage()
+    return {
+        "input_tokens": int(sum(u.input_tokens for u in usages)),
+        "output_tokens": int(sum(u.output_tokens for u in usages)),
+        "cache_read_tokens": int(sum(u.cache_read_tokens for u in usages)),
+        "cache_write_tokens": int(sum(u.cache_write_tokens for u in usages)),
+    }
 
 
 def gpu_hours(state: JournalState) -> float:
     """Run wall time weighted by GPUs used (a CPU run counts as one device)."""
-    seconds = sum(float(e.get("wall_s") or 0.0) * max(int(e.get("gpu_count") or 0), 1) for e in state.ordered())
-    return seconds / 3600
+    finished = [e.finished for e in state.ordered() if e.finished is not None]
+    return sum(f.wall_s * max(f.gpu_count, 1) for f in finished) / 3600
 
 
 def summarize(state: JournalState, direction: str, now: dt.datetime | None = None) -> dict[str, Any]:
@@ -38,30 +42,44 @@ def summarize(state: JournalState, direction: str, now: dt.datetime | None = Non
     pending = state.pending()
     running = None
     if pending is not None:
-        since = pending.get(f"{pending.phase}_at") or pending.get("proposed_at")
-        elapsed = None
-        if since:
-            elapsed = ((now or dt.datetime.now(dt.UTC)) - dt.datetime.fromisoformat(since)).total_seconds()
+        since = pending.phase_at(pending.phase) or pending.phase_at("proposed")
         running = {
             "n": pending.n,
             "phase": pending.phase,
-            "description": pending.get("description"),
-            "phase_elapsed_s": elapsed,
+            "description": pending.description,
+            "phase_elapsed_s": _elapsed(since, now),
         }
     return {
-        "tag": state.session.get("tag"),
+        "tag": state.tag,
         "experiments": len(done),
         **counts,
         "baseline": None if baseline is None else baseline.metric,
         "best": None if best is None else best.metric,
-        "best_commit": None if best is None else best.get("commit"),
+        "best_commit": None if best is None else best.commit,
         "best_n": None if best is None else best.n,
-        "best_description": None if best is None else best.get("description"),
+        "best_description": None if best is None else best.description,
         "improvement": improvement,
         "running": running,
         "gpu_hours": gpu_hours(state),
         "cost_usd": total_cost(state),
         "tokens": total_tokens(state),
         "skipped_proposals": len(state.skipped),
-        "stopped": state.stops[-1].get("reason") if state.stops else None,
+        "failed_proposals_in_a_row": len(state.failed_in_a_row),
+        "last_proposal_error": state.failed_in_a_row[-1].error if state.failed_in_a_row else None,
+        "waiting": _waiting(state, now),
+        "stopped": state.stops[-1].reason if state.stops else None,
     }
+
+
+def _elapsed(since: str | None, now: dt.datetime | None) -> float | None:
+    if not since:
+        return None
+    return ((now or dt.datetime.now(dt.UTC)) - dt.datetime.fromisoformat(since)).total_seconds()
+
+
+def _waiting(state: JournalState, now: dt.datetime | None) -> dict[str, Any] | None:
+    """What the loop waits for (the engine, a GPU), since when. A stopped loop waits for nothing."""
+    wait = state.waiting
+    if wait is None:
+        return None
+    return {"what": wait.what, "reason": wait.reason, "elapsed_s": _elapsed(wait.at, now)}

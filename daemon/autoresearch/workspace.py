@@ -7,7 +7,6 @@ the same sha.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from autoresearch.errors import RepoError
+from autoresearch.gitcmd import git_bytes, run_git
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
 
@@ -42,41 +42,29 @@ class Workspace(Protocol):
 
 
 class GitWorkspace:
-    """The real workspace, through GitPython's git command wrapper."""
+    """The real workspace, through the hardened git command line of ``gitcmd`` (hooks, fsmonitor and
+    the repo's filter drivers off; a minimal environment; ``--git-dir``/``--work-tree`` pinned)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, git_dir: Path | None = None) -> None:
         self.root = root
-        self._repo: object | None = None
+        self.git_dir = git_dir
 
     @classmethod
     def open(cls, path: Path) -> GitWorkspace:
-        import git  # gitpython; imported here so nothing happens at import time
-
+        """The repository whose working tree is ``path`` (a ``.git`` folder or file must be there)."""
+        root = path.resolve()
+        if not (root / ".git").exists():
+            if root.is_dir() and _is_bare(root):
+                raise RepoError(f"{path} is a bare repository; autoresearch needs a working tree")
+            raise RepoError(f"{path} is not a git repository (run `git init` there, or pick the repo)")
         try:
-            repo = git.Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise RepoError(f"{path} is not a git repository (run `git init` there, or pick the repo)") from exc
-        if repo.bare or repo.working_tree_dir is None:
-            raise RepoError(f"{path} is a bare repository; autoresearch needs a working tree")
-        ws = cls(Path(repo.working_tree_dir).resolve())
-        ws._repo = repo
-        return ws
+            git_dir = Path(run_git(root, "--git-dir=.git", "rev-parse", "--absolute-git-dir"))
+        except RepoError as exc:
+            raise RepoError(f"{path} is not a usable git repository: {exc}") from exc
+        return cls(root, git_dir)
 
-    def _git(self, *args: str, env: dict[str, str] | None = None) -> str:
-        import git
-
-        repo = self._repo
-        assert isinstance(repo, git.Repo)
-        try:
-            out: str = repo.git.execute(
-                ["git", "-c", "commit.gpgsign=false", *args],
-                env=env,
-                strip_newline_in_stdout=True,
-            )
-        except git.GitCommandError as exc:
-            stderr = (exc.stderr or "").strip()
-            raise RepoError(f"git {' '.join(args)} failed in {self.root}: {stderr}") from exc
-        return out
+    def _git(self, *args: str, env: dict[str, str] | None = None, stdout: IO[bytes] | None = None) -> str:
+        return run_git(self.root, *args, git_dir=self.git_dir, work_tree=self.root, env=env, stdout=stdout)
 
     def head(self) -> str:
         try:
@@ -91,7 +79,7 @@ class GitWorkspace:
             return None  # detached HEAD
 
     def dirty_files(self) -> list[str]:
-        out = self._git("status", "--porcelain", "--untracked-files=no")
+        out = self._git("status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all")
         return [line[3:] for line in out.splitlines() if line.strip()]
 
     def branch_sha(self, branch: str) -> str | None:
@@ -108,14 +96,9 @@ class GitWorkspace:
         self._git("checkout", "-q", branch)
 
     def read(self, commit: str, path: str) -> str:
-        import git
-
-        repo = self._repo
-        assert isinstance(repo, git.Repo)
         try:
-            blob = repo.commit(commit).tree / path
-            data: bytes = blob.data_stream.read()
-        except (KeyError, ValueError, git.BadName) as exc:
+            data = git_bytes(self.root, "cat-file", "blob", f"{commit}:{path}", git_dir=self.git_dir)
+        except RepoError as exc:
             raise RepoError(f"{path} does not exist at commit {commit[:7]}") from exc
         return data.decode("utf-8")
 
@@ -127,7 +110,6 @@ class GitWorkspace:
         tree = self._git("write-tree")
         name, email = IDENTITY
         env = {
-            **os.environ,
             "GIT_AUTHOR_NAME": name,
             "GIT_AUTHOR_EMAIL": email,
             "GIT_COMMITTER_NAME": name,
@@ -146,7 +128,7 @@ class GitWorkspace:
         self._git("reset", "-q", "--hard", sha)
 
     def changed_paths(self, a: str, b: str) -> list[str]:
-        return self._git("diff", "--name-only", a, b).splitlines()
+        return self._git("diff", "--no-ext-diff", "--no-textconv", "--name-only", a, b).splitlines()
 
     def export(self, commit: str, dest: Path) -> None:
         """``git archive`` of the commit, unpacked with tarfile's ``data`` filter (no links out, no devices)."""
@@ -158,14 +140,10 @@ class GitWorkspace:
                 archive.extractall(dest, filter="data")
 
     def _archive(self, commit: str, out: IO[bytes]) -> None:
-        import git
-
-        repo = self._repo
-        assert isinstance(repo, git.Repo)
         try:
-            repo.git.execute(["git", "archive", "--format=tar", commit], output_stream=out)
-        except git.GitCommandError as exc:
-            raise RepoError(f"git archive {commit[:7]} failed in {self.root}: {(exc.stderr or '').strip()}") from exc
+            self._git("archive", "--format=tar", commit, stdout=out)
+        except RepoError as exc:
+            raise RepoError(f"git archive {commit[:7]} failed in {self.root}: {exc}") from exc
 
     def exclude(self, pattern: str) -> bool:
         path = Path(self._git("rev-parse", "--git-path", "info/exclude"))
@@ -178,17 +156,26 @@ class GitWorkspace:
             fh.write(("\n" if text and not text.endswith("\n") else "") + pattern + "\n")
         return True
 
-    def close(self) -> None:
-        """End GitPython's persistent cat-file helpers (they would outlive the daemon)."""
-        import git
+    def tracked(self, paths: list[Path]) -> list[str]:
+        """Which of ``paths`` (inside the work tree) git tracks, as repo-relative names."""
+        root = self.root.resolve()
+        names = [p.resolve().relative_to(root).as_posix() for p in paths if p.resolve().is_relative_to(root)]
+        return self._git("ls-files", "-z", "--", *names).split("\0")[:-1] if names else []
 
-        if isinstance(self._repo, git.Repo):
-            self._repo.close()
+    def close(self) -> None:
+        """Nothing to release: every git call is a process of its own that has ended."""
 
     def state_dir(self) -> Path:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
         git_dir = git_dir if git_dir.is_absolute() else self.root / git_dir
         return git_dir / "autoresearch"
+
+
+def _is_bare(path: Path) -> bool:
+    try:
+        return run_git(path, f"--git-dir={path}", "rev-parse", "--is-bare-repository") == "true"
+    except RepoError:
+        return False
 
 
 @dataclass

@@ -74,7 +74,6 @@ def make_agent(
 ) -> Iterator[AgentFactory]:
     """Agents built by from_config (the real path: key from the environment, the real SDK client)."""
     made: list[AnthropicAgent] = []
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
 
     def make(limits: dict[str, Any] | None = None, **anthropic: Any) -> AnthropicAgent:
@@ -87,6 +86,7 @@ def make_agent(
             **anthropic,
         }
         settings = Settings(agent="anthropic", readonly=["prepare.py"], anthropic=options, limits=limits or {})
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)  # each build takes it out of the environment again
         agent = AnthropicAgent.from_config(settings, research, sleep=sleeps.append)
         made.append(agent)
         return agent

@@ -43,7 +43,8 @@ def test_tool_use_edit_produces_a_proposal(make_agent: AgentFactory, fake: FakeM
     first = fake.requests[0]
     assert KEY in (first.headers.get("x-api-key"), first.headers.get("authorization", "").removeprefix("Bearer "))
     assert first.body["model"] == "claude-haiku-4-5" and "thinking" not in first.body
-    assert [t["name"] for t in first.body["tools"]] == ["read_file", "str_replace", "write_file", "finish"]
+    tools = [t["name"] for t in first.body["tools"]]
+    assert tools == ["read_file", "read_run_log", "str_replace", "write_file", "finish"]
     assert "PROGRAM-MD-7731" in first.body["system"][0]["text"]
     assert "only `train.py`" in request_text(first.body) or "Edit only `train.py`" in request_text(first.body)
     assert "VOCAB = 256" in first.body["system"][-1]["text"]  # read-only files in the system prompt
@@ -195,7 +196,7 @@ def test_history_crash_log_and_escalation_in_the_prompt(
     blocks = body["messages"][0]["content"]
     assert "rows 1-20" in blocks[0]["text"] and "cache_control" in blocks[0]  # older history: cached
     assert "*   1  0000001" in blocks[0]["text"] and "idea 19" in blocks[0]["text"]
-    assert "idea 25" in blocks[2]["text"] and "crash(exit:1)" in blocks[2]["text"]
+    assert "idea 25" in blocks[2]["text"] and "crash    exit:1" in blocks[2]["text"]
     assert "ValueError: boom" in blocks[2]["text"] and "1 crash(es) in a row" in blocks[2]["text"]
     assert "You are stuck" not in request_text(body)
     escalated = request_text(fake.bodies()[1])

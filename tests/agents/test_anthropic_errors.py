@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_key_from_file_and_from_systemd_credentials(
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "anthropic_api_key").write_text("sk-ant-from-credentials-dir")
-    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    assert "ANTHROPIC_API_KEY" not in os.environ  # the agent took it out of the environment
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     agent = AnthropicAgent.from_config(
         Settings(agent="anthropic", anthropic=options | {"api_key_file": None}), research

@@ -86,8 +86,13 @@ def assert_clean(repo: Path) -> None:
 
 
 def test_edit_becomes_a_proposal(research: Path, cli_script: Path, probe: Path) -> None:
-    history = (HistoryEntry(0, "abcdef0123", "keep", 1.0, "baseline", "ok", {}),)
-    ctx = make_ctx(research, history=history, agent_state={"notes": "old notes"}, last_crash_log="OOM at step 3")
+    history = (
+        HistoryEntry(0, "abcdef0123", "keep", 1.0, "baseline", "ok", {}, memory_gb=44.0),
+        HistoryEntry(1, "bcdef01234", "crash", None, "wider", "oom", {}, memory_gb=79.5),
+    )
+    runs = research / ".git" / "autoresearch" / "runs"
+    ctx = make_ctx(research, history=history, agent_state={"notes": "old notes"}, last_crash_log="OOM at step 3",
+                   runs_dir=runs)
     proposal = make(research, cli_script, "edit").propose(ctx)
     assert "LR = 0.02" in proposal.content
     assert proposal.description == "lower LR to 0.02"
@@ -96,6 +101,8 @@ def test_edit_becomes_a_proposal(research: Path, cli_script: Path, probe: Path) 
     context = (probe / "context.md").read_text()
     assert "Edit only `train.py`" in context and "baseline" in context and "OOM at step 3" in context
     assert "old notes" in context and (probe / "notes_in.txt").read_text() == "old notes"
+    assert "memory_gb" in context and "79.5" in context and " oom " in context  # the history's columns
+    assert f"`{runs}/<n>/run.log`" in context and "setup and bookkeeping" in context
     assert "editing only train.py" in (probe / "prompt.txt").read_text()  # {prompt} arrives as one argument
     assert_clean(research)
 

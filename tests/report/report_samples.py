@@ -52,7 +52,7 @@ def write_experiment(
     usage["cost_usd"] = exp.cost_usd  # type: ignore[assignment]
     journal.phase(
         n, "proposed", parent=sha(0), description=exp.description, agent="test", baseline=n == 0,
-        meta={}, usage=usage, content_sha256="0" * 64,
+        meta={}, usage=usage, content_sha256="0" * 64, content="", when="2025-01-01T00:00:00+00:00",
     )  # fmt: skip
     journal.phase(n, "committed", commit=sha(n))
     journal.phase(n, "running", handle={"pid": 1000 + n}, started="2025-01-01T00:00:00+00:00")

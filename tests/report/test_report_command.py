@@ -23,16 +23,51 @@ def git_status(repo: Path) -> str:
     ).stdout
 
 
-def test_writes_next_to_results_and_keeps_the_tree_clean(ledger_repo: Callable[..., Path]) -> None:
+def test_writes_into_the_state_folder_by_default(ledger_repo: Callable[..., Path]) -> None:
     repo = ledger_repo(MIXED)
+    exclude_before = (repo / ".git" / "info" / "exclude").read_text()
     paths = report_command(repo, None, watch=False, notebook=True)
     assert [p.name for p in paths] == ["progress.png", "report.md", "analysis.ipynb"]
-    assert all(p.parent == repo.resolve() and p.stat().st_size > 0 for p in paths)
+    default = (repo / ".git" / "autoresearch" / "report").resolve()
+    assert all(p.parent == default and p.stat().st_size > 0 for p in paths)
     assert git_status(repo) == ""
-    report_command(repo, None, watch=False, notebook=True)  # again: no duplicate exclude lines
+    assert (repo / ".git" / "info" / "exclude").read_text() == exclude_before  # nothing in the tree to hide
+    assert not (repo / "progress.png").exists()
+
+
+def test_out_dir_is_the_repo_root_keeps_the_tree_clean(ledger_repo: Callable[..., Path]) -> None:
+    repo = ledger_repo(MIXED)
+    paths = report_command(repo, repo, watch=False, notebook=True)
+    assert all(p.parent == repo.resolve() for p in paths)
+    assert git_status(repo) == ""
+    report_command(repo, repo, watch=False, notebook=True)  # again: no duplicate exclude lines
     exclude = (repo / ".git" / "info" / "exclude").read_text().splitlines()
     assert exclude.count("/progress.png") == exclude.count("/report.md") == exclude.count("/analysis.ipynb") == 1
     assert "" not in exclude[-4:]
+
+
+def test_never_overwrites_a_tracked_file(ledger_repo: Callable[..., Path]) -> None:
+    from autoresearch.errors import ConfigError
+
+    repo = ledger_repo(MIXED)
+    (repo / "progress.png").write_bytes(b"the author's own chart")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "-C", str(repo), "add", "progress.png"], check=True)
+    subprocess.run(["git", "-C", str(repo), *identity, "commit", "-q", "-m", "chart"], check=True)
+    with pytest.raises(ConfigError, match=r"would overwrite progress\.png, tracked by git"):
+        report_command(repo, repo, watch=False, notebook=False)
+    assert (repo / "progress.png").read_bytes() == b"the author's own chart"
+    assert not (repo / "report.md").exists() and git_status(repo) == ""
+    with pytest.raises(ConfigError, match="is a file"):
+        report_command(repo, repo / "progress.png", watch=False, notebook=False)
+
+
+def test_no_session_is_an_error(repo: Path) -> None:
+    from autoresearch.errors import RepoError
+
+    with pytest.raises(RepoError, match="has no autoresearch session"):
+        report_command(repo, None, watch=False, notebook=False)
+    assert not (repo / ".git" / "autoresearch").exists()
 
 
 def test_out_dir_inside_and_outside_the_repo(ledger_repo: Callable[..., Path], tmp_path: Path) -> None:
@@ -55,7 +90,7 @@ def test_exclude_without_git_does_nothing(tmp_path: Path) -> None:
 def test_existing_notebook_is_left_alone(ledger_repo: Callable[..., Path]) -> None:
     repo = ledger_repo(MIXED)
     (repo / "analysis.ipynb").write_text("my edits")
-    report_command(repo, None, watch=False, notebook=True)
+    report_command(repo, repo, watch=False, notebook=True)
     assert (repo / "analysis.ipynb").read_text() == "my edits"
 
 

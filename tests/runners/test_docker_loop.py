@@ -3,6 +3,7 @@ and kill -9 recovery with containers."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,12 @@ def test_example_runs_in_containers(docker_client: Any, tmp_path: Path) -> None:
 
 def test_init_defaults_to_docker_when_an_engine_and_image_are_there(docker_client: Any, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r")
-    result = cli("init", str(repo), "--tag", "auto", "--budget", "2")
+    result = cli("init", str(repo), "--tag", "auto", "--budget", "2", env={"COLUMNS": "300"})
     assert result.returncode == 0, result.stderr
     config = (repo / "autoresearch.toml").read_text()
     assert 'runner = "docker"' in config
+    where = os.environ.get("DOCKER_HOST") or "the default socket"  # init says which runner, and why
+    assert f"runner: docker (engine up at {where}, image autoresearch-runner:local present;" in result.stdout
 
 
 @pytest.mark.slow

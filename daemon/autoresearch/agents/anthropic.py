@@ -18,7 +18,7 @@ from anthropic.types import Message, ToolUseBlock
 
 from autoresearch.agents import prompts
 from autoresearch.agents.base import Proposal, ProposalContext, Usage
-from autoresearch.agents.keys import load_api_key, redact
+from autoresearch.agents.keys import redact, take_api_key
 from autoresearch.agents.messages_api import MessagesAPI, build_client, resolve_base_url
 from autoresearch.agents.pricing import find_price, usage_of
 from autoresearch.agents.tools import EditSession, ToolResult, tool_specs
@@ -64,7 +64,7 @@ class AnthropicAgent:
     ) -> AnthropicAgent:
         """Build the agent; AgentFatal when there is no key, or no price while a cost limit is set."""
         a = settings.anthropic
-        key = load_api_key(a.api_key_file)
+        key, token = take_api_key(a.api_key_file)
         price = find_price(a.model, a.prices)
         if price is None:
             if settings.limits.max_cost_usd is not None:
@@ -73,7 +73,7 @@ class AnthropicAgent:
                     f"add [anthropic.prices.{a.model}] (USD per million tokens) to autoresearch.toml"
                 )
             log.warning("anthropic.no_price", model=a.model, note="costs are recorded as 0")
-        api = MessagesAPI(build_client(a, key), a, secrets=(key,), sleep=sleep)
+        api = MessagesAPI(build_client(a, key, token), a, secrets=tuple(s for s in (key, token) if s), sleep=sleep)
         log.info("anthropic.ready", model=a.model, base_url=resolve_base_url(a) or "default")
         return cls(a, api, repo, price=price, budget_s=settings.budget)
 
@@ -91,7 +91,9 @@ class AnthropicAgent:
 
     def _converse(self, ctx: ProposalContext, usage: Usage) -> Proposal:
         s = self.settings
-        session = EditSession(self.repo, ctx.target, ctx.best_content, s.max_file_chars)
+        session = EditSession(
+            self.repo, ctx.target, ctx.best_content, s.max_file_chars, runs_dir=ctx.runs_dir, log_chars=s.max_log_chars
+        )
         system = self._system(ctx)
         tools = tool_specs(ctx.target)
         messages: list[dict[str, Any]] = [{"role": "user", "content": self._context(ctx)}]

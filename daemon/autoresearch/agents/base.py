@@ -39,8 +39,11 @@ class HistoryEntry:
     metric: float | None
     description: str
     cause: str
+    """How the run ended: ok, or why it crashed (exit:1, oom, timeout, ...)."""
     meta: dict[str, Any]
     """What the agent attached to its proposal (e.g. the offline agent's parameters)."""
+    memory_gb: float | None = None
+    """Peak memory of the run (GPU, else the sandbox's), as in results.tsv; None when unknown."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class ProposalContext:
     """Non-improving runs in a row (discards and crashes)."""
     agent_state: dict[str, Any] = field(default_factory=dict)
     """The agent's persistent memory (e.g. notes), as last returned, restored from the journal."""
+    runs_dir: Path | None = None
+    """The folder of the runs' logs (``<runs_dir>/<n>/run.log``), read-only to agents; None when unknown."""
+    recent_errors: tuple[str, ...] = ()
+    """Why the last proposals failed, once ``proposals.max_failed_in_a_row`` failed in a row (else empty)."""
 
 
 @dataclass

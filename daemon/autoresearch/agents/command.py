@@ -77,7 +77,8 @@ class CommandAgent:
             log.info("command_agent.start", n=ctx.n, command=command, sandboxed=jail.bwrap is not None)
             started = time.monotonic()
             with (work / "output.log").open("wb") as out:
-                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out)
+                readable = () if ctx.runs_dir is None else (ctx.runs_dir,)
+                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, readable)
             output = (work / "output.log").read_text(encoding="utf-8", errors="replace")
             wall_s = round(time.monotonic() - started, 3)
             self._check_exit(code, output, command)
@@ -121,7 +122,8 @@ class CommandAgent:
             ctx, escalate_after=self.escalate_after, max_log_chars=self.max_log_chars, task=task
         )
         readonly = ", ".join(f"`{r}`" for r in ctx.readonly) or "(none)"
-        return f"{rules}\nRead-only files: {readonly}\n\n{sections.markdown()}\n"
+        logs = "" if ctx.runs_dir is None else f"\nRun logs (read-only): `{ctx.runs_dir}/<n>/run.log`"
+        return f"{rules}\nRead-only files: {readonly}{logs}\n\n{sections.markdown()}\n"
 
     def _check_exit(self, code: int | None, output: str, command: str) -> None:
         tail = prompts.cut_tail(output.strip(), TAIL_CHARS)

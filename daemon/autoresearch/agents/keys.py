@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import AgentFatal
+from autoresearch.privacy import take_from_environ
 
 ENV_KEY = "ANTHROPIC_API_KEY"
+ENV_AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
+"""A bearer token for gateways; the SDK would read it from the environment, so it is taken too."""
 CREDENTIAL_NAME = "anthropic_api_key"
 """The systemd credential name (LoadCredential=anthropic_api_key:/path/to/key)."""
 
@@ -33,6 +36,18 @@ def load_api_key(key_file: Path | None, environ: dict[str, str] | None = None) -
         f"no Anthropic API key: set {ENV_KEY}, or anthropic.api_key_file in autoresearch.toml, "
         f"or a systemd credential named {CREDENTIAL_NAME} (LoadCredential=)"
     )
+
+
+def take_api_key(key_file: Path | None) -> tuple[str, str | None]:
+    """``load_api_key``, then ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN leave the process environment
+    (and its ``/proc/self/environ``): (key, auth token or None), for the SDK client and nothing else.
+
+    Nothing the daemon starts afterwards (runs, git, helpers) can inherit them by accident. Build the
+    agent once per process: a second call finds the variables gone.
+    """
+    key = load_api_key(key_file)
+    token = take_from_environ((ENV_KEY, ENV_AUTH_TOKEN)).get(ENV_AUTH_TOKEN)
+    return key, token
 
 
 def _read_key(path: Path, what: str) -> str:

@@ -29,10 +29,14 @@ def resolve_base_url(settings: AnthropicSettings) -> str | None:
     return settings.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
 
 
-def build_client(settings: AnthropicSettings, api_key: str) -> anthropic.Anthropic:
-    """A client with the SDK's own retries off: every retry goes through ``retrying``."""
+def build_client(settings: AnthropicSettings, api_key: str, auth_token: str | None = None) -> anthropic.Anthropic:
+    """A client with the SDK's own retries off: every retry goes through ``retrying``.
+
+    Credentials are passed in, never left for the SDK to find in the environment (they are gone from it).
+    """
     return anthropic.Anthropic(
         api_key=api_key,
+        auth_token=auth_token,
         base_url=resolve_base_url(settings),
         max_retries=0,
         timeout=settings.timeout_s,

@@ -2,20 +2,24 @@
 
 Each proposal changes one or two constants of the current best file and nothing else. The study is
 rebuilt from the journal's history on every proposal (ask/tell over an in-memory study), so a restart
-resumes it exactly; the search space is fixed at the first proposal and kept in the agent state.
+resumes it exactly; the search space is fixed at the first proposal and kept in the agent state, and
+narrowed by the crashes in the history (see ``space``). Left alone: constants named in
+``offline.exclude``, those whose line says ``# autoresearch: fixed``, and those that only feed what the
+script prints (see ``uses``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.agents import space as sp
 from autoresearch.agents.base import HistoryEntry, Proposal, ProposalContext
-from autoresearch.agents.constants import find_constants, format_value, rewrite
+from autoresearch.agents.constants import Constant, find_constants, literal, rewrite
+from autoresearch.agents.uses import display_only
 from autoresearch.config import OfflineSettings, Settings
 from autoresearch.errors import ProposalRejected
 
@@ -35,48 +39,52 @@ class OfflineAgent:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        current = {n: c.value for n, c in find_constants(ctx.best_content).items() if n not in self.settings.exclude}
-        space = ctx.agent_state.get("space") or self._space(current)
-        names = [n for n in space if n in current]
+        constants = self.tunable(ctx.best_content)
+        current = {n: c.value for n, c in constants.items()}
+        space = ctx.agent_state.get("space")
+        if ctx.agent_state.get("space_rules") != sp.RULES_VERSION or not isinstance(space, dict):
+            space = sp.build_space(current, self.settings.spread)
+        live = sp.narrowed(space, ctx.history)
+        names = [n for n in live if n in current and sp.has_room(live[n])]
         if not names:
             raise ProposalRejected(f"{ctx.target} has no numeric UPPER_CASE constants to sweep")
-        study = self._study(ctx, space)
+        study = self._study(ctx, live, names)
         tried = {hashlib.sha256(ctx.best_content.encode()).hexdigest()} | _tried_hashes(ctx.history)
         rng = random.Random(self.settings.seed * 1_000_003 + ctx.n)
+        state = {"space": space, "space_rules": sp.RULES_VERSION}
         for _ in range(MAX_ASKS):
-            trial = study.ask({n: _distribution(space[n]) for n in names})
-            chosen = _pick_changes(trial.params, current, names, rng)
-            texts = {n: format_value(trial.params[n], current[n]) for n in chosen}
-            texts = {n: t for n, t in texts.items() if t != format_value(current[n], current[n])}
+            trial = study.ask({n: sp.distribution(live[n]) for n in names})
+            values = {n: sp.from_param(live[n], trial.params[n]) for n in names}
+            texts = {n: literal(constants[n], values[n]) for n in _pick_changes(values, current, names, rng)}
+            texts = {n: t for n, t in texts.items() if t != literal(constants[n], current[n])}
             if not texts:
                 continue
             content = rewrite(ctx.best_content, texts)
             if hashlib.sha256(content.encode()).hexdigest() in tried:
                 continue
-            params = {n: c.value for n, c in find_constants(content).items() if n in names}
-            description = ", ".join(f"{n} {format_value(current[n], current[n])} -> {texts[n]}" for n in sorted(texts))
-            return Proposal(
-                content=content, description=description, meta={"params": params}, agent_state={"space": space}
-            )
+            return self._proposal(content, constants, names, texts, state)
         raise ProposalRejected("the sweep found no untried setting of the constants")
 
-    def _space(self, current: dict[str, int | float]) -> dict[str, dict[str, Any]]:
-        spread = self.settings.spread
-        space: dict[str, dict[str, Any]] = {}
-        for name, value in current.items():
-            kind = "int" if isinstance(value, int) else "float"
-            if value == 0:
-                low, high, log = 0.0, (4.0 if kind == "int" else 0.5), False
-            else:
-                a, b = value / spread, value * spread
-                low, high, log = min(a, b), max(a, b), value > 0
-            if kind == "int":
-                low, high = math.floor(low), max(math.ceil(high), int(value) + 1)
-                low = max(low, 1) if log else low
-            space[name] = {"kind": kind, "low": low, "high": high, "log": log}
-        return space
+    def tunable(self, source: str) -> dict[str, Constant]:
+        """The constants the sweep may change: not excluded, not marked fixed, not display-only."""
+        found = find_constants(source)
+        shown = display_only(source, set(found))
+        return {n: c for n, c in found.items() if n not in self.settings.exclude and not c.fixed and n not in shown}
 
-    def _study(self, ctx: ProposalContext, space: dict[str, dict[str, Any]]) -> Any:
+    @staticmethod
+    def _proposal(
+        content: str, before: dict[str, Constant], names: list[str], texts: dict[str, str], state: dict[str, Any]
+    ) -> Proposal:
+        after = find_constants(content)
+        params = {n: after[n].value for n in names}
+        changed = {n: [before[n].value, after[n].value] for n in texts}
+        old = {n: literal(before[n], before[n].value) for n in texts}
+        description = ", ".join(f"{n} {old[n]} -> {texts[n]}" for n in sorted(texts))
+        return Proposal(
+            content=content, description=description, meta={"params": params, "changed": changed}, agent_state=state
+        )
+
+    def _study(self, ctx: ProposalContext, live: dict[str, sp.Spec], names: list[str]) -> Any:
         import optuna
 
         sampler = optuna.samplers.TPESampler(
@@ -87,33 +95,21 @@ class OfflineAgent:
             params = entry.meta.get("params")
             if entry.metric is None or entry.status == "crash" or not isinstance(params, dict):
                 continue
-            inside = {n: v for n, v in params.items() if n in space and _contains(space[n], v)}
-            if len(inside) != len(params):
-                continue  # a value outside the fixed space cannot be told to TPE
+            inside = {n: sp.to_param(live[n], params.get(n)) for n in names}
+            if any(v is None for v in inside.values()):
+                continue  # a value outside today's space cannot be told to TPE
             study.add_trial(
                 optuna.trial.create_trial(
                     params=inside,
-                    distributions={n: _distribution(space[n]) for n in inside},
+                    distributions={n: sp.distribution(live[n]) for n in names},
                     value=entry.metric,
                 )
             )
         return study
 
 
-def _distribution(spec: dict[str, Any]) -> Any:
-    import optuna
-
-    if spec["kind"] == "int":
-        return optuna.distributions.IntDistribution(int(spec["low"]), int(spec["high"]), log=bool(spec["log"]))
-    return optuna.distributions.FloatDistribution(float(spec["low"]), float(spec["high"]), log=bool(spec["log"]))
-
-
-def _contains(spec: dict[str, Any], value: Any) -> bool:
-    return isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
-
-
 def _pick_changes(
-    suggested: dict[str, Any], current: dict[str, int | float], names: list[str], rng: random.Random
+    suggested: dict[str, int | float], current: dict[str, int | float], names: list[str], rng: random.Random
 ) -> list[str]:
     """One or two constants per experiment, so each result says something about a cause."""
     differing = [n for n in names if suggested[n] != current[n]]

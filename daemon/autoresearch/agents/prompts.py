@@ -35,6 +35,8 @@ Rules:
 - Simplicity criterion: all else equal, simpler is better. A tiny gain that adds ugly complexity is not \
 worth it; removing code for an equal or better result is a win.
 - The run must finish within the budget and must not crash: a crash wastes a run.
+- The daemon does program.md's setup and bookkeeping itself (the branch, the git commit of each \
+experiment, running it with output to `run.log`, the results.tsv row): skip those steps and only propose.
 - Never ask whether to continue or stop, and never ask for confirmation: nobody is watching. Always \
 propose an experiment.
 - When ideas run dry or results stall, think harder: re-read the code, study the history, reconsider your \
@@ -139,14 +141,15 @@ def history_rows(history: Sequence[HistoryEntry], best_commit: str) -> list[str]
     for e in history:
         best = "*" if e.status == "keep" and _same_commit(e.commit, best_commit) else " "
         metric = "-" if e.metric is None else f"{e.metric:.6f}"
-        status = e.status if e.status != "crash" or not e.cause else f"crash({e.cause})"
+        memory = "-" if e.memory_gb is None else f"{e.memory_gb:.1f}"
+        cause = e.cause if e.cause not in ("", "ok") else "no metric" if e.status == "crash" else "-"
         desc = " ".join(e.description.split())[:140]
-        rows.append(f"{best}{e.n:>4}  {e.commit[:7]:<7}  {metric:>10}  {status:<16}  {desc}")
+        rows.append(f"{best}{e.n:>4}  {e.commit[:7]:<7}  {metric:>10}  {memory:>9}  {e.status:<7}  {cause:<12}  {desc}")
     return rows
 
 
 def _table_header(metric: str) -> str:
-    return f"{'':1}{'n':>4}  {'commit':<7}  {metric:>10}  {'status':<16}  description"
+    return f"{'':1}{'n':>4}  {'commit':<7}  {metric:>10}  {'memory_gb':>9}  {'status':<7}  {'cause':<12}  description"
 
 
 def context_sections(
@@ -190,6 +193,10 @@ def _recent(
             + fenced(cut_tail(ctx.last_crash_log, max_log_chars))
             + "\nFix the crash if the idea is worth keeping, or move on to another idea."
         )
+    if ctx.recent_errors:
+        errors = "\n".join(f"- {cut_tail(e.strip(), 1000)}" for e in ctx.recent_errors)
+        parts.append(f"# Your recent proposals failed before any run; the last {len(ctx.recent_errors)} errors:\n"
+                     f"{errors}\nFix what these errors point at before anything else.")
     if ctx.stale_streak >= escalate_after:
         parts.append(ESCALATION.format(stale=ctx.stale_streak, target=ctx.target))
     parts.append(f"# Task\n{task}")

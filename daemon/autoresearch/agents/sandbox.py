@@ -1,9 +1,10 @@
 """The command agent's bubblewrap sandbox, and running its command to completion or to the timeout.
 
 Inside, the CLI sees its scratch checkout at /scratch/tree (read-write), the context file at
-/scratch/context.md, its own config/cache folders (``command_agent.writable``, read-write), the
-extra ``mounts`` and the daemon's interpreter read-only, and the system read-only. The network is
-shared (it calls its own API). The repo, its .git, the daemon's /proc and everything else are absent.
+/scratch/context.md, the runs' logs at their own path (read-only), its own config/cache folders
+(``command_agent.writable``, read-write), the extra ``mounts`` and the daemon's interpreter read-only,
+and the system read-only. The network is shared (it calls its own API). The repo, its .git, the
+daemon's /proc and everything else are absent.
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ class AgentJail:
     def context_path(self, host: Path) -> str:
         return INSIDE_CONTEXT if self.bwrap else str(host)
 
-    def sandbox(self, tree: Path, context: Path, extra_env: Mapping[str, str], host_env: Mapping[str, str]) -> Sandbox:
+    def sandbox(
+        self, tree: Path, context: Path, extra_env: Mapping[str, str], host_env: Mapping[str, str],
+        readable: tuple[Path, ...] = (),
+    ) -> Sandbox:
+        """``readable``: host folders shown read-only at their own paths (the runs' logs)."""
         home = host_env.get("HOME", "/tmp")
         binds = [Bind(tree, INSIDE_TREE, writable=True), Bind(context, INSIDE_CONTEXT)]
+        binds += [Bind(p, str(p), optional=True) for p in readable]
         binds += [Bind(Path(p), p, optional=True) for p in USER_FILES]
         binds += interpreter_binds() + parse_mounts(self.settings.mounts)
         binds += [Bind(_expand(p, home), str(_expand(p, home)), writable=True, optional=True)
@@ -59,13 +65,16 @@ class AgentJail:
         env = allowed_environment({}, host_env, self.settings.env_allow, {}, fixed, drop_secrets=False)
         return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True)
 
-    def run(self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes]) -> int | None:
+    def run(
+        self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
+        readable: tuple[Path, ...] = (),
+    ) -> int | None:
         """Run the command; its exit status, or None when it timed out. Whatever it started is killed either way."""
         host_env = dict(os.environ)
         if self.bwrap is None:  # unsandboxed: the CLI gets the daemon's environment, as it always did
             box = process_box.launch(command, None, None, {**host_env, **extra_env}, tree, stdout=out)
         else:
-            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env), self.bwrap,
+            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env, readable), self.bwrap,
                                      {"PATH": "/usr/bin:/bin"}, tree, stdout=out)
         try:
             return box.proc.wait(timeout=self.settings.timeout_s)

@@ -14,33 +14,25 @@ import contextlib
 import os
 import shutil
 import stat
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoresearch.errors import AgentError, ProposalRejected
+from autoresearch.errors import AgentError, ProposalRejected, RepoError
+from autoresearch.gitcmd import run_git
 from autoresearch.runners.hashing import file_hash
 
 MAX_READ_BYTES = 4 << 20
 """Largest file taken back from the scratch checkout (the target, the notes, the description)."""
 _IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
              "GIT_COMMITTER_NAME": "autoresearch", "GIT_COMMITTER_EMAIL": "autoresearch@localhost"}
-_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
 
 
-def _git(repo: Path, *args: str, stdout: int | None = None, out: object = None) -> str:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(repo), "GIT_CONFIG_NOSYSTEM": "1",
-           "LC_ALL": "C", **_IDENTITY}
+def _git(repo: Path, *args: str) -> str:
     try:
-        done = subprocess.run(["git", *_SAFE, "-C", str(repo), *args], capture_output=out is None, text=out is None,
-                              stdout=out, check=True, env=env)  # type: ignore[call-overload]
-    except (OSError, subprocess.CalledProcessError) as exc:
-        stderr = getattr(exc, "stderr", "") or str(exc)
-        raise AgentError(f"git {' '.join(args)} failed for the command agent's scratch checkout: {stderr}") from exc
-    return str(done.stdout or "")
+        return run_git(repo, *args, env=_IDENTITY)
+    except RepoError as exc:
+        raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
 
 def scratch_root(repo: Path) -> Path:
@@ -54,7 +46,7 @@ def scratch_checkout(repo: Path, commit: str, name: str) -> Iterator[tuple[Path,
     work = scratch_root(repo) / name
     tree = work / "tree"
     _remove(repo, work)
-    tree.mkdir(parents=True)
+    work.mkdir(parents=True)
     try:
         _export(repo, commit, tree)
         _git(tree, "init", "-q", "--template=", "-b", "main")
@@ -66,17 +58,20 @@ def scratch_checkout(repo: Path, commit: str, name: str) -> Iterator[tuple[Path,
 
 
 def _export(repo: Path, commit: str, dest: Path) -> None:
-    with tempfile.TemporaryFile() as tar:
-        _git(repo, "archive", "--format=tar", commit, out=tar)
-        tar.seek(0)
-        with tarfile.open(fileobj=tar) as archive:
-            archive.extractall(dest, filter="data")
+    """``git archive`` of the commit (the workspace's export: tarfile's ``data`` filter, nothing untracked)."""
+    from autoresearch.workspace import GitWorkspace
+
+    try:
+        GitWorkspace.open(repo).export(commit, dest)
+    except RepoError as exc:
+        raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
 
 def _remove(repo: Path, work: Path) -> None:
     _rmtree(work)
     # Scratch checkouts of older versions were git worktrees: drop their registrations.
-    subprocess.run(["git", *_SAFE, "-C", str(repo), "worktree", "prune"], capture_output=True, check=False)
+    with contextlib.suppress(RepoError):
+        run_git(repo, "worktree", "prune")
 
 
 def _rmtree(path: Path) -> None:

@@ -3,11 +3,13 @@
 The session holds a draft of the target (the best version plus the edits so far); nothing is written to
 disk. A call that makes a bad proposal (an edit that does not apply, an edit to another file, malformed
 input, finishing with no edit or with code that does not compile) is a *strike*: it is fed back to the
-model, and the agent gives up on the iteration after too many.
+model, and the agent gives up on the iteration after too many. ``read_run_log`` shows any past run's
+log (the daemon's copy under .git, which ``read_file`` cannot reach), a window at a time.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,22 @@ def tool_specs(target: str) -> list[dict[str, Any]]:
                     "offset": {"type": "integer", "description": "Character offset to start at (default 0)."},
                 },
                 "required": ["path"],
+            },
+        },
+        {
+            "name": "read_run_log",
+            "description": (
+                "Read the log (stdout and stderr) of any past experiment's run, read-only: n is its number in the "
+                "history table. Without offset you get the end of the log (where the summary or the traceback "
+                "is); pass offset (a byte offset) to read from there instead."
+            ),
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "n": {"type": "integer", "description": "The experiment number (the history table's n)."},
+                    "offset": {"type": "integer", "description": "Byte offset to start at (default: the tail)."},
+                },
+                "required": ["n"],
             },
         },
         {
@@ -101,8 +119,18 @@ def _string(args: dict[str, Any], key: str, *, required: bool = True) -> str | N
 class EditSession:
     """One conversation's draft of the target, and the tool calls on it."""
 
-    def __init__(self, repo: Path, target: str, original: str, max_chars: int) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        target: str,
+        original: str,
+        max_chars: int,
+        runs_dir: Path | None = None,
+        log_chars: int = 8000,
+    ) -> None:
         self.root = repo.resolve()
+        self.runs_dir = runs_dir
+        self.log_chars = log_chars
         self.target = target
         self.original = original
         self.draft = original
@@ -114,6 +142,7 @@ class EditSession:
     def handle(self, name: str, args: object) -> ToolResult:
         handlers = {
             "read_file": self._read_file,
+            "read_run_log": self._read_run_log,
             "str_replace": self._str_replace,
             "write_file": self._write_file,
             "finish": self._finish,
@@ -158,6 +187,28 @@ class EditSession:
         if b"\0" in data[:8192]:
             return ToolResult(f"{rel}: binary file, {len(data)} bytes")
         return ToolResult(self._window(data.decode("utf-8", errors="replace"), offset))
+
+    def _read_run_log(self, args: dict[str, Any]) -> ToolResult:
+        n, offset = args.get("n"), args.get("offset")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise _Malformed("'n' must be an experiment number (a non-negative integer)")
+        if offset is not None and (not isinstance(offset, int) or isinstance(offset, bool) or offset < 0):
+            raise _Malformed("'offset' must be a non-negative integer")
+        if self.runs_dir is None:
+            return ToolResult("run logs are not available in this session", True)
+        try:
+            data, start, size = read_log_window(self.runs_dir / str(n) / "run.log", offset, self.log_chars)
+        except FileNotFoundError:
+            return ToolResult(f"experiment {n} has no run log (not run yet, or no such experiment)", True)
+        except OSError as exc:
+            return ToolResult(f"the log of experiment {n} is not readable: {exc.strerror or exc}", True)
+        end = start + len(data)
+        text = data.decode("utf-8", errors="replace") or "(empty log)"
+        if start == 0 and end == size:
+            return ToolResult(text)
+        before = f"; earlier: offset={max(0, start - self.log_chars)}" if start > 0 else ""
+        after = f"; more: offset={end}" if end < size else ""
+        return ToolResult(f"{text}\n[run {n}'s log: bytes {start}-{end} of {size}{before}{after}]")
 
     def _window(self, text: str, offset: int) -> str:
         end = offset + self.max_chars
@@ -230,3 +281,14 @@ class EditSession:
         self.description = description
         self.notes = None if notes is None else clean_notes(notes)
         return ToolResult("Submitted.", done=True)
+
+
+def read_log_window(path: Path, offset: int | None, limit: int) -> tuple[bytes, int, int]:
+    """Up to ``limit`` bytes of a run log from ``offset`` (None: its tail), without reading the whole file
+    (a log may be tens of MB) and without following a symlink (a run could plant one in place of its log)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        start = max(0, size - limit) if offset is None else min(offset, size)
+        fh.seek(start)
+        return fh.read(limit), start, size

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autoresearch.errors import ConfigError, RepoError
 from autoresearch.ledger import RESULTS_FILE, write_atomic
 from autoresearch.report.data import JOURNAL_FILE, Direction, Ledger, load_ledger, open_workspace, state_dir
 from autoresearch.report.notebook import NOTEBOOK_FILE, write_notebook
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 PNG_FILE = "progress.png"
 MARKDOWN_FILE = "report.md"
+REPORT_DIR = "report"  # under .git/autoresearch: never in the work tree, so never a tracked file
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,14 @@ def exclude_from_git(repo: Path, paths: list[Path]) -> list[str]:
     if ws is None:
         return []  # not a git repo (e.g. a copied results.tsv): nothing to keep clean
     added: list[str] = []
+    git_dir = ws.state_dir().parent.resolve()
     for path in paths:
         try:
             rel = path.resolve().relative_to(repo.resolve())
         except ValueError:
             continue  # written outside the repo
+        if path.resolve().is_relative_to(git_dir):
+            continue  # inside .git (the default folder): git never shows it
         pattern = "/" + rel.as_posix()
         if ws.exclude(pattern):
             added.append(pattern)
@@ -136,13 +141,17 @@ def report_command(
     stop: threading.Event | None = None,
     max_cycles: int | None = None,
 ) -> list[Path]:
-    """The CLI entry: the files sit next to results.tsv unless ``out_dir`` says otherwise. With
-    ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths."""
+    """The CLI entry: the files go to ``.git/autoresearch/report/`` unless ``out_dir`` says otherwise.
+    With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths."""
     from autoresearch.config import load_settings
 
     repo = repo.resolve()
-    out = (out_dir or repo).resolve()
     settings = load_settings(repo)
+    if not (state_dir(repo) / JOURNAL_FILE).exists() and not (repo / RESULTS_FILE).exists():
+        raise RepoError(f"{repo} has no autoresearch session (no journal, no {RESULTS_FILE}); nothing to report. "
+                        f"Start one with `autoresearch init {repo}` and `autoresearch run {repo}`")
+    out = (out_dir or state_dir(repo) / REPORT_DIR).resolve()
+    check_out_dir(repo, out, notebook)
     if not watch:
         rendered = render(repo, out, settings.metric, settings.direction, notebook)
         if on_render is not None:
@@ -152,4 +161,21 @@ def report_command(
     try:
         return watch_report(*args, stop=stop, max_cycles=max_cycles, on_render=on_render).paths
     except KeyboardInterrupt:
-        return [out / PNG_FILE, out / MARKDOWN_FILE] + ([out / NOTEBOOK_FILE] if notebook else [])
+        return output_paths(out, notebook)
+
+
+def output_paths(out_dir: Path, notebook: bool) -> list[Path]:
+    return [out_dir / PNG_FILE, out_dir / MARKDOWN_FILE] + ([out_dir / NOTEBOOK_FILE] if notebook else [])
+
+
+def check_out_dir(repo: Path, out_dir: Path, notebook: bool) -> None:
+    """Refuse (exit 2, nothing written) a folder that is a file, or where a report file would overwrite
+    a file git tracks (e.g. the progress.png that karpathy/autoresearch commits): the tree would be
+    dirty, and the loop refuses to start on a dirty tree."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"-o {out_dir} is a file; give a folder for the report")
+    ws = open_workspace(repo)
+    tracked = [] if ws is None else ws.tracked(output_paths(out_dir, notebook))
+    if tracked:
+        raise ConfigError(f"-o {out_dir} would overwrite {', '.join(tracked)}, tracked by git; give another folder "
+                          f"(the default is {state_dir(repo) / REPORT_DIR})")

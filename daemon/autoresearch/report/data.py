@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from autoresearch.errors import RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
+from autoresearch.records import UsageFields
 from autoresearch.workspace import GitWorkspace
 
 JOURNAL_FILE = "journal.jsonl"
@@ -157,44 +158,38 @@ def load_ledger(repo: Path, metric: str, direction: Direction) -> Ledger:
 
 def _from_journal(ledger: Ledger, journal: Journal) -> None:
     ledger.source = "journal"
-    # Spend is summed over raw records: a proposal that a crash voided (and whose number was
-    # proposed again) was still paid for, but the fold keeps only the last one.
-    for record in journal.records():
-        usage = record.get("usage")
-        if isinstance(usage, dict) and (record.get("type") == "usage" or record.get("phase") == "proposed"):
-            _add_usage(ledger, usage)
     state = journal.load()
+    for usage in state.all_usage():
+        _add_usage(ledger, usage)
     ledger.runs = [_run(e) for e in state.recorded()]
     pending = state.pending()
     ledger.pending = None if pending is None else pending.n
 
 
-def _add_usage(ledger: Ledger, usage: dict[str, Any]) -> None:
-    ledger.input_tokens += int(usage.get("input_tokens") or 0)
-    ledger.output_tokens += int(usage.get("output_tokens") or 0)
-    cost = usage.get("cost_usd")
-    if cost is not None:
-        ledger.cost_usd = (ledger.cost_usd or 0.0) + float(cost)
+def _add_usage(ledger: Ledger, usage: UsageFields) -> None:
+    ledger.input_tokens += int(usage.input_tokens)
+    ledger.output_tokens += int(usage.output_tokens)
+    if usage.cost_usd is not None:
+        ledger.cost_usd = (ledger.cost_usd or 0.0) + usage.cost_usd
 
 
 def _run(exp: Experiment) -> Run:
-    status = exp.status or "crash"
-    meta = exp.get("meta") or {}
+    status = exp.status
     return Run(
         n=exp.n,
         status=status,
         metric=None if status == "crash" else exp.metric,
-        description=clean_description(str(exp.get("row_description") or exp.get("description") or "")),
-        commit=str(exp.get("commit") or "")[:7],
+        description=clean_description(exp.row_description or exp.description),
+        commit=exp.commit[:7],
         cause=_cause(exp),
-        wall_s=float(exp.get("wall_s") or 0.0),
-        gpu_count=int(exp.get("gpu_count") or 0),
-        baseline=bool(exp.get("baseline") or (isinstance(meta, dict) and meta.get("baseline"))),
+        wall_s=exp.wall_s,
+        gpu_count=exp.gpu_count,
+        baseline=exp.baseline or bool(exp.meta.get("baseline")),
     )
 
 
 def _cause(exp: Experiment) -> str:
-    cause = str(exp.get("cause") or "")
+    cause = exp.cause
     if exp.status == "crash" and cause in ("", "ok") and exp.metric is None:
         return "no metric" if cause == "ok" else "unknown"
     return cause

@@ -1,0 +1,264 @@
+"""The fold of the journal's records into typed state: one ``Experiment`` per number, the session, the
+agent's memory, failed proposals, waits and stops. ``Journal.load`` (journal.py) feeds it validated
+records; readers use the typed attributes, never raw keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from autoresearch.errors import JournalError
+from autoresearch.records import (
+    AgentRecord,
+    Committed,
+    Finished,
+    Phase,
+    PhaseRecord,
+    Proposed,
+    Record,
+    Recorded,
+    Running,
+    SessionRecord,
+    StopRecord,
+    UsageFields,
+    UsageRecord,
+    WaitRecord,
+)
+
+
+@dataclass
+class Experiment:
+    """The fold of one experiment's phase records, typed. A field of a phase the experiment has not
+    reached is a ``JournalError`` (``metric`` is ``None`` until finished)."""
+
+    proposed: Proposed
+    phase: Phase = "proposed"
+    committed: Committed | None = None
+    running: Running | None = None
+    finished: Finished | None = None
+    recorded: Recorded | None = None
+    times: dict[str, str | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Keys of its phase records that no model knows (added by a newer version or another branch)."""
+
+    @property
+    def n(self) -> int:
+        return self.proposed.n
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "recorded"
+
+    def phase_at(self, phase: Phase) -> str | None:
+        """When the experiment entered ``phase`` (None if it has not)."""
+        return self.times.get(phase)
+
+    def _missing(self, what: str) -> JournalError:
+        return JournalError(f"experiment {self.n} is {self.phase}: its journal has no {what} record yet")
+
+    # proposed
+    @property
+    def parent(self) -> str:
+        return self.proposed.parent
+
+    @property
+    def description(self) -> str:
+        return self.proposed.description
+
+    @property
+    def content(self) -> str:
+        return self.proposed.content
+
+    @property
+    def when(self) -> str:
+        return self.proposed.when
+
+    @property
+    def baseline(self) -> bool:
+        return self.proposed.baseline
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.proposed.meta
+
+    @property
+    def usage(self) -> UsageFields:
+        return self.proposed.usage
+
+    @property
+    def content_sha256(self) -> str | None:
+        return self.proposed.content_sha256
+
+    @property
+    def agent(self) -> str | None:
+        return self.proposed.agent
+
+    @property
+    def propose_s(self) -> float | None:
+        return self.proposed.propose_s
+
+    # committed, running
+    @property
+    def commit(self) -> str:
+        if self.committed is None:
+            raise self._missing("committed")
+        return self.committed.commit
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        if self.running is None:
+            raise self._missing("running")
+        return self.running.handle
+
+    # finished
+    @property
+    def result(self) -> Finished:
+        if self.finished is None:
+            raise self._missing("finished")
+        return self.finished
+
+    @property
+    def metric(self) -> float | None:
+        return None if self.finished is None else self.finished.metric
+
+    @property
+    def cause(self) -> str:
+        return self.result.cause
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.result.exit_code
+
+    @property
+    def memory_gb(self) -> float:
+        return self.result.memory_gb
+
+    @property
+    def wall_s(self) -> float:
+        return self.result.wall_s
+
+    @property
+    def gpu_count(self) -> int:
+        return self.result.gpu_count
+
+    @property
+    def detail(self) -> str | None:
+        return self.result.detail
+
+    @property
+    def training_seconds(self) -> float | None:
+        return self.result.training_seconds
+
+    @property
+    def kill_latency_s(self) -> float | None:
+        return self.result.kill_latency_s
+
+    # recorded
+    @property
+    def record(self) -> Recorded:
+        if self.recorded is None:
+            raise self._missing("recorded")
+        return self.recorded
+
+    @property
+    def status(self) -> Literal["keep", "discard", "crash"]:
+        return self.record.status
+
+    @property
+    def row_description(self) -> str:
+        return self.record.row_description
+
+    @property
+    def best_metric(self) -> float | None:
+        return self.record.best_metric
+
+    @property
+    def best_commit(self) -> str | None:
+        return self.record.best_commit
+
+
+@dataclass
+class JournalState:
+    """Everything the journal says, folded."""
+
+    experiments: dict[int, Experiment] = field(default_factory=dict)
+    agent_state: dict[str, Any] = field(default_factory=dict)
+    session: SessionRecord | None = None
+    stops: list[StopRecord] = field(default_factory=list)
+    skipped: list[UsageRecord] = field(default_factory=list)
+    """``usage`` records: iterations whose proposal failed (their cost still counts)."""
+    failed_in_a_row: list[UsageRecord] = field(default_factory=list)
+    """The failed proposals since the last successful one."""
+    waiting: WaitRecord | None = None
+    """What the loop waits for now (engine, GPU), if anything."""
+    voided: list[UsageFields] = field(default_factory=list)
+    """The cost of proposals a crash voided (their number was proposed again): paid for all the same."""
+
+    def all_usage(self) -> list[UsageFields]:
+        """Every proposal's cost: those in experiments, those that failed, those a crash voided."""
+        return [e.usage for e in self.ordered()] + [r.usage for r in self.skipped] + self.voided
+
+    @property
+    def tag(self) -> str | None:
+        return None if self.session is None else self.session.tag
+
+    def ordered(self) -> list[Experiment]:
+        return [self.experiments[n] for n in sorted(self.experiments)]
+
+    def recorded(self) -> list[Experiment]:
+        return [e for e in self.ordered() if e.done]
+
+    def pending(self) -> Experiment | None:
+        """The experiment a crash interrupted, if any (at most one exists)."""
+        open_ = [e for e in self.ordered() if not e.done]
+        return open_[-1] if open_ else None
+
+    def next_n(self) -> int:
+        return max(self.experiments, default=-1) + 1
+
+    def best(self) -> Experiment | None:
+        """The last keep: keeps are strictly improving, so it is the best."""
+        keeps = [e for e in self.recorded() if e.status == "keep"]
+        return keeps[-1] if keeps else None
+
+
+def fold(state: JournalState, rec: Record) -> None:
+    if isinstance(rec, PhaseRecord):
+        _fold_phase(state, rec)
+    elif isinstance(rec, AgentRecord):
+        state.agent_state.update(rec.state)
+    elif isinstance(rec, SessionRecord):
+        state.session = rec
+    elif isinstance(rec, StopRecord):
+        state.stops.append(rec)
+        state.waiting = None
+    elif isinstance(rec, UsageRecord):
+        state.skipped.append(rec)
+        state.failed_in_a_row.append(rec)
+    elif isinstance(rec, WaitRecord):
+        state.waiting = None if rec.what is None else rec
+
+
+def _fold_phase(state: JournalState, rec: PhaseRecord) -> None:
+    if isinstance(rec, Proposed):
+        # A fresh proposal for n replaces any earlier unrecorded attempt at the same number.
+        if rec.n in state.experiments:
+            state.voided.append(state.experiments[rec.n].usage)
+        state.experiments[rec.n] = Experiment(proposed=rec)
+        state.failed_in_a_row = []
+    exp = state.experiments.get(rec.n)
+    if exp is None:
+        raise JournalError(f"journal: a {type(rec).__name__.lower()} record for experiment {rec.n} "
+                           "comes before its proposal")
+    if isinstance(rec, Committed):
+        exp.committed = rec
+    elif isinstance(rec, Running):
+        exp.running = rec
+    elif isinstance(rec, Finished):
+        exp.finished = rec
+    elif isinstance(rec, Recorded):
+        exp.recorded = rec
+    phase: Phase = rec.phase  # type: ignore[attr-defined]
+    exp.phase = phase
+    exp.times[phase] = rec.at
+    exp.extra.update(rec.model_extra or {})

@@ -1,0 +1,154 @@
+"""The journal's record types: one pydantic model per record, validated when the journal is folded.
+
+Every line of ``journal.jsonl`` is one record ``{"type": ..., "at": ..., ...}``; phase records carry
+``"type": "phase"``, the experiment number ``n`` and the ``phase``. Required fields are required: a
+record that lacks one is an error when folded (``JournalError``), never a ``None`` handed to git.
+
+Extra keys: phase records keep unknown keys (``extra="allow"``; the fold collects them in
+``Experiment.extra``), so a field added by a newer version, or by a branch that has not typed it yet,
+survives a load. The other record types ignore unknown keys. A record *type* this version does not know
+is skipped with a warning by the fold.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Phase = Literal["proposed", "committed", "running", "finished", "recorded"]
+PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "recorded")
+WaitWhat = Literal["engine", "gpu", "runner"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    at: str | None = None
+    """When the record was appended (ISO 8601, UTC, milliseconds)."""
+
+
+class UsageFields(BaseModel):
+    """What one proposal cost (``agents.base.Usage.as_dict``); absent counts are zero, an absent cost is
+    unknown (None)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    input_tokens: float = 0
+    output_tokens: float = 0
+    cache_read_tokens: float = 0
+    cache_write_tokens: float = 0
+    cost_usd: float | None = None
+
+
+class SessionRecord(Record):
+    type: Literal["session"]
+    tag: str
+    branch: str | None = None
+    base: str | None = None
+    """The commit the session branch started from."""
+
+
+class AgentRecord(Record):
+    type: Literal["agent"]
+    n: int | None = None
+    state: dict[str, Any]
+    """Keys of the agent's persistent state; later records update earlier ones key by key."""
+
+
+class UsageRecord(Record):
+    """An iteration whose proposal failed: its cost still counts, its error is shown by ``status``."""
+
+    type: Literal["usage"]
+    n: int | None = None
+    error: str = ""
+    usage: UsageFields = Field(default_factory=UsageFields)
+
+
+class StopRecord(Record):
+    type: Literal["stop"]
+    reason: str
+    exit_code: int = 0
+    """0 for a limit or a signal; else the code of the error that stopped the loop."""
+
+
+class WaitRecord(Record):
+    """The loop waits for something outside it (``what``), or, with ``what`` null, the wait is over."""
+
+    type: Literal["wait"]
+    what: WaitWhat | None
+    reason: str = ""
+
+
+class PhaseRecord(Record):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["phase"]
+    n: int = Field(ge=0)
+
+
+class Proposed(PhaseRecord):
+    phase: Literal["proposed"]
+    parent: str
+    """The commit the proposal edits (the best so far; for a baseline, the branch head)."""
+    description: str
+    content: str
+    """The complete target file."""
+    when: str
+    """The commit date, fixed here so a re-commit after a crash gives the same sha."""
+    baseline: bool = False
+    content_sha256: str | None = None
+    agent: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    usage: UsageFields = Field(default_factory=UsageFields)
+    propose_s: float | None = None
+
+
+class Committed(PhaseRecord):
+    phase: Literal["committed"]
+    commit: str
+
+
+class Running(PhaseRecord):
+    phase: Literal["running"]
+    handle: dict[str, Any]
+    """What the runner needs to find the run again: process group and start time, or container id."""
+
+
+class Finished(PhaseRecord):
+    phase: Literal["finished"]
+    cause: str
+    """ok, exit:<code>, timeout, oom, violation, docker, interrupted."""
+    exit_code: int | None = None
+    metric: float | None = None
+    memory_gb: float = 0.0
+    wall_s: float = 0.0
+    kill_latency_s: float | None = None
+    gpu_count: int = 0
+    training_seconds: float | None = None
+    detail: str | None = None
+    log_truncated: bool = False
+
+
+class Recorded(PhaseRecord):
+    phase: Literal["recorded"]
+    status: Literal["keep", "discard", "crash"]
+    row_description: str = ""
+    best_commit: str | None = None
+    best_metric: float | None = None
+
+
+PHASE_MODELS: dict[str, type[PhaseRecord]] = {
+    "proposed": Proposed,
+    "committed": Committed,
+    "running": Running,
+    "finished": Finished,
+    "recorded": Recorded,
+}
+OTHER_MODELS: dict[str, type[Record]] = {
+    "session": SessionRecord,
+    "agent": AgentRecord,
+    "usage": UsageRecord,
+    "stop": StopRecord,
+    "wait": WaitRecord,
+}
