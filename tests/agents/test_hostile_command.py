@@ -47,6 +47,8 @@ attempt("up", lambda: Path("../../../../prepare.py").write_text("X = -0.5\\n"))
 attempt("abs", lambda: Path(repo, "prepare.py").write_text("X = -0.5\\n"))
 attempt("shadow", shadow)
 attempt("hook", lambda: Path(repo, ".git", "hooks", "reference-transaction").write_text("#!/bin/sh\\ntouch /tmp/x\\n"))
+attempt("runs_write", lambda: Path("/runs/0/run.log").write_text("val_bpb: 0.0\\n"))
+attempts["runs_read"] = "val_bpb" in Path("/runs/0/run.log").read_text()
 attempts["repo_visible"] = os.path.exists(repo) or os.path.exists("../../../../.git")
 attempts["scratch_git"] = Path(".git").is_dir() and not Path(".git", "autoresearch").exists()
 Path("prepare.py").write_text("X = -0.5\\n")  # the swap in its own checkout: dropped
@@ -84,11 +86,12 @@ def test_hostile_command_agent_is_contained(tmp_path: Path, monkeypatch: object)
     with capture_logs() as logs:
         loop.run()  # baseline, then the hostile proposal; the loop ends at max_experiments and does not die
     attempts = json.loads((probe / "attempts.json").read_text())
-    assert all(attempts[k].startswith("refused") for k in ("up", "abs", "shadow", "hook")), attempts
+    assert all(attempts[k].startswith("refused") for k in ("up", "abs", "shadow", "hook", "runs_write")), attempts
+    assert attempts["runs_read"] is True  # the run logs are there to read (at /runs), not to change
     assert attempts["repo_visible"] is False and attempts["scratch_git"] is True
     state = loop.journal.load()
     first = state.experiments[1]
-    assert first.get("status") == "discard" and first.metric == 2.02  # committed prepare.py: X = 1, no shadow
+    assert first.status == "discard" and first.metric == 2.02  # committed prepare.py: X = 1, no shadow
     assert next(e for e in logs if e["event"] == "command_agent.dropped_changes")["paths"] == ["prepare.py"]
     assert procs.wait_gone(lambda: marked_pids(mark), 10.0)  # the lingering swapper died with the sandbox
     assert (repo / "prepare.py").read_text() == "X = 1\n" and not (repo / "prepare").exists()

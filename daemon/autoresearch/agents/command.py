@@ -69,7 +69,8 @@ class CommandAgent:
         jail = self.jail or AgentJail(self.settings, None)
         with scratch_checkout(self.repo, ctx.best_commit, f"{ctx.n}") as (tree, work):
             context_file = work / "context.md"
-            context_file.write_text(self._context(ctx), encoding="utf-8")
+            runs = None if ctx.runs_dir is None else jail.runs_path(ctx.runs_dir)
+            context_file.write_text(self._context(ctx, runs), encoding="utf-8")
             (tree / NOTES_FILE).write_text(str(ctx.agent_state.get("notes") or ""), encoding="utf-8")
             before = manifest(tree)
             inside_context = jail.context_path(context_file)
@@ -77,8 +78,7 @@ class CommandAgent:
             log.info("command_agent.start", n=ctx.n, command=command, sandboxed=jail.bwrap is not None)
             started = time.monotonic()
             with (work / "output.log").open("wb") as out:
-                readable = () if ctx.runs_dir is None else (ctx.runs_dir,)
-                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, readable)
+                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, ctx.runs_dir)
             output = (work / "output.log").read_text(encoding="utf-8", errors="replace")
             wall_s = round(time.monotonic() - started, 3)
             self._check_exit(code, output, command)
@@ -109,7 +109,7 @@ class CommandAgent:
             "AUTORESEARCH_NOTES_FILE": NOTES_FILE,
         }
 
-    def _context(self, ctx: ProposalContext) -> str:
+    def _context(self, ctx: ProposalContext, runs_dir: str | None = None) -> str:
         how = prompts.HOW_COMMAND.format(
             target=ctx.target, description_file=self.settings.description_file, notes_file=NOTES_FILE
         )
@@ -122,7 +122,7 @@ class CommandAgent:
             ctx, escalate_after=self.escalate_after, max_log_chars=self.max_log_chars, task=task
         )
         readonly = ", ".join(f"`{r}`" for r in ctx.readonly) or "(none)"
-        logs = "" if ctx.runs_dir is None else f"\nRun logs (read-only): `{ctx.runs_dir}/<n>/run.log`"
+        logs = "" if runs_dir is None else f"\nRun logs (read-only): `{runs_dir}/<n>/run.log`"
         return f"{rules}\nRead-only files: {readonly}{logs}\n\n{sections.markdown()}\n"
 
     def _check_exit(self, code: int | None, output: str, command: str) -> None:

@@ -1,7 +1,7 @@
 """The command agent's bubblewrap sandbox, and running its command to completion or to the timeout.
 
 Inside, the CLI sees its scratch checkout at /scratch/tree (read-write), the context file at
-/scratch/context.md, the runs' logs at their own path (read-only), its own config/cache folders
+/scratch/context.md, the runs' logs at /runs (read-only), its own config/cache folders
 (``command_agent.writable``, read-write), the extra ``mounts`` and the daemon's interpreter read-only,
 and the system read-only. The network is shared (it calls its own API). The repo, its .git, the
 daemon's /proc and everything else are absent.
@@ -24,6 +24,7 @@ from autoresearch.runners.process_sandbox import interpreter_binds, parse_mounts
 
 INSIDE_TREE = "/scratch/tree"
 INSIDE_CONTEXT = "/scratch/context.md"
+INSIDE_RUNS = "/runs"
 USER_FILES = ("/etc/passwd", "/etc/group")
 """Read-only for CLIs that look up their user (no secrets there: those are in /etc/shadow)."""
 
@@ -47,14 +48,18 @@ class AgentJail:
     def context_path(self, host: Path) -> str:
         return INSIDE_CONTEXT if self.bwrap else str(host)
 
+    def runs_path(self, host: Path) -> str:
+        """Where the CLI sees the runs' logs (read-only): never at their host path, which names the repo."""
+        return INSIDE_RUNS if self.bwrap else str(host)
+
     def sandbox(
         self, tree: Path, context: Path, extra_env: Mapping[str, str], host_env: Mapping[str, str],
-        readable: tuple[Path, ...] = (),
+        runs: Path | None = None,
     ) -> Sandbox:
-        """``readable``: host folders shown read-only at their own paths (the runs' logs)."""
+        """``runs``: the runs' folder, shown read-only at /runs."""
         home = host_env.get("HOME", "/tmp")
         binds = [Bind(tree, INSIDE_TREE, writable=True), Bind(context, INSIDE_CONTEXT)]
-        binds += [Bind(p, str(p), optional=True) for p in readable]
+        binds += [] if runs is None else [Bind(runs, INSIDE_RUNS, optional=True)]
         binds += [Bind(Path(p), p, optional=True) for p in USER_FILES]
         binds += interpreter_binds() + parse_mounts(self.settings.mounts)
         binds += [Bind(_expand(p, home), str(_expand(p, home)), writable=True, optional=True)
@@ -67,14 +72,14 @@ class AgentJail:
 
     def run(
         self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
-        readable: tuple[Path, ...] = (),
+        runs: Path | None = None,
     ) -> int | None:
         """Run the command; its exit status, or None when it timed out. Whatever it started is killed either way."""
         host_env = dict(os.environ)
         if self.bwrap is None:  # unsandboxed: the CLI gets the daemon's environment, as it always did
             box = process_box.launch(command, None, None, {**host_env, **extra_env}, tree, stdout=out)
         else:
-            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env, readable), self.bwrap,
+            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env, runs), self.bwrap,
                                      {"PATH": "/usr/bin:/bin"}, tree, stdout=out)
         try:
             return box.proc.wait(timeout=self.settings.timeout_s)
