@@ -6,14 +6,18 @@ the committed prepare.py, the daemon goes on, and nothing is left behind."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
 from autoresearch.commands import build_loop, init_repo
+from autoresearch.ledger import parse_results
 from autoresearch.runners import procs
-from tests.conftest import git, make_repo
+from tests.conftest import GIT_ENV, git, make_repo
+from tests.runners.hostile import NOBODY, ROOT, as_user, give_to_nobody, workdir
 from tests.runners.process_helpers import marked_pids, token
 
 TRAIN = "import prepare\nSTEP = 1\nprint('val_bpb: %.4f' % (1.0 + prepare.X + STEP * 0.01))\n"
@@ -72,14 +76,8 @@ def _config(cli: Path, probe: Path, python: str) -> str:
 
 def test_hostile_command_agent_is_contained(tmp_path: Path, monkeypatch: object) -> None:
     mark = token()
-    cli, probe = tmp_path / "cli.py", tmp_path / "probe"
-    probe.mkdir()
-    cli.write_text(CLI.replace("LINGER", repr(LINGER)))
-    repo = make_repo(tmp_path / "research", train=TRAIN, extra={"prepare.py": "X = 1\n"})
-    (repo / "autoresearch.toml").write_text(_config(cli, probe, sys.executable))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "config")
-    for key, value in {"REPO": str(repo), "PROBE": str(probe), "MARK": mark}.items():
+    repo, probe, extra = _research(tmp_path, mark)
+    for key, value in extra.items():
         monkeypatch.setenv(key, value)  # type: ignore[attr-defined]
     init_repo(repo, "hostile", {})
     loop = build_loop(repo, {})
@@ -98,3 +96,41 @@ def test_hostile_command_agent_is_contained(tmp_path: Path, monkeypatch: object)
     assert not (repo / ".git" / "hooks" / "reference-transaction").exists()
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert not list((repo / ".git" / "autoresearch" / "scratch").glob("*"))
+
+
+def _research(base: Path, mark: str) -> tuple[Path, Path, dict[str, str]]:
+    """The research repo with the hostile CLI configured, its probe folder, and the environment it needs."""
+    cli, probe = base / "cli.py", base / "probe"
+    probe.mkdir()
+    cli.write_text(CLI.replace("LINGER", repr(LINGER)))
+    repo = make_repo(base / "research", train=TRAIN, extra={"prepare.py": "X = 1\n"})
+    (repo / "autoresearch.toml").write_text(_config(cli, probe, sys.executable))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "config")
+    return repo, probe, {"REPO": str(repo), "PROBE": str(probe), "MARK": mark}
+
+
+def test_hostile_command_agent_is_contained_under_a_non_root_daemon() -> None:
+    """The same attack on a daemon running as nobody in the docker group (a real `autoresearch run`)."""
+    mark = token()
+    with workdir() as base:
+        repo, probe, extra = _research(base, mark)
+        give_to_nobody(base)
+        env = {"PATH": os.environ["PATH"], "HOME": str(base), "PYTHONPATH": f"{ROOT / 'daemon'}:{ROOT}",
+               **GIT_ENV, **extra}
+        for args in (["init", str(repo), "--tag", "hostile"], ["run", str(repo)]):
+            done = subprocess.run(as_user([sys.executable, "-m", "autoresearch", *args], "nobody"), cwd=base,
+                                  env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+        attempts = json.loads((probe / "attempts.json").read_text())
+        assert all(attempts[k].startswith("refused") for k in ("up", "abs", "shadow", "hook", "runs_write")), attempts
+        assert attempts["repo_visible"] is False and attempts["runs_read"] is True
+        assert (repo / "results.tsv").stat().st_uid == NOBODY  # written by the daemon: it ran as nobody
+        rows = parse_results((repo / "results.tsv").read_text())
+        assert [r["status"] for r in rows] == ["keep", "discard"] and float(rows[1]["val_bpb"]) == 2.02
+        assert '"command_agent.dropped_changes"' in done.stdout + done.stderr
+        assert procs.wait_gone(lambda: marked_pids(mark), 10.0)
+        assert (repo / "prepare.py").read_text() == "X = 1\n" and not (repo / "prepare").exists()
+        status = subprocess.run(["git", "-c", "safe.directory=*", "status", "--porcelain", "--untracked-files=all"],
+                                cwd=repo, capture_output=True, text=True, check=True)
+        assert status.stdout == ""

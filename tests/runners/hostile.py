@@ -36,8 +36,12 @@ def workdir() -> Iterator[Path]:
 
 
 def daemon_argv(config: Path, user: str) -> list[str]:
-    """The harness command line; as ``nobody`` it drops to uid 65534 (with the docker group, like the unit)."""
-    argv = [sys.executable, "-m", "tests.runners.hostile_harness", str(config)]
+    """The harness command line, as ``user``."""
+    return as_user([sys.executable, "-m", "tests.runners.hostile_harness", str(config)], user)
+
+
+def as_user(argv: list[str], user: str) -> list[str]:
+    """``argv`` as root, or as nobody (uid 65534, with the docker group, like the unit's daemon)."""
     if user == "root":
         return argv
     if os.geteuid() != 0:
@@ -57,6 +61,12 @@ def daemon_argv(config: Path, user: str) -> list[str]:
             pytest.skip(f"the interpreter at {prefix} is not readable by nobody")
         return ["unshare", "-m", "sh", "-c", script]
     return drop
+
+
+def give_to_nobody(path: Path) -> None:
+    """Hand a tree the test made to the non-root daemon (and leave it world-readable)."""
+    for p in (path, *path.rglob("*")):
+        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
 
 
 def _world_traversable(path: Path) -> bool:
