@@ -47,7 +47,7 @@ class CommandAgent:
     escalate_after: int = 5
     max_log_chars: int = 8000
     jail: AgentJail | None = None
-    """How the command runs; None: unsandboxed (tests of the prompt only; from_config always sets it)."""
+    """How the command runs; None: as ``settings.sandbox`` says (built at the first proposal)."""
     name: str = "command"
 
     @classmethod
@@ -66,7 +66,7 @@ class CommandAgent:
         return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars, jail)
 
     def propose(self, ctx: ProposalContext) -> Proposal:
-        jail = self.jail or AgentJail(self.settings, None)
+        jail = self.jail or AgentJail.from_config(self.settings)
         with scratch_checkout(self.repo, ctx.best_commit, f"{ctx.n}") as (tree, work):
             context_file = work / "context.md"
             runs = None if ctx.runs_dir is None else jail.runs_path(ctx.runs_dir)
