@@ -98,7 +98,7 @@ def kill_latency(root: Path, name: str) -> tuple[float, float]:
     runner = runner_from_config(settings, repo_id(root), "bench")
     spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=root, budget=1.0, grace=0.5,
                    env={"AUTORESEARCH_TIME_BUDGET": "1"}, log_path=root / "run.log", log_cap_bytes=1 << 20,
-                   target="train.py", snapshot=root)
+                   target="train.py", snapshot=root)  # the folder holds only the commit's files
     outcome = runner.run(spec, lambda _handle: None)
     assert outcome.cause == "timeout", outcome
     return float(outcome.kill_latency_s or 0.0), outcome.wall_s - spec.deadline_s

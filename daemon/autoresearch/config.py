@@ -172,8 +172,8 @@ class DockerSettings(Section):
     tmpfs_size: str = "1g"
     """Size of the /tmp tmpfs (the only writable place besides /output and the target file)."""
     write_cap: str = "20g"
-    """Most bytes a run may put on the host's disk (the target file plus /output); beyond it the run
-    is stopped as a violation."""
+    """Size of /output, a tmpfs volume copied to the host after the run (its pages count against
+    memory), and the largest the target file may grow; a run that fills /output is a violation."""
     gpus: Literal["none", "all"] | list[str] = "none"
     """GPUs for the run: none, all, or a list of indices/UUIDs; pynvml checks them before each run."""
     gpu_mode: Literal["runtime", "explicit"] = "runtime"

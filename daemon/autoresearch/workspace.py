@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from autoresearch import tarsafe
 from autoresearch.errors import RepoError
 from autoresearch.gitcmd import git_bytes, run_git
 
@@ -136,8 +137,11 @@ class GitWorkspace:
         with tempfile.TemporaryFile() as tar:
             self._archive(commit, tar)
             tar.seek(0)
-            with tarfile.open(fileobj=tar) as archive:
-                archive.extractall(dest, filter="data")
+            try:
+                with tarfile.open(fileobj=tar) as archive:
+                    tarsafe.extract(archive, dest)  # the data filter, also on Python < 3.11.4
+            except tarfile.TarError as exc:  # e.g. a committed symlink that points out of the repo
+                raise RepoError(f"commit {commit[:7]} cannot be unpacked for a run: {exc}") from exc
 
     def _archive(self, commit: str, out: IO[bytes]) -> None:
         try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.commands import repo_id
 from tests.ops.conftest import ROOT, docker
 
 yaml = pytest.importorskip("yaml")
@@ -41,14 +42,16 @@ def test_compose_defaults(tmp_path: Path) -> None:
     assert "/var/run/docker.sock:/var/run/docker.sock:rw" in svc["volumes"]
     assert svc["environment"]["AUTORESEARCH_REPO"] == research
     assert svc["working_dir"] == research
-    assert svc["environment"]["AUTORESEARCH_DOCKER__GPUS"] == "all"
+    assert svc["environment"]["AUTORESEARCH_DOCKER__GPUS"] == "none", "the demo runs on any host"
+    assert svc["environment"]["AUTORESEARCH_RUNNER"] == "docker", "next to the socket, the process runner is the host"
     assert svc["user"] == "10001:10001"
     assert svc["group_add"] == ["999"]
     assert svc["restart"] == "on-failure", "a budget stop (exit 0) must not restart"
     assert svc["stop_grace_period"] == "30s"
     assert "deploy" not in svc, "the daemon's own container needs no GPU; the runner's containers get it"
     gpu = compose_config(tmp_path)["services"]["autoresearch-gpu"]
-    assert gpu["profiles"] == ["gpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["environment"]["AUTORESEARCH_RUNNER"] == "process"
+    assert not any("docker.sock" in v for v in gpu["volumes"]), "the process runner's runs must not reach the engine"
     assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
         {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     ]
@@ -63,11 +66,11 @@ def test_compose_variables(tmp_path: Path) -> None:
         DOCKER_GID="105",
         AUTORESEARCH_UID="1000",
         AUTORESEARCH_GID="1001",
-        AUTORESEARCH_GPUS="none",
+        AUTORESEARCH_GPUS="all",
     )["services"]["autoresearch"]
     assert svc["environment"]["ANTHROPIC_API_KEY"] == "sk-ant-test"
     assert svc["environment"]["AUTORESEARCH_AGENT"] == "anthropic"
-    assert svc["environment"]["AUTORESEARCH_DOCKER__GPUS"] == "none"
+    assert svc["environment"]["AUTORESEARCH_DOCKER__GPUS"] == "all"
     assert svc["group_add"] == ["105"]
     assert svc["user"] == "1000:1001"
 
@@ -131,7 +134,8 @@ def test_entrypoint_runs_a_repo_or_the_demo(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_compose_up_runs_the_demo_and_stops_cleanly(daemon_image: str, tmp_path: Path) -> None:
     """`docker-compose up` with nothing set up: the demo starts in ./research/demo as the image's user,
-    reaches the engine through the socket's group, and `stop` (SIGTERM) ends it with exit 0."""
+    reaches the engine through the socket's group, trains in the Docker runner's containers, and `stop`
+    (SIGTERM) ends it with exit 0."""
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose missing (.ci/ops-check.sh installs it)")
     project = f"arops{uuid.uuid4().hex[:8]}"
@@ -163,6 +167,11 @@ def test_compose_up_runs_the_demo_and_stops_cleanly(daemon_image: str, tmp_path:
             time.sleep(1)
         assert (demo / "results.tsv").exists(), compose("logs", "--no-color").stdout
         assert docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "true"
+        # The runs are the runner's containers, labelled with the demo repo's id (its path, same on the host).
+        label = f"label=autoresearch.repo={repo_id(demo)}"
+        while time.monotonic() < deadline + 120 and not docker("ps", "-aq", "--filter", label).stdout.strip():
+            time.sleep(0.5)
+        assert docker("ps", "-aq", "--filter", label).stdout.strip(), compose("logs", "--no-color").stdout
         ping = docker("exec", container, "python3", "-c", "import docker; print(docker.from_env().ping())")
         assert ping.stdout.strip() == "True", ping.stderr
         assert docker("exec", container, "id", "-u").stdout.strip() != "0"

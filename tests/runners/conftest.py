@@ -2,13 +2,14 @@
 
 Tests marked ``docker`` skip when no engine (or no runner image) is reachable, unless
 AUTORESEARCH_REQUIRE_DOCKER=1 (CI), where they fail instead. Every docker test is checked for
-leftovers: no container labelled with the session's repo id may survive it.
+leftovers: no container or volume labelled with the session's repo id may survive it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -68,7 +69,12 @@ def _no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
     for c in left:
         with contextlib.suppress(Exception):
             c.remove(force=True)
+    volumes = client.volumes.list(filters={"label": label})
+    for v in volumes:
+        with contextlib.suppress(Exception):
+            v.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"
+    assert not volumes, f"volumes left behind: {[v.name for v in volumes]}"
 
 
 @pytest.fixture
@@ -95,8 +101,16 @@ def make_runner(repo_id: str) -> Callable[..., Any]:
     return make
 
 
+def snapshot_of(tree: Path, dest: Path) -> Path:
+    """What ``Workspace.export`` makes for a run: the tree's files without .git (here: a plain copy)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+    return dest
+
+
 @pytest.fixture
 def make_spec(tmp_path: Path, workdir: Path) -> Callable[..., Any]:
+    """A RunSpec whose snapshot is the tree as it is now (tests write their scripts in first)."""
     from autoresearch.runners.base import RunSpec
 
     counter = iter(range(1, 1000))
@@ -113,6 +127,8 @@ def make_spec(tmp_path: Path, workdir: Path) -> Callable[..., Any]:
             "readonly": ("prepare.py",),
             "cache_dir": tmp_path / "cache",
         }
+        if "snapshot" not in kw:
+            kw["snapshot"] = snapshot_of(kw.get("workdir", workdir), tmp_path / "snapshots" / str(n))
         return RunSpec(n=n, command=command, budget=budget, grace=grace, env=env, **{**defaults, **kw})
 
     return make

@@ -21,6 +21,7 @@ import pytest
 
 from autoresearch.errors import EngineUnavailable, GpuError, ImageMissing
 from autoresearch.gpu import FakeGpu, GpuDevice
+from tests.runners.conftest import snapshot_of
 
 pytestmark = pytest.mark.docker
 EXAMPLE = Path(__file__).resolve().parents[2] / "daemon" / "autoresearch" / "example"
@@ -107,6 +108,15 @@ def test_example_trains_in_a_container(make_runner, make_spec, workdir, tmp_path
     assert out.cause == "ok", text
     assert any(line.startswith("val_bpb:") for line in text.splitlines()), text
     assert out.peak_memory_gb is not None and 0.01 < out.peak_memory_gb < 2
+
+
+def test_the_image_runs_python_train_py(make_runner, make_spec, workdir):
+    """`python` as well as `python3`, as on every CUDA PyTorch image (karpathy's `python train.py`)."""
+    (workdir / "train.py").write_text("import sys, torch\nprint(sys.executable, torch.__version__, 'val_bpb: 1.5')\n")
+    spec = make_spec("python train.py")
+    out = run(make_runner(), spec)
+    assert out.cause == "ok", spec.log_path.read_text()
+    assert "val_bpb: 1.5" in spec.log_path.read_text()
 
 
 def test_budget_ignorer_is_killed_at_budget_plus_grace(make_runner, make_spec, workdir):
@@ -234,17 +244,19 @@ from pathlib import Path
 from autoresearch.config import DockerSettings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
-out, image, repo_id, workdir = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+out, image, repo_id, snapshot = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 runner = DockerRunner(DockerSettings(image=image), repo_id=repo_id, instance="doomed")
-spec = RunSpec(n=7, kind="train", command="sleep 300", workdir=workdir, budget=300, grace=0, env={},
-               log_path=out.parent / "runs" / "7" / "run.log", log_cap_bytes=1 << 16, target="train.py")
+spec = RunSpec(n=7, kind="train", command="sleep 300", workdir=snapshot, budget=300, grace=0, env={},
+               log_path=out.parent / "runs" / "7" / "run.log", log_cap_bytes=1 << 16, target="train.py",
+               snapshot=snapshot)
 runner.run(spec, lambda handle: out.write_text(json.dumps(handle)))
 """
 
 
 def _start_and_kill(tmp_path: Path, workdir: Path, repo_id: str, image: str, name: str) -> dict[str, Any]:
     handle_file = tmp_path / f"{name}.json"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(handle_file), image, repo_id, str(workdir)])
+    snapshot = snapshot_of(workdir, tmp_path / "snapshots" / name)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(handle_file), image, repo_id, str(snapshot)])
     try:
         deadline = time.monotonic() + 60
         while not handle_file.exists() or not handle_file.read_text():
@@ -337,11 +349,22 @@ def busybox_image(docker_client: Any, repo_id: str, tmp_path: Path) -> Any:
     docker_client.images.remove(name, force=True)
 
 
+def interpreter_mounts() -> list[str]:
+    """What ``sys.executable`` needs inside a container: /usr, its base install and (from a venv) the venv.
+
+    Nested paths are left out: the engine refuses two mounts at one place, and the outer one has them.
+    """
+    keep: list[str] = []
+    for path in sorted({"/usr", sys.base_prefix, sys.prefix}):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in keep):
+            keep.append(path)
+    return keep
+
+
 @pytest.mark.slow
 def test_explicit_mode_busybox_with_the_hosts_python(make_runner, make_spec, busybox_image):
     """The device recipe's shape without a GPU: a busybox image, the host's /usr and Python mounted read-only."""
-    prefix = sys.base_prefix
-    runner = make_runner(image=busybox_image, gpu_mode="explicit", mounts=["/usr", prefix], env={"PATH": "/bin"})
+    runner = make_runner(image=busybox_image, gpu_mode="explicit", mounts=interpreter_mounts(), env={"PATH": "/bin"})
     command = f"{sys.executable} -c 'import os, torch; print(\"torch\", torch.__version__, os.getuid())'"
     spec = make_spec(command)
     out = run(runner, spec)

@@ -1,28 +1,31 @@
-"""DockerRunner without an engine: the sandbox's shape, the tree copy, and errors before any run."""
+"""DockerRunner without an engine: the sandbox's shape, the run's files, and errors before any run."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from autoresearch.config import DockerSettings, Settings
-from autoresearch.errors import ConfigError, EngineUnavailable
+from autoresearch.errors import ConfigError, EngineUnavailable, RunnerError
 from autoresearch.gpu import GpuDevice
 from autoresearch.runners import docker_spec
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
-from autoresearch.runners.docker_files import RunFiles, copy_tree
+from autoresearch.runners.docker_files import RunFiles
 
 GPU = GpuDevice(index=0, uuid="GPU-abc", name="H100", total_mb=80_000, free_mb=79_000)
 
 
 def spec(tmp_path: Path, **kw: object) -> RunSpec:
-    work = tmp_path / "repo"
-    work.mkdir(exist_ok=True)
-    (work / "train.py").write_text("print(1)\n")
-    (work / "prepare.py").write_text("print(2)\n")
+    """A run of the commit in ``snap``; the working tree beside it holds an untracked .env."""
+    work, snap = tmp_path / "repo", tmp_path / "snap"
+    for tree in (work, snap):
+        tree.mkdir(exist_ok=True)
+        (tree / "train.py").write_text("print(1)\n")
+        (tree / "prepare.py").write_text("print(2)\n")
+    (work / ".env").write_text("SECRET=1\n")
     defaults: dict[str, object] = {
         "n": 3,
         "kind": "train",
@@ -35,6 +38,7 @@ def spec(tmp_path: Path, **kw: object) -> RunSpec:
         "log_cap_bytes": 1000,
         "target": "train.py",
         "readonly": ("prepare.py",),
+        "snapshot": snap,
     }
     return RunSpec(**{**defaults, **kw})  # type: ignore[arg-type]
 
@@ -57,6 +61,8 @@ def test_environment_is_an_allow_list():
     assert env["PYTHONHASHSEED"] == "1" and env["LD_LIBRARY_PATH"] == "/x" and env["HOME"] == "/tmp"
     assert "ANTHROPIC_API_KEY" not in env and "AWS_SECRET" not in env and "PATH" not in env
     assert "AUTORESEARCH_CACHE" not in docker_spec.environment(spec_env, host, settings, cache=False)
+    assert "AUTORESEARCH_EVAL_DATA" not in env
+    assert docker_spec.environment(spec_env, host, settings, True, eval_data=True)["AUTORESEARCH_EVAL_DATA"] == "/eval"
 
 
 def test_gpu_options_runtime_and_explicit():
@@ -88,6 +94,7 @@ def test_runtime_mode_drops_the_hosts_gpu_numbering(tmp_path):
 def test_create_options_harden_the_container(tmp_path):
     s = spec(tmp_path, cache_dir=tmp_path / "cache")
     files = RunFiles.create(s)
+    files.volume = "vol"  # the runner makes it (docker_output) before the container
     settings = DockerSettings(cpus=1.5, mounts=["/usr", "/opt/x:/x"])
     opts = docker_spec.create_options(
         settings=settings,
@@ -107,33 +114,51 @@ def test_create_options_harden_the_container(tmp_path):
     assert "noexec" not in opts["tmpfs"]["/tmp"]
     assert opts["name"] == "autoresearch-my-repo-x-3-abc"
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in opts["mounts"]}
-    assert mounts["/workspace"] == (str(files.workspace), True)
+    assert mounts["/workspace"] == (str(tmp_path / "snap"), True)
     assert mounts["/workspace/train.py"] == (str(files.target), False)
     assert mounts["/cache"] == (str(tmp_path / "cache"), True)
-    assert mounts["/output"][1] is False
+    assert mounts["/output"] == ("vol", False) and "/eval" not in mounts
+    output = next(m for m in opts["mounts"] if m["Target"] == "/output")
+    assert output["Type"] == "volume" and output["VolumeOptions"]["NoCopy"] is True
     assert mounts["/usr"] == ("/usr", True) and mounts["/x"] == ("/opt/x", True)
     assert not any("docker.sock" in src for src, _ in mounts.values())
     files.cleanup()
-    assert not files.workspace.exists()
+    assert not files.private.exists() and files.workspace.exists(), "the snapshot belongs to its maker"
 
 
-def test_copy_tree_leaves_out_git_and_special_files(tmp_path):
-    src = tmp_path / "src"
-    (src / ".git").mkdir(parents=True)
-    (src / "pkg").mkdir()
-    (src / "pkg" / "m.py").write_text("x")
-    (src / "run.sh").write_text("#!/bin/sh\n")
-    (src / "run.sh").chmod(0o700)
-    (src / "secret").write_text("s")
-    (src / "secret").chmod(0o600)
-    (src / "link").symlink_to("/etc/shadow")
-    os.mkfifo(src / "fifo")
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    copy_tree(src, dst)
-    assert sorted(p.name for p in dst.iterdir()) == ["link", "pkg", "run.sh", "secret"]
-    assert (dst / "link").is_symlink() and os.readlink(dst / "link") == "/etc/shadow"
-    assert (dst / "run.sh").stat().st_mode & 0o777 == 0o755 and (dst / "secret").stat().st_mode & 0o777 == 0o644
+def test_evaluate_sees_the_whole_tree_and_the_output_read_only_and_the_eval_data(tmp_path):
+    train_out, data = tmp_path / "out", tmp_path / "eval"
+    train_out.mkdir()
+    data.mkdir()
+    s = spec(tmp_path, kind="evaluate", output_dir=train_out, eval_data=data)
+    files = RunFiles.create(s)
+    opts = docker_spec.create_options(settings=DockerSettings(), spec=s, files=files, cache_dir=None, env={},
+                                      chosen=[], labels={}, name="n")  # fmt: skip
+    mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in opts["mounts"]}
+    assert mounts == {
+        "/workspace": (str(tmp_path / "snap"), True),
+        "/output": (str(train_out), True),
+        "/eval": (str(data), True),
+    }
+    files.discard_output()
+    files.cleanup()
+    assert train_out.is_dir(), "evaluate never removes the training run's output"
+
+
+def test_train_never_sees_the_eval_data_and_check_reads_the_output(tmp_path):
+    data = tmp_path / "eval"
+    data.mkdir()
+    for kind in ("train", "check"):
+        s = spec(tmp_path, kind=kind, eval_data=data, output_dir=tmp_path / "out")
+        (tmp_path / "out").mkdir(exist_ok=True)
+        files = RunFiles.create(s)
+        mounts = {m["Target"]: m for m in docker_spec.mounts(s, files, None, DockerSettings())}
+        assert "/eval" not in mounts and not mounts["/workspace/train.py"]["ReadOnly"]
+        if kind == "check":
+            assert mounts["/output"]["ReadOnly"] and mounts["/output"]["Type"] == "bind"
+        else:
+            assert "/output" not in mounts, "a writing run's /output is the engine volume, never a host folder"
+        files.cleanup()
 
 
 def test_from_config_does_nothing_and_engine_errors_are_clear(tmp_path):
@@ -158,13 +183,17 @@ def test_plain_commands_run_without_a_shell():
     assert docker_spec.command("exit 3") == ["/bin/sh", "-c", "exit 3"]
 
 
-def test_run_files_with_the_log_inside_the_tree_do_not_copy_themselves(tmp_path):
-    (tmp_path / "train.py").write_text("print(1)\n")
-    spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=tmp_path, budget=1, grace=1, env={},
-                   log_path=tmp_path / "run.log", log_cap_bytes=1024, target="train.py")  # fmt: skip
-    files = RunFiles.create(spec)
+def test_run_files_come_from_the_snapshot_never_the_working_tree(tmp_path):
+    s = spec(tmp_path)
+    (tmp_path / "repo" / "train.py").write_text("print('uncommitted')\n")
+    files = RunFiles.create(s)
     try:
-        assert (files.workspace / "train.py").read_text() == "print(1)\n"
-        assert not any(p.name.startswith(".workspace-") for p in files.workspace.iterdir())
+        assert files.target is not None and files.target.read_text() == "print(1)\n"
+        assert files.workspace == (tmp_path / "snap").resolve() and not (files.workspace / ".env").exists()
+        assert files.changed(s) == []
+        files.target.write_text("evil")
+        assert files.changed(s) == ["train.py"]
     finally:
         files.cleanup()
+    with pytest.raises(RunnerError, match="no snapshot"):
+        RunFiles.create(dataclasses.replace(s, snapshot=None))

@@ -1,9 +1,10 @@
 """The sandboxed runner: one fresh, hardened, labelled container per run, removed afterwards.
 
 The container's shape (mounts, limits, GPUs) is in ``docker_spec``; its files in ``docker_files``;
-watching it in ``docker_watch``. This module drives the engine and classifies how a run ended:
-ok, exit:<code>, timeout, oom, violation, docker (engine error), interrupted. Docker SDK errors are
-translated here and nowhere else. Nothing talks to the engine before the first call that needs it.
+its /output volume in ``docker_output``; watching it in ``docker_watch``. This module drives the
+engine and classifies how a run ended: ok, exit:<code>, timeout, oom, violation, docker (engine
+error), interrupted. Docker SDK errors are translated here and nowhere else. Nothing talks to the
+engine before the first call that needs it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from docker.client import DockerClient, from_env
 
 from autoresearch.errors import EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.gpu import GpuDevice, GpuProbe, NvmlProbe, PeakSampler, select_devices
-from autoresearch.runners import docker_spec
+from autoresearch.runners import docker_output, docker_spec
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_container_write
 from autoresearch.runners.docker_wait import Ending, wait_for_end
@@ -68,6 +69,7 @@ class DockerRunner:
         self._host_env = host_env
         self._client: Any = None
         self._pending: set[str] = set()  # containers to remove once the engine answers again
+        self._pending_volumes: set[str] = set()
 
     @classmethod
     def from_config(cls, settings: Settings, *, repo_id: str, instance: str) -> DockerRunner:
@@ -123,25 +125,25 @@ class DockerRunner:
     def reap(self, handle: dict[str, Any]) -> bool:
         if handle.get("kind") != "docker" or not handle.get("container_id"):
             return False
-        api = self._engine().api
-        try:
-            info = api.inspect_container(handle["container_id"])
-        except docker.errors.NotFound:
-            info = None
-        except _ENGINE_ERRORS as exc:
-            raise self._down(exc) from exc
-        if info is not None and info["Config"]["Labels"].get(f"{docker_spec.LABEL_PREFIX}repo") != self.repo_id:
-            return False  # not ours: a stale handle must never kill someone else's container
-        removed = info is not None and self._remove(info["Id"], why="reap")
+        removed = self._reap_container(handle["container_id"])
+        if handle.get("keeper_id"):
+            self._reap_container(handle["keeper_id"])
+        if handle.get("volume"):
+            self._remove_volume(handle["volume"], why="reap")
         if handle.get("workspace"):
             shutil.rmtree(handle["workspace"], ignore_errors=True)
         return removed
 
     def reap_orphans(self) -> int:
+        """Remove this repo's leftover containers, keepers and volumes; returns how many runs were left."""
         api = self._engine().api
         label = f"{docker_spec.LABEL_PREFIX}repo={self.repo_id}"
         found = self._api("list containers", lambda: api.containers(all=True, filters={"label": label}))
-        return sum(self._remove(c["Id"], why="orphan") for c in found)
+        runs = sum(self._remove(c["Id"], why="orphan") and docker_output.ROLE_LABEL not in c["Labels"] for c in found)
+        volumes = self._api("list volumes", lambda: api.volumes(filters={"label": label}))
+        for volume in (volumes or {}).get("Volumes") or []:
+            self._remove_volume(volume["Name"], why="orphan")
+        return runs
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         client = self._engine()
@@ -150,15 +152,21 @@ class DockerRunner:
         cache = cache_dir_of(spec)
         if cache is not None and spec.kind == "prepare":
             let_container_write(cache, self.settings.user)
-        files = RunFiles.create(spec, skip=(cache,) if cache else ())
+        files = RunFiles.create(spec)
+        name = docker_spec.container_name(self.repo_id, spec.n, secrets.token_hex(3))
         container_id: str | None = None
         try:
-            container = self._create(client, spec, files, cache, chosen)
+            if files.writes_output:
+                self._hold_output(client, spec, files, name)
+            container = self._create(client, spec, files, cache, chosen, name)
             container_id = container.id
             outcome = self._run_container(container, spec, files, chosen, on_started)
+            if files.writes_output:
+                self._collect_output(files, outcome)
         finally:
             if container_id is not None:
                 self._remove(container_id, why="done")
+            self._release_output(files)
             files.cleanup()
         log.info(
             "docker.run_end",
@@ -173,17 +181,20 @@ class DockerRunner:
 
     # -- one run --------------------------------------------------------------------------------
 
-    def _create(self, client: Any, spec: RunSpec, files: RunFiles, cache: Path | None, chosen: list[GpuDevice]) -> Any:
+    def _create(
+        self, client: Any, spec: RunSpec, files: RunFiles, cache: Path | None, chosen: list[GpuDevice], name: str
+    ) -> Any:
         host_env = os.environ if self._host_env is None else self._host_env
+        eval_data = spec.kind == "evaluate" and spec.eval_data is not None
         opts = docker_spec.create_options(
             settings=self.settings,
             spec=spec,
             files=files,
             cache_dir=str(cache) if cache else None,
-            env=docker_spec.environment(spec.env, host_env, self.settings, cache is not None),
+            env=docker_spec.environment(spec.env, host_env, self.settings, cache is not None, eval_data),
             chosen=chosen,
             labels=docker_spec.labels(self.repo_id, self.instance, spec),
-            name=docker_spec.container_name(self.repo_id, spec.n, secrets.token_hex(3)),
+            name=name,
         )
         return self._api("create the container", lambda: client.containers.create(**opts))
 
@@ -262,9 +273,74 @@ class DockerRunner:
             "instance": self.instance,
             "n": spec.n,
             "engine": self.address,
-            "workspace": str(files.workspace),  # the run's private copy, removed by reap() after a crash
+            "workspace": str(files.private),  # the run's target copy, removed by reap() after a crash
+            "keeper_id": files.keeper_id,
+            "volume": files.volume,
             "started_at": time.time(),
         }
+
+    # -- /output (docker_output) ------------------------------------------------------------------
+
+    def _hold_output(self, client: Any, spec: RunSpec, files: RunFiles, name: str) -> None:
+        """Create the run's size-limited /output volume and start the keeper that holds it mounted."""
+        api = client.api
+        labels = docker_spec.labels(self.repo_id, self.instance, spec)
+        volume, opts = f"{name}-output", docker_output.volume_options(self.settings)
+        self._api("create the output volume", lambda: api.create_volume(volume, "local", opts, labels))
+        files.volume = volume
+        keeper_opts = docker_output.keeper_options(self.settings, volume, labels, f"{name}-keeper")
+        keeper = self._api("create the output keeper", lambda: client.containers.create(**keeper_opts))
+        files.keeper_id = keeper.id
+        self._api("start the output keeper", keeper.start)
+
+    def _collect_output(self, files: RunFiles, outcome: RunOutcome) -> None:
+        """Copy /output out through the engine; over the cap (or unsafe to unpack) is a violation."""
+        if outcome.cause in ("violation", "docker", "interrupted") or files.keeper_id is None:
+            return
+        keeper_id, cap = files.keeper_id, docker_spec.parse_size(self.settings.write_cap)
+        try:
+            stream, _stat = self._engine().api.get_archive(keeper_id, docker_spec.OUTPUT, chunk_size=1 << 20)
+            why = docker_output.CopyOut(files.output, cap).run(stream)
+        except _ENGINE_ERRORS as exc:  # requests' errors are OSErrors; so is a full host disk
+            files.discard_output()
+            log.warning("docker.output_lost", error=str(exc))
+            outcome.cause, outcome.detail = "docker", f"/output could not be copied out: {exc}"
+            return
+        if why is not None:
+            outcome.cause, outcome.detail = "violation", why
+
+    def _release_output(self, files: RunFiles) -> None:
+        if files.keeper_id is not None:
+            self._remove(files.keeper_id, why="done")
+        if files.volume is not None:
+            self._remove_volume(files.volume, why="done")
+
+    def _remove_volume(self, name: str, *, why: str) -> None:
+        """Remove a run's volume (its keeper is gone first); engine down or still in use: retried later."""
+        try:
+            self._engine().api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            self._pending_volumes.discard(name)
+            return
+        except (*_ENGINE_ERRORS, EngineUnavailable) as exc:
+            self._pending_volumes.add(name)
+            log.warning("docker.volume_remove_failed", volume=name, why=why, error=str(exc))
+            return
+        self._pending_volumes.discard(name)
+
+    # -- containers -----------------------------------------------------------------------------
+
+    def _reap_container(self, container_id: str) -> bool:
+        api = self._engine().api
+        try:
+            info = api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return False
+        except _ENGINE_ERRORS as exc:
+            raise self._down(exc) from exc
+        if info["Config"]["Labels"].get(f"{docker_spec.LABEL_PREFIX}repo") != self.repo_id:
+            return False  # not ours: a stale handle must never kill someone else's container
+        return self._remove(info["Id"], why="reap")
 
     def _remove(self, container_id: str, *, why: str) -> bool:
         """Kill and remove; True if there was something to remove. Engine down: retried on the next check/run."""
@@ -285,6 +361,8 @@ class DockerRunner:
     def _reap_pending(self) -> None:
         for container_id in list(self._pending):
             self._remove(container_id, why="pending")
+        for volume in list(self._pending_volumes):
+            self._remove_volume(volume, why="pending")
 
     # -- GPUs -----------------------------------------------------------------------------------
 

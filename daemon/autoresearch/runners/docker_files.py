@@ -1,8 +1,11 @@
-"""The host side of a Docker run's files: a private copy of the tree, the output folder, hashes.
+"""The host side of a Docker run's files: the commit's snapshot, the target copy, the output folder, hashes.
 
-The container runs as an unprivileged uid, so it gets a copy of the checkout (without .git) whose
-modes it can read, and a copy of the target it can write. The real working tree is never mounted:
-the committed target stands whatever the run does, and a changed hash is reported as a violation.
+The run sees only committed files: ``/workspace`` is the run's snapshot (``RunSpec.snapshot``, made
+from the commit by ``git archive``), mounted read-only; the working tree is never read, so untracked
+files (``.env``, notes, results.tsv, a planted module) never enter a run. The target is a private
+copy mounted read-write over its place (not for ``evaluate``); the committed target stands whatever
+the run does, and a changed hash is reported as a violation. A writing run's ``/output`` is an
+engine-owned volume (``docker_output``), copied into ``output`` after the run.
 """
 
 from __future__ import annotations
@@ -10,124 +13,91 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoresearch.runners.hashing import changed_files, hash_files
+from autoresearch.errors import RunnerError
+from autoresearch.runners.hashing import changed_files, file_hash
 
 if TYPE_CHECKING:
     from autoresearch.runners.base import RunSpec
+
+WRITING_KINDS = ("train", "prepare")
+"""Kinds whose /output is writable; evaluate and check see the training run's output read-only."""
 
 
 @dataclass
 class RunFiles:
     workspace: Path
-    """Copy of the checkout, mounted read-only at /workspace; removed after the run."""
+    """The run's snapshot of the commit, mounted read-only at /workspace (removed by its maker)."""
+    private: Path
+    """The run's own folder on the host (the target copy); removed after the run."""
     output: Path
-    """The run's writable output folder (kept when the run wrote something)."""
-    target: Path
-    """The copy of the target file, mounted read-write over its place in /workspace."""
+    """The host's output folder: where a writing run's /output is copied, or what evaluate/check read."""
+    target: Path | None
+    """The copy of the target, mounted read-write over its place in /workspace; None = none writable."""
+    writes_output: bool
     hashes: dict[str, str | None] = field(default_factory=dict)
-    """Target and read-only files (relative paths) -> sha256 before the run."""
-    copied_bytes: int = 0
+    """Target and read-only files (relative paths) -> sha256 of the committed version."""
+    volume: str | None = None
+    """The engine volume at /output while a writing run lasts (set by the runner)."""
+    keeper_id: str | None = None
+    """The container that holds ``volume`` mounted until its content is copied out."""
 
     @classmethod
-    def create(cls, spec: RunSpec, skip: tuple[Path, ...] = ()) -> RunFiles:
+    def create(cls, spec: RunSpec) -> RunFiles:
+        if spec.snapshot is None or not spec.snapshot.is_dir():
+            raise RunnerError(f"run {spec.n}: no snapshot of the commit to run (RunSpec.snapshot={spec.snapshot})")
         base = spec.log_path.parent.resolve()  # the engine wants absolute bind sources
         base.mkdir(parents=True, exist_ok=True)
-        workspace = Path(tempfile.mkdtemp(prefix=f".workspace-{spec.n}-", dir=base))
-        output = base / f"{spec.log_path.stem}-output"
+        workspace = spec.snapshot.resolve()
+        workspace.chmod(0o755)  # the container's uid is not ours (git archive gives the rest 0644/0755)
+        output = (spec.output_dir or base / f"{spec.log_path.stem}-output").resolve()
+        private = Path(tempfile.mkdtemp(prefix=f".workspace-{spec.n}-", dir=base))
         try:
-            # Never copy the copy into itself, wherever the log folder sits.
-            copied = copy_tree(spec.workdir, workspace, skip=(*skip, base, workspace))
-            shutil.rmtree(output, ignore_errors=True)
-            output.mkdir()
-            output.chmod(0o777)  # the container's uid is not ours; the folder is private to this run
-            target = workspace / spec.target
-            if target.is_file():
+            committed = workspace / spec.target
+            target = None
+            if spec.kind != "evaluate" and committed.is_file():
+                target = private / committed.name
+                shutil.copyfile(committed, target)
                 target.chmod(0o666)
+            writes = spec.kind in WRITING_KINDS
+            if writes:
+                shutil.rmtree(output, ignore_errors=True)  # a re-run starts empty
         except BaseException:
-            shutil.rmtree(workspace, ignore_errors=True)
+            shutil.rmtree(private, ignore_errors=True)
             raise
-        files = cls(workspace=workspace, output=output, target=target, copied_bytes=copied)
+        files = cls(workspace=workspace, private=private, output=output, target=target, writes_output=writes)
         files.hashes = files.current_hashes(spec)
         return files
 
     def current_hashes(self, spec: RunSpec) -> dict[str, str | None]:
-        return hash_files(self.workspace, (spec.target, *spec.readonly))
+        hashes = {rel: file_hash(self.workspace / rel) for rel in (spec.target, *spec.readonly)}
+        if self.target is not None:
+            hashes[spec.target] = file_hash(self.target)
+        return hashes
 
     def changed(self, spec: RunSpec) -> list[str]:
         """Files among the target and the read-only ones whose content changed during the run."""
         return changed_files(self.hashes, self.current_hashes(spec))
 
     def written_bytes(self) -> int:
-        """Bytes the run can have put on the host's disk: the target copy plus the output folder."""
+        """Bytes the run put on the host's disk so far: the target copy (/output is a bounded volume)."""
         with contextlib.suppress(OSError):
-            return self.target.stat().st_size + tree_size(self.output)
+            return self.target.stat().st_size if self.target is not None else 0
         return 0
 
     def discard_output(self) -> None:
-        shutil.rmtree(self.output, ignore_errors=True)
+        if self.writes_output:
+            shutil.rmtree(self.output, ignore_errors=True)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workspace, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.output.rmdir()  # only if empty
-
-
-def tree_size(root: Path) -> int:
-    total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
+        shutil.rmtree(self.private, ignore_errors=True)
+        if self.writes_output:
             with contextlib.suppress(OSError):
-                total += (Path(dirpath) / name).lstat().st_size
-    return total
-
-
-def copy_tree(src: Path, dst: Path, skip: tuple[Path, ...] = ()) -> int:
-    """Copy regular files, directories and symlinks (as links) from ``src``; never .git.
-
-    Modes become world-readable (0644/0755) so the container's uid can read everything; fifos,
-    sockets and devices are left out; ``skip`` folders (the run's own log folder) too.
-    """
-    # The log folder is skipped unless it is the tree itself (its own files, e.g. run.log, still go).
-    skipped = {p.resolve() for p in skip} - {src.resolve()}
-    dst.chmod(0o755)
-    total = 0
-    for dirpath, dirs, names in os.walk(src):
-        here = Path(dirpath)
-        out = dst / here.relative_to(src)
-        keep = []
-        for d in dirs:
-            path = here / d
-            if d == ".git" or path.resolve() in skipped:
-                continue
-            if path.is_symlink():
-                names.append(d)
-            else:
-                keep.append(d)
-                (out / d).mkdir(mode=0o755)
-                (out / d).chmod(0o755)
-        dirs[:] = keep
-        for name in names:
-            if name != ".git":
-                total += _copy_entry(here / name, out / name)
-    return total
-
-
-def _copy_entry(path: Path, dest: Path) -> int:
-    st = path.lstat()
-    if stat.S_ISLNK(st.st_mode):
-        dest.symlink_to(path.readlink())
-        return 0
-    if not stat.S_ISREG(st.st_mode):
-        return 0
-    shutil.copyfile(path, dest)
-    dest.chmod(0o755 if st.st_mode & 0o111 else 0o644)
-    return st.st_size
+                self.output.rmdir()  # only if empty
 
 
 def cache_dir_of(spec: RunSpec) -> Path | None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 WORKSPACE = "/workspace"
 CACHE = "/cache"
 OUTPUT = "/output"
+EVAL = "/eval"
 LABEL_PREFIX = "autoresearch."
 # A command with none of these runs without a shell, so SIGTERM reaches the script itself (not just sh).
 _SHELL_SYNTAX = re.compile(r"[;&|<>()$`*?~\\\n\[\]{}]")
@@ -69,7 +70,8 @@ def container_name(repo_id: str, n: int, token: str) -> str:
 
 
 def environment(
-    spec_env: Mapping[str, str], host_env: Mapping[str, str], settings: DockerSettings, cache: bool
+    spec_env: Mapping[str, str], host_env: Mapping[str, str], settings: DockerSettings, cache: bool,
+    eval_data: bool = False,
 ) -> dict[str, str]:
     """The allow-listed environment: AUTORESEARCH_* from the spec, env_allow from the host, the config's env."""
     fixed = {
@@ -85,18 +87,29 @@ def environment(
     env = allowed_environment(spec_env, host_env, settings.env_allow, settings.env, fixed)
     if not cache:
         env.pop("AUTORESEARCH_CACHE", None)
+    if eval_data:
+        env["AUTORESEARCH_EVAL_DATA"] = EVAL
+    else:
+        env.pop("AUTORESEARCH_EVAL_DATA", None)
     return env
 
 
 def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: DockerSettings) -> list[Mount]:
-    """The tree read-only, the target read-write, the cache (writable for prepare only), the output folder."""
-    out = [
-        Mount(WORKSPACE, str(files.workspace), type="bind", read_only=True),
-        Mount(OUTPUT, str(files.output), type="bind", read_only=False),
-    ]
-    if files.target.exists():
+    """The snapshot read-only, the target read-write (not for evaluate), /output, /eval, the cache, extras.
+
+    /output is the engine volume of a writing run (train, prepare), else the training run's output
+    folder read-only; /eval (evaluate only) and the cache (writable for prepare only) are binds.
+    """
+    out = [Mount(WORKSPACE, str(files.workspace), type="bind", read_only=True)]
+    if files.target is not None:
         target = str(PurePosixPath(WORKSPACE) / PurePosixPath(spec.target))
         out.append(Mount(target, str(files.target), type="bind", read_only=False))
+    if files.volume is not None:
+        out.append(output_mount(files.volume))
+    elif not files.writes_output and files.output.is_dir():
+        out.append(Mount(OUTPUT, str(files.output), type="bind", read_only=True))
+    if spec.kind == "evaluate" and spec.eval_data is not None:
+        out.append(Mount(EVAL, str(spec.eval_data.resolve()), type="bind", read_only=True))
     if cache_dir is not None:
         out.append(Mount(CACHE, cache_dir, type="bind", read_only=spec.kind != "prepare"))
     for entry in settings.mounts:
@@ -104,6 +117,11 @@ def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: Dock
         inside = rest.split(":")[0] or host
         out.append(Mount(inside, host, type="bind", read_only=True))
     return out
+
+
+def output_mount(volume: str) -> Mount:
+    # no_copy: the image's /output (root-owned) must not be copied up, nor its owner given to the volume.
+    return Mount(OUTPUT, volume, type="volume", no_copy=True)
 
 
 def tmpfs_options(settings: DockerSettings) -> str:
