@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 
 def last_value(log_text: str, name: str) -> float | None:
@@ -47,3 +48,25 @@ def memory_gb(measured_gb: float | None, log_text: str) -> float:
         return measured_gb
     mb = last_value(log_text, "peak_vram_mb")
     return 0.0 if mb is None else mb / 1024
+
+
+Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
+
+
+def lineage(metric: float | None, parent_metric: float | None, parent_is_best: bool, merges: bool | None,
+            direction: str, threshold: float = 0.0) -> Lineage:
+    """Where a finished run stands when other lanes may have moved the best while it trained.
+
+    ``current``: its parent is still the best, so the normal keep rule decides. Otherwise: a run that
+    beats its own parent by more than ``threshold`` is re-applied onto the best (``rebase``: a new
+    experiment, measured before it can be kept) when its change merges cleanly (``merges``), else it is
+    a ``merge-conflict`` discard; a run that does not beat its parent is ``stale`` (discard). A rebase
+    is never a keep by itself: only the rebased commit's own measurement can make it one."""
+    if parent_is_best:
+        return "current"
+    if metric is None or parent_metric is None:
+        return "stale"
+    gain = parent_metric - metric if direction == "min" else metric - parent_metric
+    if gain <= threshold:
+        return "stale"
+    return "rebase" if merges else "merge-conflict"

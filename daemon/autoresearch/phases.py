@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from autoresearch import judge
+from autoresearch import judge, rebase
 from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.journal import Experiment, Journal
@@ -185,6 +185,11 @@ class Phases:
         if status == "crash" and reason:
             detail = exp.detail
             description = clean_description(f"{description} [{reason}{': ' + detail if detail else ''}]")
+        placed = rebase.place(self.settings, self.workspace, self.journal, exp, best) if status != "crash" else None
+        if placed is not None and placed.lineage != "current":
+            status = "discard"  # another lane's keep landed meanwhile: only a fresh measurement can keep it
+            note = f"rebased as #{placed.rebased_as}" if placed.rebased_as is not None else placed.lineage
+            description = clean_description(f"{description} [{note}]")
         new_best = exp if status == "keep" else best
         # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
         self.workspace.reset_hard((new_best or exp).commit)
@@ -195,6 +200,8 @@ class Phases:
             row_description=description,
             best_commit=None if new_best is None else new_best.commit,
             best_metric=None if new_best is None else new_best.metric,
+            lineage=None if placed is None or placed.lineage == "current" else placed.lineage,
+            rebased_as=None if placed is None else placed.rebased_as,
         )
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
         self._log_finished(exp, status, description)

@@ -142,6 +142,11 @@ class Recorded(PhaseRecord):
     row_description: str = ""
     best_commit: str | None = None
     best_metric: float | None = None
+    lineage: str | None = None
+    """With lanes, a run whose parent was no longer the best: ``rebase``, ``stale`` or ``merge-conflict``
+    (see ``judge.lineage``); None when its parent was the best."""
+    rebased_as: int | None = None
+    """The experiment that re-applies this run's change onto the newer best (``lineage`` rebase)."""
 
 
 class DraftRecord(Record):
