@@ -16,6 +16,7 @@ a ``stop`` record saying why).
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as dt
 import hashlib
 import threading
@@ -218,7 +219,7 @@ class Loop:
                          drafting=len(self.pool.drafting), concurrency=p.concurrency, room=room)
         for _ in range(drafts_to_start(state, need)):
             n = state.next_n() + len(state.drafts) + len(self.pool.drafting)  # a distinct number per draft
-            self.pool.start_draft(lambda n=n: self.drafter.draft(n))
+            self.pool.start_draft(functools.partial(self.drafter.draft, n))
 
     def _cost_ahead(self, state: JournalState) -> bool:
         """True when the drafts being made could take the spend to ``max_cost_usd`` (each at the mean cost

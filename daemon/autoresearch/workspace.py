@@ -270,10 +270,17 @@ class FakeWorkspace:
         return self._new_commit(parent, {**self.commits[parent][1], path: content})
 
     def merge_file(self, base: str, ours: str, theirs: str) -> str | None:
-        """Line-wise 3-way merge for equal-length texts (enough for the loop's tests); None on a conflict."""
+        """A small 3-way merge for the loop's tests: one side unchanged, lines appended by one side, or
+        line-wise edits of equal-length texts; anything else is a conflict (None)."""
+        if ours == base or theirs == base:
+            return theirs if ours == base else ours
         b, o, t = base.splitlines(True), ours.splitlines(True), theirs.splitlines(True)
+        if t[: len(b)] == b and o[: len(b)] != b:
+            return "".join(o + t[len(b):])
+        if o[: len(b)] == b and t[: len(b)] != b:
+            return "".join(t + o[len(b):])
         if not len(b) == len(o) == len(t):
-            return None if o != b and t != b else (t if o == b else o)
+            return None
         merged = []
         for lb, lo, lt in zip(b, o, t, strict=True):
             if lo != lb and lt != lb and lo != lt:

@@ -1,0 +1,187 @@
+"""Two lanes with the fakes: runs ending in either order, stale runs rebased or discarded, kill -9 with
+two runs in flight. Each run waits for its gate, so the test decides the order in which runs end."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from autoresearch import judge
+from autoresearch.journal import Journal, JournalState
+from autoresearch.ledger import parse_results
+from autoresearch.loop import Loop, StopReason
+from autoresearch.workspace import FakeWorkspace
+from tests.loop_fakes import TARGET, lanes_loop, wait_until
+
+A = TARGET.replace("LR = 0.5", "LR = 0.4")  # 2.0 -> 1.5
+B = TARGET.replace("WIDTH = 8", "WIDTH = 16")  # 2.0 -> 1.8 (B alone), 1.2 with A
+C = TARGET.replace("LR = 0.5", "LR = 0.3")  # conflicts with A (same line); 1.4
+
+
+def score(content: str) -> float:
+    value = 2.0
+    value -= 0.5 if "LR = 0.4" in content else 0.6 if "LR = 0.3" in content else 0.0
+    value -= 0.3 if "WIDTH = 16" in content else 0.0
+    value += 0.1 * content.count("# variant")
+    return round(value, 6)
+
+
+def _start(loop: Loop) -> tuple[threading.Thread, list[StopReason | BaseException]]:
+    out: list[StopReason | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(loop.run())
+        except BaseException as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _state(loop: Loop) -> JournalState:
+    return loop.journal.load()
+
+
+def _running(loop: Loop, *ns: int) -> None:
+    wait_until(lambda: all(n in _state(loop).experiments and _state(loop).experiments[n].phase == "running"
+                           for n in ns), f"runs {ns} in flight")
+
+
+def _release(loop: Loop, gates: dict[int, threading.Event], n: int) -> None:
+    gates.setdefault(n, threading.Event()).set()
+    wait_until(lambda: n in _state(loop).experiments and _state(loop).experiments[n].done, f"#{n} recorded")
+
+
+def _rows(tmp_path: Path) -> list[dict[str, str]]:
+    return parse_results((tmp_path / "results.tsv").read_text())
+
+
+def _two_in_flight(tmp_path: Path, script: list[tuple[str, str]], limit: int,
+                   **settings: object) -> tuple[Loop, dict[int, threading.Event], threading.Thread, list[object]]:
+    loop, gates = lanes_loop(tmp_path, score, script, limits={"max_experiments": limit}, **settings)
+    thread, out = _start(loop)
+    _release(loop, gates, 0)  # the baseline, alone (nothing can start before it)
+    _running(loop, 1, 2)
+    return loop, gates, thread, out  # type: ignore[return-value]
+
+
+def test_two_lanes_first_proposed_finishes_first(tmp_path: Path) -> None:
+    loop, gates, thread, out = _two_in_flight(tmp_path, [(A, "a"), (B.replace("16", "4"), "b")], 3)
+    state = _state(loop)
+    assert {state.experiments[1].lane, state.experiments[2].lane} == {0, 1}  # one run per lane at once
+    _release(loop, gates, 1)  # a: 1.5 beats the baseline, its parent: keep
+    _release(loop, gates, 2)  # b: 2.0, no better than its parent (the baseline) after a landed: stale
+    thread.join(30)
+    assert isinstance(out[0], StopReason) and out[0].reason == "max_experiments reached (3)"
+    rows = _rows(tmp_path)
+    assert [(r["status"], r["description"]) for r in rows] == [("keep", "baseline"), ("keep", "a"),
+                                                                ("discard", "b [stale]")]
+    state = _state(loop)
+    assert state.experiments[2].record.lineage == "stale"
+    ws = loop.workspace
+    assert isinstance(ws, FakeWorkspace) and ws.head() == state.experiments[1].commit and ws.files["train.py"] == A
+
+
+def test_two_lanes_second_proposed_finishes_first(tmp_path: Path) -> None:
+    loop, gates, thread, out = _two_in_flight(tmp_path, [(A, "a"), (B.replace("16", "4"), "b")], 3)
+    _release(loop, gates, 2)  # b ends first: 2.0 against the baseline 2.0, a plain discard
+    _release(loop, gates, 1)  # a: its parent is still the best: keep
+    thread.join(30)
+    rows = _rows(tmp_path)
+    # Rows in completion order; every phase record of a run names its lane.
+    assert [(r["status"], r["description"]) for r in rows] == [("keep", "baseline"), ("discard", "b"),
+                                                                ("keep", "a")]
+    state = _state(loop)
+    assert [e.n for e in state.recorded()] == [0, 2, 1]
+    assert state.experiments[2].record.lineage is None
+    lanes = {rec["n"]: rec.get("lane") for rec in loop.journal.records() if rec.get("phase") == "running"}
+    assert sorted(lanes) == [0, 1, 2] and None not in lanes.values()
+
+
+def test_a_stale_improvement_is_rebased_queued_first_and_kept_only_on_its_own_measurement(tmp_path: Path) -> None:
+    loop, gates, thread, out = _two_in_flight(tmp_path, [(A, "a"), (B, "b")], 5, proposals={"ahead": 1})
+    _release(loop, gates, 1)  # a keeps (1.5); lane 0 takes the next draft (#3) at once
+    _running(loop, 3)
+    wait_until(lambda: len(_state(loop).drafts) >= 1, "a draft queued for the next free lane")
+    _release(loop, gates, 2)  # b: 1.8 beats its parent (2.0) but a landed: rebased onto a as #4
+    state = _state(loop)
+    assert state.experiments[2].record.rebased_as == 4 and state.experiments[2].status == "discard"
+    rebased = state.experiments[4]
+    assert rebased.rebase_of == 2 and rebased.parent == state.experiments[1].commit
+    assert rebased.content == TARGET.replace("LR = 0.5", "LR = 0.4").replace("WIDTH = 8", "WIDTH = 16")
+    _running(loop, 4)  # queued first: it runs before the draft that was waiting
+    assert _state(loop).drafts, "the queued draft waited behind the rebased commit"
+    _release(loop, gates, 4)  # its own measurement (1.2) makes it a keep
+    _release(loop, gates, 3)
+    thread.join(30)
+    rows = _rows(tmp_path)
+    assert [r["status"] for r in rows] == ["keep", "keep", "discard", "keep", "discard"]
+    assert rows[2]["description"] == "b [rebased as #4]" and rows[3]["description"] == "b (rebased)"
+    assert _state(loop).best().n == 4  # type: ignore[union-attr]
+
+
+def test_a_stale_improvement_that_conflicts_is_a_merge_conflict_discard(tmp_path: Path) -> None:
+    loop, gates, thread, out = _two_in_flight(tmp_path, [(A, "a"), (C, "c")], 3)
+    _release(loop, gates, 1)  # a keeps (1.5)
+    _release(loop, gates, 2)  # c: 1.4 beats its parent, but edits the same line as a
+    thread.join(30)
+    rows = _rows(tmp_path)
+    assert rows[2]["description"] == "c [merge-conflict]" and rows[2]["status"] == "discard"
+    assert _state(loop).experiments[2].record.lineage == "merge-conflict"
+    assert len(_state(loop).experiments) == 3  # nothing was rebased
+
+
+def test_lineage_is_pure_and_a_rebase_is_never_a_keep() -> None:
+    assert judge.lineage(1.5, 2.0, True, None, "min") == "current"
+    assert judge.lineage(1.5, 2.0, False, True, "min") == "rebase"
+    assert judge.lineage(1.5, 2.0, False, False, "min") == "merge-conflict"
+    assert judge.lineage(2.0, 2.0, False, True, "min") == "stale"  # a tie is no gain
+    assert judge.lineage(2.5, 2.0, False, True, "max") == "rebase"
+    assert judge.lineage(1.9, 2.0, False, True, "min", threshold=0.2) == "stale"  # within noise
+    assert judge.lineage(None, 2.0, False, True, "min") == "stale"
+    verdicts = {judge.lineage(m, 2.0, p, g, "min") for m in (1.0, 2.0, 3.0) for p in (False,) for g in (True, False)}
+    assert "current" not in verdicts  # a run whose parent is not the best is never judged as a keep
+
+
+def test_kill_nine_with_two_runs_in_flight_then_resume(tmp_path: Path) -> None:
+    """The journal as a kill -9 leaves it with two runs in flight (a byte copy taken then), resumed by a
+    fresh daemon: both runs are reaped by their lane's runner and recorded once, the queued drafts run
+    without asking the agent again, and the rows before the kill are kept as they were."""
+    crashed_dir = tmp_path / "crashed"
+    crashed_dir.mkdir()
+    loop, gates, thread, _ = _two_in_flight(crashed_dir, [(A, "a"), (B, "b"), (C, "c"), (A + "# d\n", "d")], 6,
+                                            proposals={"ahead": 1})
+    wait_until(lambda: len(_state(loop).drafts) == 2, "two drafts queued")
+    resumed = tmp_path / "resumed"
+    shutil.copytree(crashed_dir / ".git", resumed / ".git")  # the state at the kill, byte for byte
+    shutil.copy(crashed_dir / "results.tsv", resumed / "results.tsv")
+    rows_before = _rows(resumed)
+    ws = loop.workspace
+    assert isinstance(ws, FakeWorkspace)
+    ws_after = FakeWorkspace(root=resumed, files=dict(ws.files), commits=dict(ws.commits), refs=dict(ws.refs),
+                             branch=ws.branch)
+    loop.stop_event.set()  # the old daemon is gone: its lanes end without touching the copy
+    thread.join(30)
+
+    again, gates2 = lanes_loop(resumed, score, [], ws=ws_after, limits={"max_experiments": 6},
+                               proposals={"ahead": 1})
+    for n in range(10):
+        gates2.setdefault(n, threading.Event()).set()
+    result = again.run()
+    assert result.reason == "max_experiments reached (6)"
+    state = _state(again)
+    recorded = [rec["n"] for rec in Journal(resumed / ".git/autoresearch/journal.jsonl").records()
+                if rec.get("phase") == "recorded"]
+    assert sorted(recorded) == list(range(6))  # each once
+    for n in (1, 2):
+        assert state.experiments[n].cause == "interrupted" and state.experiments[n].status == "crash"
+    reaped = [h["n"] for lane, runner in again.lanes for h in runner.reaped]  # type: ignore[attr-defined]
+    assert sorted(reaped) == [1, 2]
+    assert {state.experiments[n].proposed.draft for n in (3, 4)} == {2, 3}  # the queue survived
+    assert all(c.n >= 5 for c in again.agent.contexts)  # type: ignore[attr-defined]  # never asked for #3, #4
+    rows = _rows(resumed)
+    assert rows[: len(rows_before)] == rows_before and len(rows) == 6
+    assert [r["commit"] for r in rows] == [state.experiments[n].commit[:7] for n in state.completion]
