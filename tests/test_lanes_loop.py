@@ -90,6 +90,7 @@ def test_two_lanes_second_proposed_finishes_first(tmp_path: Path) -> None:
     _release(loop, gates, 2)  # b ends first: 2.0 against the baseline 2.0, a plain discard
     _release(loop, gates, 1)  # a: its parent is still the best: keep
     thread.join(30)
+    assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     rows = _rows(tmp_path)
     # Rows in completion order; every phase record of a run names its lane.
     assert [(r["status"], r["description"]) for r in rows] == [("keep", "baseline"), ("discard", "b"),
@@ -117,6 +118,7 @@ def test_a_stale_improvement_is_rebased_queued_first_and_kept_only_on_its_own_me
     _release(loop, gates, 4)  # its own measurement (1.2) makes it a keep
     _release(loop, gates, 3)
     thread.join(30)
+    assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     rows = _rows(tmp_path)
     assert [r["status"] for r in rows] == ["keep", "keep", "discard", "keep", "discard"]
     assert rows[2]["description"] == "b [rebased as #4]" and rows[3]["description"] == "b (rebased)"
@@ -128,6 +130,7 @@ def test_a_stale_improvement_that_conflicts_is_a_merge_conflict_discard(tmp_path
     _release(loop, gates, 1)  # a keeps (1.5)
     _release(loop, gates, 2)  # c: 1.4 beats its parent, but edits the same line as a
     thread.join(30)
+    assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     rows = _rows(tmp_path)
     assert rows[2]["description"] == "c [merge-conflict]" and rows[2]["status"] == "discard"
     assert _state(loop).experiments[2].record.lineage == "merge-conflict"
@@ -152,7 +155,7 @@ def test_kill_nine_with_two_runs_in_flight_then_resume(tmp_path: Path) -> None:
     without asking the agent again, and the rows before the kill are kept as they were."""
     crashed_dir = tmp_path / "crashed"
     crashed_dir.mkdir()
-    loop, gates, thread, _ = _two_in_flight(crashed_dir, [(A, "a"), (B, "b"), (C, "c"), (A + "# d\n", "d")], 6,
+    loop, _gates, thread, _ = _two_in_flight(crashed_dir, [(A, "a"), (B, "b"), (C, "c"), (A + "# d\n", "d")], 6,
                                             proposals={"ahead": 1})
     wait_until(lambda: len(_state(loop).drafts) == 2, "two drafts queued")
     resumed = tmp_path / "resumed"

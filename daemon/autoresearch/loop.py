@@ -16,8 +16,8 @@ a ``stop`` record saying why).
 from __future__ import annotations
 
 import contextlib
-import functools
 import datetime as dt
+import functools
 import hashlib
 import threading
 import time
