@@ -90,3 +90,21 @@ def test_excluded_and_missing_constants() -> None:
     agent = OfflineAgent(OfflineSettings(exclude=["DEPTH", "LEARNING_RATE", "DROPOUT", "NEG"]))
     with pytest.raises(ProposalRejected, match="no numeric UPPER_CASE constants"):
         agent.propose(_ctx(SOURCE))
+
+
+def test_parallel_asks_avoid_what_is_in_flight() -> None:
+    """Drafts made while others run (constant liar): none repeats a target that is running or queued."""
+    from dataclasses import replace
+
+    from autoresearch.agents.base import InFlight
+
+    agent = OfflineAgent(OfflineSettings(seed=5))
+    ctx = _ctx(SOURCE)
+    flights: list[InFlight] = []
+    contents = set()
+    for n in range(1, 9):
+        proposal = agent.propose(replace(ctx, n=1, in_flight=tuple(flights), agent_state=ctx.agent_state))
+        assert proposal.content not in contents, f"draft {n} repeats one in flight"
+        contents.add(proposal.content)
+        flights.append(InFlight(description=proposal.description, parent="abc", lane=n % 2, n=n,
+                                content=proposal.content, meta=proposal.meta))

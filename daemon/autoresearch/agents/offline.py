@@ -50,6 +50,7 @@ class OfflineAgent:
             raise ProposalRejected(f"{ctx.target} has no numeric UPPER_CASE constants to sweep")
         study = self._study(ctx, live, names)
         tried = {hashlib.sha256(ctx.best_content.encode()).hexdigest()} | _tried_hashes(ctx.history)
+        tried |= {hashlib.sha256(f.content.encode()).hexdigest() for f in ctx.in_flight if f.content is not None}
         rng = random.Random(self.settings.seed * 1_000_003 + ctx.n)
         state = {"space": space, "space_rules": sp.RULES_VERSION}
         for _ in range(MAX_ASKS):
@@ -87,8 +88,10 @@ class OfflineAgent:
     def _study(self, ctx: ProposalContext, live: dict[str, sp.Spec], names: list[str]) -> Any:
         import optuna
 
+        # constant_liar: trials still running (other lanes, queued drafts) count as if they had scored badly,
+        # so parallel asks spread out instead of piling onto the same point.
         sampler = optuna.samplers.TPESampler(
-            seed=self.settings.seed + ctx.n, n_startup_trials=self.settings.startup_trials
+            seed=self.settings.seed + ctx.n, n_startup_trials=self.settings.startup_trials, constant_liar=True
         )
         study = optuna.create_study(direction="minimize" if ctx.direction == "min" else "maximize", sampler=sampler)
         for entry in ctx.history:
@@ -105,7 +108,24 @@ class OfflineAgent:
                     value=entry.metric,
                 )
             )
+        for flight in ctx.in_flight:
+            self._tell_running(study, flight.meta.get("params"), live, names)
         return study
+
+    @staticmethod
+    def _tell_running(study: Any, params: object, live: dict[str, sp.Spec], names: list[str]) -> None:
+        """An experiment in flight, as a RUNNING trial (parallel ask/tell): its result is not in yet."""
+        import optuna
+
+        if not isinstance(params, dict):
+            return
+        inside = {n: sp.to_param(live[n], params.get(n)) for n in names}
+        if any(v is None for v in inside.values()):
+            return
+        study.add_trial(optuna.trial.create_trial(
+            params=inside, distributions={n: sp.distribution(live[n]) for n in names},
+            state=optuna.trial.TrialState.RUNNING,
+        ))
 
 
 def _pick_changes(
