@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 
 from autoresearch import judge
+from autoresearch.errors import GpuError
 from autoresearch.journal import Journal, JournalState
 from autoresearch.ledger import parse_results
 from autoresearch.loop import Loop, StopReason
+from autoresearch.runners.base import OnStarted, RunOutcome, RunSpec
 from autoresearch.workspace import FakeWorkspace
 from tests.loop_fakes import TARGET, lanes_loop, wait_until
 
@@ -188,3 +190,37 @@ def test_kill_nine_with_two_runs_in_flight_then_resume(tmp_path: Path) -> None:
     rows = _rows(resumed)
     assert rows[: len(rows_before)] == rows_before and len(rows) == 6
     assert [r["commit"] for r in rows] == [state.experiments[n].commit[:7] for n in state.completion]
+
+
+def test_a_lane_whose_gpu_is_held_waits_while_the_other_lane_goes_on(tmp_path: Path) -> None:
+    loop, gates = lanes_loop(tmp_path, score, [], limits={"max_experiments": 4})
+    loop.wait_max_s = 0.05
+    held = threading.Event()
+    held.set()
+    sick = loop.lanes[1][1]
+
+    def gpu_probe() -> None:
+        if held.is_set():
+            raise GpuError("GPU 1 is still used by a process of a dead run (pid 4242)")
+
+    sick.check = gpu_probe  # type: ignore[method-assign]
+    real_run = sick.run
+
+    def run(spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        gpu_probe()  # as a runner does before it starts anything
+        return real_run(spec, on_started)
+
+    sick.run = run  # type: ignore[method-assign]
+    for n in range(4):
+        gates.setdefault(n, threading.Event()).set()
+    held.clear()  # the start-up wait passes: the GPU is held again when the runs begin
+    thread, out = _start(loop)
+    wait_until(lambda: _state(loop).experiments.get(0) is not None and _state(loop).experiments[0].done, "baseline")
+    held.set()
+    thread.join(60)
+    assert isinstance(out[0], StopReason) and out[0].exit_code == 0
+    state = _state(loop)
+    assert len(state.recorded()) == 4 and all(e.status != "crash" for e in state.recorded())
+    waits = [r for r in loop.journal.records() if r.get("type") == "wait" and r.get("what") == "gpu"]
+    assert waits and {w.get("lane") for w in waits} == {1}  # only the sick lane waited
+    assert all(e.lane == 0 for e in state.recorded() if e.n > 0)  # the healthy lane ran everything after

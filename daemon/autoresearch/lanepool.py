@@ -41,8 +41,8 @@ class LanePool:
         return {s.n for s in self.slots if s.n is not None}
 
     def idle(self) -> bool:
-        """No lane works and no draft is being made."""
-        return all(s.free for s in self.slots) and not self.drafting
+        """No lane works on an experiment (a lane may still wait for its runner) and no draft is being made."""
+        return all(s.n is None for s in self.slots) and not self.drafting
 
     def start(self, slot: LaneSlot, n: int | None, work: Callable[[], None]) -> None:
         slot.n = n

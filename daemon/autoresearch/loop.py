@@ -168,8 +168,16 @@ class Loop:
             self._dispatch(state, take=paid_only, draft=paid_only and reason is None)
             state = self.journal.load()
             if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):
+                self._end_waits()
                 return self._stop(reason)
             self.pool.wait(timeout=0.5)
+
+    def _end_waits(self) -> None:
+        """Lanes still waiting for their runner (no experiment in them) end their wait; the loop stops."""
+        if any(not s.free for s in self.pool.slots):
+            self.stop_event.set()
+            self.pool.join()
+            self.stop_event.clear()  # we stop for the limit, not for a signal: a later run() starts afresh
 
     def _count_reached(self, state: JournalState) -> bool:
         cap = self.settings.limits.max_experiments
@@ -281,8 +289,11 @@ class Loop:
 
     @property
     def _waiter(self) -> Waiter:
+        return self._waiter_for(None)
+
+    def _waiter_for(self, lane: int | None) -> Waiter:
         return Waiter(self.journal, self.notifier, self.stop_event, self._beat, self.status_text,
-                      max_wait_s=self.wait_max_s)
+                      max_wait_s=self.wait_max_s, lane=lane)
 
     def wait_for_runner(self, reap: bool = False, runner: Runner | None = None) -> None:
         """Until the runner works (engine up, image there, GPUs free), or we are told to stop. With
@@ -301,7 +312,8 @@ class Loop:
             for r in runners:
                 r.check()
 
-        self._waiter.until(probe)
+        lane = next((s.lane.index for s in self.pool.slots if s.runner is runner), None)
+        self._waiter_for(lane if len(self.pool.slots) > 1 else None).until(probe)
 
     def status_text(self) -> str:
         state = self.journal.load()

@@ -78,6 +78,8 @@ class WaitRecord(Record):
     type: Literal["wait"]
     what: WaitWhat | None
     reason: str = ""
+    lane: int | None = None
+    """The lane that waits while the others go on; None: the whole loop."""
 
 
 class PhaseRecord(Record):

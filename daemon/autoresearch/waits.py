@@ -50,6 +50,8 @@ class Waiter:
     status_text: Callable[[], str]
     initial_s: float = 1.0
     max_wait_s: float = 60.0
+    lane: int | None = None
+    """The lane that waits (its GPU held by a dead run, or missing); None: the whole loop waits."""
 
     def until(self, probe: Callable[[], None]) -> None:
         """Call ``probe`` until it raises no transient error, or until the stop event is set."""
@@ -97,12 +99,14 @@ class Waiter:
 
     def _begin(self, what: WaitWhat, exc: BaseException) -> None:
         reason = _first_line(exc)
-        self.journal.append({"type": "wait", "what": what, "reason": reason})
-        log.warning("loop.waiting", what=what, reason=reason)
+        lane = {} if self.lane is None else {"lane": self.lane}
+        self.journal.append({"type": "wait", "what": what, "reason": reason, **lane})
+        log.warning("loop.waiting", what=what, reason=reason, **lane)
         self.notifier.status(f"waiting for {_LABEL[what]}: {reason}; {self.status_text()}")
 
     def end(self, what: WaitWhat | None = None) -> None:
         """Journal that the wait is over (also clears a wait a killed daemon left in the journal)."""
-        self.journal.append({"type": "wait", "what": None})
-        log.info("loop.wait_over", what=what)
+        lane = {} if self.lane is None else {"lane": self.lane}
+        self.journal.append({"type": "wait", "what": None, **lane})
+        log.info("loop.wait_over", what=what, **lane)
         self.notifier.status(self.status_text())
