@@ -224,3 +224,16 @@ def test_a_lane_whose_gpu_is_held_waits_while_the_other_lane_goes_on(tmp_path: P
     waits = [r for r in loop.journal.records() if r.get("type") == "wait" and r.get("what") == "gpu"]
     assert waits and {w.get("lane") for w in waits} == {1}  # only the sick lane waited
     assert all(e.lane == 0 for e in state.recorded() if e.n > 0)  # the healthy lane ran everything after
+
+
+def test_the_report_shows_why_overtaken_runs_were_discarded(tmp_path: Path) -> None:
+    from autoresearch.report.data import load_ledger
+    from autoresearch.report.summary import _figures
+
+    loop, gates, thread, _ = _two_in_flight(tmp_path, [(A, "a"), (C, "c")], 3)
+    _release(loop, gates, 1)
+    _release(loop, gates, 2)
+    thread.join(30)
+    ledger = load_ledger(tmp_path, "val_bpb", "min")
+    assert [r.cause for r in ledger.runs] == ["ok", "ok", "merge-conflict"]
+    assert "| Overtaken by another lane | 0 rebased and measured again, 0 stale, 1 merge-conflict |" in _figures(ledger)

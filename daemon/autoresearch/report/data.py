@@ -189,6 +189,8 @@ def _run(exp: Experiment) -> Run:
 
 
 def _cause(exp: Experiment) -> str:
+    if exp.record.lineage is not None:
+        return exp.record.lineage  # stale, merge-conflict or rebase: another lane's keep landed meanwhile
     cause = exp.cause
     if exp.status == "crash" and cause in ("", "ok") and exp.metric is None:
         return "no metric" if cause == "ok" else "unknown"

@@ -56,11 +56,21 @@ def _figures(ledger: Ledger) -> str:
         ("Kept", _rate(len(ledger.of("keep")), total)),
         ("Discarded", _rate(len(ledger.of("discard")), total)),
         ("Crashed", _rate(len(ledger.of("crash")), total)),
+        *_lineage(ledger),
         ("GPU-hours", f"{ledger.gpu_hours:.2f}" if ledger.source == "journal" else "unknown (no journal)"),
         ("Agent cost", _cost(ledger)),
     ]
     lines = ["| Figure | Value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + "\n"
+
+
+def _lineage(ledger: Ledger) -> list[tuple[str, str]]:
+    """With lanes: discards because another lane's keep landed while they trained (none: no row)."""
+    counts = {c: sum(1 for r in ledger.runs if r.cause == c) for c in ("rebase", "stale", "merge-conflict")}
+    if not any(counts.values()):
+        return []
+    return [("Overtaken by another lane", f"{counts['rebase']} rebased and measured again, {counts['stale']} stale, "
+                                          f"{counts['merge-conflict']} merge-conflict")]
 
 
 def _improvement(ledger: Ledger) -> str:
