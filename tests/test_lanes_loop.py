@@ -237,3 +237,34 @@ def test_the_report_shows_why_overtaken_runs_were_discarded(tmp_path: Path) -> N
     ledger = load_ledger(tmp_path, "val_bpb", "min")
     assert [r.cause for r in ledger.runs] == ["ok", "ok", "merge-conflict"]
     assert "| Overtaken by another lane | 0 rebased and measured again, 0 stale, 1 merge-conflict |" in _figures(ledger)
+
+
+def test_the_agent_drafts_up_to_its_concurrency_and_the_cost_cap_holds(tmp_path: Path) -> None:
+    """Two conversations at a time while two lanes train; conversations in progress count toward
+    max_cost_usd at the mean cost so far, so the spend stops within one round of the cap."""
+    from autoresearch.agents.base import Proposal, ProposalContext, Usage
+
+    loop, gates = lanes_loop(tmp_path, score, [], limits={"max_cost_usd": 2.0},
+                             proposals={"ahead": 2, "concurrency": 2})
+    for n in range(40):
+        gates.setdefault(n, threading.Event()).set()
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def propose(ctx: ProposalContext) -> Proposal:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        threading.Event().wait(0.2)
+        with lock:
+            now[0] -= 1
+        return Proposal(content=ctx.best_content + f"# variant {ctx.n}\n", description=f"v{ctx.n}",
+                        usage=Usage(cost_usd=0.3))
+
+    loop.agent.propose = propose  # type: ignore[method-assign]
+    result = loop.run()
+    assert result.reason.startswith("max_cost_usd reached")
+    assert peak[0] == 2  # two conversations at once, never more
+    state = _state(loop)
+    spent = sum(u.cost_usd or 0.0 for u in state.all_usage())
+    assert 2.0 <= spent <= 2.0 + 0.3 * 2  # in-flight drafts counted: at most one round over the cap
+    assert not state.open() and not state.drafts  # every paid draft ran

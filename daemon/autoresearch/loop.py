@@ -221,11 +221,11 @@ class Loop:
         p = self.settings.proposals
         cap = self.settings.limits.max_experiments
         room = None if cap is None else cap - len(state.recorded()) - len(state.open())
-        if self._cost_ahead(state):
-            return
         need = DraftNeed(lanes=len(self.pool.slots), idle_lanes=len(self.pool.free()), ahead=p.ahead,
                          drafting=len(self.pool.drafting), concurrency=p.concurrency, room=room)
         for _ in range(drafts_to_start(state, need)):
+            if self._cost_ahead(state):
+                return
             n = state.next_n() + len(state.drafts) + len(self.pool.drafting)  # a distinct number per draft
             self.pool.start_draft(functools.partial(self.drafter.draft, n))
 
