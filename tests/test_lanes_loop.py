@@ -211,12 +211,16 @@ def test_a_lane_whose_gpu_is_held_waits_while_the_other_lane_goes_on(tmp_path: P
         return real_run(spec, on_started)
 
     sick.run = run  # type: ignore[method-assign]
-    for n in range(4):
-        gates.setdefault(n, threading.Event()).set()
     held.clear()  # the start-up wait passes: the GPU is held again when the runs begin
     thread, out = _start(loop)
-    wait_until(lambda: _state(loop).experiments.get(0) is not None and _state(loop).experiments[0].done, "baseline")
+    _running(loop, 0)  # the baseline, in lane 0: the start-up probe of every lane has passed
     held.set()
+    _release(loop, gates, 0)
+    _running(loop, 1)  # lane 0 trains #1 (held at its gate) ...
+    wait_until(lambda: any(r.get("type") == "wait" and r.get("lane") == 1 for r in loop.journal.records()),
+               "lane 1 waiting for its GPU")  # ... while lane 1 cannot start #2 and waits
+    for n in range(1, 6):
+        gates.setdefault(n, threading.Event()).set()
     thread.join(60)
     assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     state = _state(loop)
