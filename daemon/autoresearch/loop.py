@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from autoresearch import limits
 from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
 from autoresearch.drafts import Drafter, now_when
@@ -40,7 +41,6 @@ from autoresearch.runners.base import Runner
 from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
-from autoresearch.status import gpu_hours, total_cost
 from autoresearch.waits import TRANSIENT, Waiter, what_of
 from autoresearch.workspace import Workspace
 
@@ -180,8 +180,7 @@ class Loop:
             self.stop_event.clear()  # we stop for the limit, not for a signal: a later run() starts afresh
 
     def _count_reached(self, state: JournalState) -> bool:
-        cap = self.settings.limits.max_experiments
-        return cap is not None and len(state.recorded()) + len(state.open()) >= cap
+        return limits.count_reached(self.settings.limits, state)
 
     def _dispatch(self, state: JournalState, take: bool, draft: bool) -> None:
         """``take``: new experiments may start (open ones always may); ``draft``: the agent may be asked."""
@@ -230,14 +229,7 @@ class Loop:
             self.pool.start_draft(functools.partial(self.drafter.draft, n))
 
     def _cost_ahead(self, state: JournalState) -> bool:
-        """True when the drafts being made could take the spend to ``max_cost_usd`` (each at the mean cost
-        of a proposal so far): no further conversation starts until they are in."""
-        cap = self.settings.limits.max_cost_usd
-        if cap is None:
-            return False
-        usages = state.all_usage()
-        mean = total_cost(state) / len(usages) if usages else 0.0
-        return total_cost(state) + mean * len(self.pool.drafting) >= cap
+        return limits.cost_ahead(self.settings.limits, state, len(self.pool.drafting))
 
     def _drive(self, slot: LaneSlot, n: int) -> None:
         """Drive experiment n to recorded in ``slot``'s lane. If the lane's runner cannot start it (engine
@@ -266,20 +258,7 @@ class Loop:
         self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
     def limit_reached(self, state: JournalState, spend: bool = True) -> str | None:
-        """Why no new experiment may start, or None. ``spend=False`` leaves the agent's cost out: a
-        proposal already paid for still runs (as in the serial loop, where a proposal made is run)."""
-        limits = self.settings.limits
-        if limits.max_experiments is not None and len(state.recorded()) >= limits.max_experiments:
-            return f"max_experiments reached ({limits.max_experiments})"
-        if limits.max_gpu_hours is not None and (hours := gpu_hours(state)) >= limits.max_gpu_hours:
-            return f"max_gpu_hours reached ({hours:.3f} >= {limits.max_gpu_hours})"
-        if spend and limits.max_cost_usd is not None and (cost := total_cost(state)) >= limits.max_cost_usd:
-            return f"max_cost_usd reached (${cost:.2f} >= ${limits.max_cost_usd:.2f})"
-        if limits.stop_at is not None:
-            stop_at = limits.stop_at if limits.stop_at.tzinfo else limits.stop_at.astimezone()
-            if self.now() >= stop_at:
-                return f"stop_at reached ({stop_at.isoformat()})"
-        return None
+        return limits.reached(self.settings.limits, state, self.now(), spend)
 
     def _stop(self, reason: str, exit_code: int = 0) -> StopReason:
         self.journal.append({"type": "stop", "reason": reason, "exit_code": exit_code})
