@@ -33,8 +33,10 @@ def test_three_iterations_on_the_example_then_a_restart(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     run = ("run", str(repo), "--agent", "anthropic", "--budget", "3", "--grace", "120")
     with FakeMessagesAPI(fallback=ToyResearcher("train.py")) as fake:
+        # No drafting ahead: the toy's edits all append at the end of train.py, so a draft made while the
+        # previous run trains conflicts with its keep and is dropped (the pipelined loop's rule).
         env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url,
-               "AUTORESEARCH_ANTHROPIC__MODEL": "claude-haiku-4-5"}  # fmt: skip
+               "AUTORESEARCH_ANTHROPIC__MODEL": "claude-haiku-4-5", "AUTORESEARCH_PROPOSALS__AHEAD": "0"}  # fmt: skip
         done = autoresearch(*run, "--max-experiments", "3", env=env)
         assert done.returncode == 0, done.stderr + done.stdout
         rows = (repo / "results.tsv").read_text().splitlines()[1:]
