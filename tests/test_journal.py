@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.journal import Journal
-from autoresearch.judge import decide, last_value, memory_gb
+from autoresearch.judge import last_value, memory_gb
 from autoresearch.ledger import clean_description, parse_results
 
 
@@ -44,15 +44,6 @@ def test_metric_parsing_edge_cases() -> None:
     assert last_value("val_bpb: 1.0\nval_bpb: oops\n", "val_bpb") is None
     assert last_value("", "val_bpb") is None
     assert last_value("acc(top1): 0.5\n", "acc(top1)") == 0.5
-
-
-def test_decide_is_strict_and_direction_aware() -> None:
-    assert decide("ok", 1.0, 1.0, "min") == "discard"
-    assert decide("ok", 0.9, 1.0, "min") == "keep"
-    assert decide("ok", 1.1, 1.0, "max") == "keep"
-    assert decide("ok", None, 1.0, "min") == "crash"
-    assert decide("timeout", 0.1, 1.0, "min") == "crash"
-    assert decide("ok", 5.0, None, "min") == "keep"
 
 
 def test_memory_fallbacks() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PHASES = ("proposed", "committed", "running", "finished", "recorded")
+PHASES = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
 
 
 def now_iso() -> str:
