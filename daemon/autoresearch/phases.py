@@ -280,9 +280,9 @@ ROW_REASONS = ("memory", "checks", "simplification", "less memory", "within nois
 
 def _row_reason(verdict: judge.Verdict, crash: str | None, detail: Any) -> str | None:
     """What the row's description says in brackets about its verdict."""
-    if verdict.action == "crash":
+    if verdict.status == "crash":
         reason = "implausible" if verdict.reason == "implausible" else (crash or verdict.reason)
         return f"{reason}{': ' + str(detail) if detail else ''}"
     if verdict.action == "remeasure":
-        return verdict.reason if verdict.status == "crash" else "within noise: confirming"
+        return "within noise: confirming"
     return verdict.reason if verdict.reason in ROW_REASONS else None

@@ -1,0 +1,132 @@
+"""The keep rule inside the loop, with the fakes: baseline repeats, confirmations, memory, simplicity,
+checks, and a daemon killed during a confirmation run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.ledger import parse_results
+from autoresearch.loop import Loop
+from autoresearch.noise import sigma
+from autoresearch.runners.base import FakeRunner, OnStarted, RunOutcome, RunSpec
+from tests.loop_fakes import TARGET, fake_loop, ok
+
+CHANGED = TARGET.replace("0.5", "0.4")
+
+
+def rows(tmp_path: Path) -> list[dict[str, str]]:
+    return parse_results((tmp_path / "results.tsv").read_text())
+
+
+def seeds(loop: Loop) -> list[str]:
+    runner = loop.runner
+    assert isinstance(runner, FakeRunner)
+    return [s.env.get("AUTORESEARCH_SEED", "") for s in runner.specs if s.kind == "train"]
+
+
+def test_sigma_from_repeats_and_a_confirmed_keep(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85), ok(1.80)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 5})
+    loop.run()
+    got = [(r["status"], r["description"], r["val_bpb"]) for r in rows(tmp_path)]
+    assert got == [
+        ("keep", "baseline", "2.000000"),
+        ("keep", "confirm: baseline", "2.100000"),
+        ("keep", "confirm: baseline", "1.900000"),
+        ("discard", "LR 0.4 [within noise: confirming]", "1.850000"),  # gain 0.15 <= 2 * 0.1
+        ("keep", "confirm: LR 0.4", "1.800000"),  # mean 1.825: gain 0.175 > 2 * 0.1 / sqrt(2)
+    ]
+    assert seeds(loop) == ["0", "1", "2", "0", "1"]  # each re-run of a commit on another seed
+    state = loop.journal.load()
+    recorded = state.recorded()
+    assert recorded[3].get("sigma") == pytest.approx(0.1)
+    assert recorded[4].get("decision") == "keep" and recorded[4].get("confidence") == pytest.approx(1.75)
+    assert recorded[4].get("best_metric") == pytest.approx(1.825)  # the best is the mean of its runs
+    assert recorded[3].get("commit") == recorded[4].get("commit")
+    # The confirmation pair joined the pooled estimate: (0.02 + 2 * 0.025**2) / (2 + 1) degrees of freedom.
+    assert sigma(state) == pytest.approx(((0.02 + 2 * 0.025**2) / 3) ** 0.5)
+    assert "noise σ" in loop.status_text()
+    assert loop.workspace.head() == recorded[4].get("commit")
+
+
+def test_within_noise_twice_is_discarded_and_the_branch_stays(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.95), ok(1.97), ok(1.99)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
+    loop.run()
+    got = [(r["status"], r["description"]) for r in rows(tmp_path)][3:]
+    assert got == [("discard", "LR 0.4 [within noise: confirming]"),
+                   ("discard", "confirm: LR 0.4 [within noise: confirming]"),
+                   ("discard", "confirm: LR 0.4 [within noise]")]
+    assert loop.workspace.head() == loop.journal.load().experiments[0].get("commit")
+
+
+def test_memory_cap_is_a_discard(tmp_path: Path) -> None:
+    runs = [ok(2.0), ("val_bpb: 1.0\n", "ok", {"memory_gb": 50.0})]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "bigger")], max_memory_gb=40.0, limits={"max_experiments": 2})
+    loop.run()
+    last = rows(tmp_path)[-1]
+    assert (last["status"], last["description"], last["memory_gb"]) == ("discard", "bigger [memory]", "50.0")
+
+
+def test_simplification_with_an_equal_result_is_kept(tmp_path: Path) -> None:
+    shorter = "LR = 0.5\n"
+    loop = fake_loop(tmp_path, [ok(2.0), ok(2.0)], [(shorter, "drop WIDTH")], limits={"max_experiments": 2})
+    loop.run()
+    assert rows(tmp_path)[-1]["status"] == "keep"
+    assert rows(tmp_path)[-1]["description"] == "drop WIDTH [simplification]"
+    assert loop.workspace.read(loop.workspace.head(), "train.py") == shorter
+
+
+def test_failed_checks_discard_a_would_be_keep(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(1.5), ("1 failed\n", "exit:1"), ok(1.4), ("all passed\n", "ok")]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4"), (TARGET.replace("0.5", "0.3"), "LR 0.3")],
+                     check="python3 -m pytest -q", limits={"max_experiments": 3})
+    loop.run()
+    got = [(r["status"], r["description"]) for r in rows(tmp_path)]
+    assert got == [("keep", "baseline"), ("discard", "LR 0.4 [checks]"), ("keep", "LR 0.3")]
+    runner = loop.runner
+    assert isinstance(runner, FakeRunner)
+    assert [s.kind for s in runner.specs] == ["train", "train", "check", "train", "check"]
+    check = runner.specs[2]
+    assert check.command == "python3 -m pytest -q"
+    assert check.env["AUTORESEARCH_OUTPUT"].endswith("runs/1/output")
+
+
+class Killed(BaseException):
+    """Stands in for kill -9: the daemon is gone mid-run, the journal says `running`."""
+
+
+class KillingRunner(FakeRunner):
+    def __init__(self, script: list[Any], kill_at: int) -> None:
+        super().__init__(script=script)
+        self.kill_at = kill_at
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        if spec.n == self.kill_at:
+            on_started({"kind": "fake", "n": spec.n})
+            self.kill_at = -1
+            raise Killed
+        return super().run(spec, on_started)
+
+
+def test_resume_after_a_kill_during_a_confirmation_run(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
+    runner = KillingRunner(list(runs), kill_at=4)
+    loop.runner = runner
+    with pytest.raises(Killed):
+        loop.run()
+    assert loop.journal.load().experiments[4].phase == "running"
+    runner.script = [ok(1.80)]
+    again = Loop(settings=loop.settings, session=loop.session, workspace=loop.workspace, runner=runner,
+                 agent=loop.agent, idle_wait_s=lambda _k: 0.0)
+    again.run()
+    got = [(r["status"], r["description"]) for r in rows(tmp_path)][3:]
+    assert got == [("discard", "LR 0.4 [within noise: confirming]"),
+                   ("crash", "confirm: LR 0.4 [interrupted: daemon died during the run]"),
+                   ("keep", "confirm: LR 0.4")]
+    assert runner.reaped == [{"kind": "fake", "n": 4}]
+    assert len({r["commit"] for r in rows(tmp_path)[3:]}) == 1
