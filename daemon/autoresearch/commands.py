@@ -79,8 +79,10 @@ def _prepare(session: Session, ws: GitWorkspace, settings: Settings) -> None:
     log_path.unlink(missing_ok=True)
     # Data preparation is not training: give it an hour, whatever the training budget.
     with phases.snapshot("prepare", ws.head()) as snap:
-        spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None, snap),
-                                   budget=3600.0, grace=60.0)
+        spec = phases.spec(-1, "prepare", settings.prepare, log_path, ws.head(), None, snap)
+        # prepare writes the eval data too (the only run besides the evaluator that sees them).
+        spec = dataclasses.replace(spec, budget=3600.0, grace=60.0, eval_data=phases.eval_data(),
+                                   env={**spec.env, **phases.mount_env(-1, "prepare")})
         outcome = runner.run(spec, lambda _handle: None)
     if not outcome.ok:
         raise AutoresearchError(f"prepare ({settings.prepare!r}) failed [{outcome.cause}]; log {log_path}:\n"
@@ -113,6 +115,7 @@ def read_status(repo: Path) -> dict[str, Any]:
     summary = summarize(Journal(path).load(), settings.direction)
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
+    summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     return summary
 
 

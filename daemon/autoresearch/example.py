@@ -10,7 +10,7 @@ from pathlib import Path
 from autoresearch.errors import UserError
 from autoresearch.workspace import IDENTITY
 
-FILES = ("prepare.py", "train.py", "program.md", "autoresearch.toml")
+FILES = ("train.py", "prepare.py", "evaluate.py", "program.md", "autoresearch.toml")
 
 
 def write_example(dest: Path) -> Path:

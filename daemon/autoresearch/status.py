@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from autoresearch import noise
 from autoresearch.journal import JournalState
 
 
@@ -48,8 +49,14 @@ def summarize(state: JournalState, direction: str, now: dt.datetime | None = Non
             "description": pending.get("description"),
             "phase_elapsed_s": elapsed,
         }
+    confidences = [{"n": e.n, "confidence": e.get("confidence"), "reason": e.get("reason")}
+                   for e in keeps if e.get("reason") not in (None, "first", "repeat")]
     return {
         "tag": state.session.get("tag"),
+        "sigma": noise.sigma(state),
+        "best_mean": noise.best_mean(state),
+        "keeps_confidence": confidences,
+        "claim_flags": [e.n for e in done if e.get("claim_flag")],
         "experiments": len(done),
         **counts,
         "baseline": None if baseline is None else baseline.metric,
