@@ -86,3 +86,17 @@ def test_replaced_or_shrunk_journal_is_folded_again(tmp_path: Path) -> None:
     path.unlink()
     Journal(path).phase(5, "proposed", description="new")
     assert sorted(j.load().experiments) == [5]
+
+
+def test_results_cells_have_six_decimals_and_bounded_width() -> None:
+    from autoresearch.journal import Experiment
+    from autoresearch.ledger import format_row
+
+    def row(metric: float, memory: float) -> list[str]:
+        exp = Experiment(n=0, phase="recorded", data={"status": "discard", "metric": metric, "memory_gb": memory,
+                                                      "commit": "abcdef0123", "description": "x"})
+        return format_row(exp).rstrip("\n").split("\t")
+
+    assert row(1e-300, 1e300)[1:3] == ["0.000000", "1000000000.0"]
+    assert row(-1e308, float("inf"))[1:3] == ["-1000000000.000000", "0.0"]
+    assert row(1.2345678, 2.0)[1:3] == ["1.234568", "2.0"]

@@ -104,6 +104,7 @@ class CappedLog:
         self.written = 0
         self.truncated = False
         self._fh: BinaryIO | None = None
+        self._lock = threading.Lock()  # stdout and stderr may be pumped by two threads
 
     def __enter__(self) -> CappedLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,10 @@ class CappedLog:
             self._fh = None
 
     def write(self, chunk: bytes) -> None:
+        with self._lock:
+            self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
         assert self._fh is not None, "CappedLog used outside its with-block"
         if not chunk or self.truncated:
             return

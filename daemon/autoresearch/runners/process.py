@@ -9,6 +9,7 @@ daemon died with ``kill -9``, without ever signalling a recycled PID.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,7 @@ class ProcessRunner:
             env=_environment({**spec.env, OWNER_ENV: self.repo_id} if self.repo_id else spec.env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if spec.stdout_path else subprocess.STDOUT,
             start_new_session=True,
         )
         pgid = proc.pid
@@ -70,16 +72,23 @@ class ProcessRunner:
         with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
             stdout = proc.stdout
             assert isinstance(stdout, io.BufferedReader)
-            pump = threading.Thread(target=sink.pump, args=(iter(lambda: stdout.read1(65536), b""),))
-            pump.start()
+            deadline = started + spec.deadline_s
+            pumps = [threading.Thread(target=sink.pump, args=(_tee(stdout, spec.stdout_path, deadline),))]
+            if proc.stderr is not None:
+                pumps.append(threading.Thread(target=sink.pump, args=(_tee(proc.stderr, None, deadline),)))
+            for pump in pumps:
+                pump.start()
             sampler = None if isinstance(self.gpu, NoGpu) else PeakSampler(self.gpu, lambda: _group_pids(pgid))
             if sampler is not None:
                 sampler.start()
             stopped_for = self._wait(proc, spec, started)
             latency = self._terminate(proc, pgid) if stopped_for else None
             _kill_group(pgid)  # stragglers: forked workers that outlived the leader
-            pump.join(timeout=5)
+            for pump in pumps:
+                pump.join(timeout=5)
             stdout.close()
+            if proc.stderr is not None:
+                proc.stderr.close()
             peak_mb = sampler.stop() if sampler is not None else None
         wall = time.monotonic() - started
         cause = stopped_for or _cause(proc.returncode)
@@ -152,6 +161,17 @@ class ProcessRunner:
                 except (ProcessLookupError, PermissionError):
                     continue
         return killed
+
+
+def _tee(stream: Any, copy: Path | None, deadline: float) -> Iterator[bytes]:
+    """The stream's chunks for the log; stdout also goes to ``copy``, but only what came before the deadline."""
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(copy.open("wb")) if copy is not None else None
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            if out is not None and time.monotonic() < deadline:
+                out.write(chunk)
+                out.flush()
+            yield chunk
 
 
 def _environment(extra: dict[str, str]) -> dict[str, str]:
