@@ -56,7 +56,8 @@ def test_top_hits_are_ranked_by_gain_over_the_previous_keep(ledger_repo: Callabl
     assert rows[0][3:6] == ["0.950000", "+0.040000", "4.04%"]
     assert rows[2][4] == "+0.005000"
     # A pipe in a description is escaped, so the row keeps its columns.
-    assert rows[0][6] == "switch to rotary embeddings \\| with a pipe"
+    assert rows[0][6] == "-"  # no confidence: these runs carry no noise estimate
+    assert rows[0][7] == "switch to rotary embeddings \\| with a pipe"
 
 
 def test_crash_list_names_causes_and_the_log_tail(ledger_repo: Callable[..., Path]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from autoresearch import noise
 from autoresearch.errors import RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
@@ -33,6 +34,10 @@ class Run:
     wall_s: float = 0.0
     gpu_count: int = 0
     baseline: bool = False
+    confidence: float | None = None
+    """A keep's gain ÷ σ at its decision (None: no noise estimate, or not a keep)."""
+    claim_flag: bool = False
+    """The run's own (claimed) metric was far from the evaluated one."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class Ledger:
     pending: int | None = None  # the experiment in flight, if any
     source: str = "none"  # journal | results.tsv | none
     state_dir: Path | None = None
+    sigma: float | None = None  # the noise estimate (None: no journal)
 
     def of(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
@@ -165,6 +171,7 @@ def _from_journal(ledger: Ledger, journal: Journal) -> None:
             _add_usage(ledger, usage)
     state = journal.load()
     ledger.runs = [_run(e) for e in state.recorded()]
+    ledger.sigma = noise.sigma(state)
     pending = state.pending()
     ledger.pending = None if pending is None else pending.n
 
@@ -190,6 +197,8 @@ def _run(exp: Experiment) -> Run:
         wall_s=float(exp.get("wall_s") or 0.0),
         gpu_count=int(exp.get("gpu_count") or 0),
         baseline=bool(exp.get("baseline") or (isinstance(meta, dict) and meta.get("baseline"))),
+        confidence=exp.get("confidence") if status == "keep" else None,
+        claim_flag=bool(exp.get("claim_flag")),
     )
 
 

@@ -118,6 +118,10 @@ def _running_best(ax: Any, ledger: Ledger) -> None:
         points.append((last_n, points[-1][1]))
     xs, ys = zip(*points, strict=True)
     ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=2, alpha=0.7, zorder=3, label="Running best")
+    if ledger.sigma:  # the noise band: a run inside it is not distinguishable from the best
+        lo, hi = [y - ledger.sigma for y in ys], [y + ledger.sigma for y in ys]
+        ax.fill_between(xs, lo, hi, step="post", color=BEST_COLOR, alpha=0.12, zorder=1,
+                        label=f"Noise ±σ (σ = {ledger.sigma:.4f})")
 
 
 def _decorate(ax: Any, ledger: Ledger, off_scale: int) -> None:
