@@ -44,8 +44,8 @@ class RunSpec:
     """The run's output folder, at /output inside the sandbox (``AUTORESEARCH_OUTPUT``): writable for
     ``train``; for ``evaluate`` and ``check`` it is the training run's output, mounted read-only."""
     eval_data: Path | None = None
-    """Evaluation data, mounted read-only at /eval (``AUTORESEARCH_EVAL_DATA``) for ``evaluate`` only:
-    the training sandbox never sees it."""
+    """Evaluation data at /eval (``AUTORESEARCH_EVAL_DATA``): read-only for ``evaluate``, writable for
+    ``prepare`` (which writes the held-out split); the training sandbox never sees it."""
     stdout_path: Path | None = None
     """Where the runner also writes the run's stdout alone (stderr goes to ``log_path`` only), and only what
     was printed before the deadline: the metric is read from here (``metric_source = "stdout"``). A runner
