@@ -130,3 +130,42 @@ def test_resume_after_a_kill_during_a_confirmation_run(tmp_path: Path) -> None:
                    ("keep", "confirm: LR 0.4")]
     assert runner.reaped == [{"kind": "fake", "n": 4}]
     assert len({r["commit"] for r in rows(tmp_path)[3:]}) == 1
+
+
+def test_the_evaluator_decides_and_a_far_claim_is_flagged(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.0), ok(0.0001), ok(1.9), ok(1.5), ("Traceback\n", "exit:1")]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "fake line"), (TARGET.replace("0.5", "0.3"), "LR 0.3")],
+                     evaluate="python3 evaluate.py", limits={"max_experiments": 3})
+    loop.run()
+    got = [(r["status"], r["val_bpb"], r["description"]) for r in rows(tmp_path)]
+    assert got == [("keep", "2.000000", "baseline"), ("keep", "1.900000", "fake line"),
+                   ("crash", "0.000000", "LR 0.3 [eval:exit:1]")]
+    state = loop.journal.load()
+    assert state.experiments[1].get("claimed") == 0.0001 and state.experiments[1].get("claim_flag") is True
+    assert state.experiments[0].get("claim_flag") is False
+    runner = loop.runner
+    assert isinstance(runner, FakeRunner)
+    evaluate = [s for s in runner.specs if s.kind == "evaluate"]
+    assert [s.command for s in evaluate] == ["python3 evaluate.py"] * 3
+    assert evaluate[0].eval_data is not None and "AUTORESEARCH_EVAL_DATA" in evaluate[0].env
+    assert all("AUTORESEARCH_EVAL_DATA" not in s.env and s.eval_data is None for s in runner.specs if s.kind == "train")
+
+
+def test_without_an_evaluator_stderr_and_implausible_lines_do_not_count(tmp_path: Path) -> None:
+    runs = [ok(2.0), ("val_bpb: 2.5\n", "ok", {"stderr": "val_bpb: 0.0001\n"}), ok(1e-300), ok(-1e308)]
+    loop = fake_loop(tmp_path, runs, limits={"max_experiments": 4})
+    loop.run()
+    got = [(r["status"], r["val_bpb"], r["description"].split("] ")[0]) for r in rows(tmp_path)[1:]]
+    assert got == [("discard", "2.500000", "variant 1"), ("crash", "0.000000", "variant 2 [implausible]"),
+                   ("crash", "0.000000", "variant 3 [implausible]")]
+
+
+def test_status_shows_sigma_and_each_keeps_confidence(tmp_path: Path) -> None:
+    from autoresearch.status import summarize
+
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 4})
+    loop.run()
+    s = summarize(loop.journal.load(), "min")
+    assert s["sigma"] == pytest.approx(0.1) and s["best_mean"] == pytest.approx(1.5)
+    assert s["keeps_confidence"] == [{"n": 3, "confidence": pytest.approx(5.0), "reason": "better"}]

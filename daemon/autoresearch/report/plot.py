@@ -37,6 +37,7 @@ class PlotStats:
     title: str
     ylabel: str
     ylim: tuple[float, float] | None  # None: matplotlib's autoscale (no baseline to anchor it)
+    legend: tuple[str, ...] = ()
 
 
 def short(text: str, limit: int = LABEL_CHARS) -> str:
@@ -104,6 +105,7 @@ def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
         title=title(ledger),
         ylabel=y_label(ledger),
         ylim=limits,
+        legend=tuple(ax.get_legend_handles_labels()[1]),
     )
 
 
