@@ -33,7 +33,7 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
 def test_mixed_ledger_figures(ledger_repo: Callable[..., Path]) -> None:
     text = report(ledger_repo(MIXED, skipped_costs=[0.5]))
     assert text.startswith("# autoresearch report\n")
-    assert "9 experiments, 3 kept improvements. Metric `val_bpb` (lower is better)." in text
+    assert "9 experiments, 3 kept improvements. Metric `val_bpb` (lower is better; self-reported by the runs)." in text
     assert "![progress](progress.png)" in text
     fig = figures(text)
     assert fig["Experiments"] == "9"
@@ -71,7 +71,7 @@ def test_crash_list_names_causes_and_the_log_tail(ledger_repo: Callable[..., Pat
 
 def test_higher_is_better(ledger_repo: Callable[..., Path]) -> None:
     text = report(ledger_repo(MAXED, metric="accuracy", direction="max"), "accuracy", "max")
-    assert "Metric `accuracy` (higher is better)" in text
+    assert "Metric `accuracy` (higher is better; self-reported by the runs)" in text
     fig = figures(text)
     assert fig["Best"].startswith("0.620000 (#3,")
     assert fig["Improvement"] == "0.120000 (24.00%) over 2 kept improvements"

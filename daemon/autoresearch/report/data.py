@@ -62,6 +62,7 @@ class Ledger:
     source: str = "none"  # journal | results.tsv | none
     state_dir: Path | None = None
     sigma: float | None = None  # the noise estimate (None: no journal)
+    evaluated: bool = False  # a trusted evaluator produced the metrics (else they are self-reported)
 
     def of(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
@@ -172,6 +173,7 @@ def _from_journal(ledger: Ledger, journal: Journal) -> None:
     state = journal.load()
     ledger.runs = [_run(e) for e in state.recorded()]
     ledger.sigma = noise.sigma(state)
+    ledger.evaluated = any(e.get("eval_cause") is not None for e in state.recorded())
     pending = state.pending()
     ledger.pending = None if pending is None else pending.n
 

@@ -14,9 +14,10 @@ def render(
 ) -> str:
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     better = "lower" if ledger.direction == "min" else "higher"
+    source = "evaluated by the trusted evaluator" if ledger.evaluated else "self-reported by the runs"
     parts = [
         "# autoresearch report\n",
-        f"{title(ledger)}. Metric `{ledger.metric}` ({better} is better). Generated {stamp}"
+        f"{title(ledger)}. Metric `{ledger.metric}` ({better} is better; {source}). Generated {stamp}"
         f" from {ledger.source if ledger.source != 'none' else 'an empty ledger'}.\n",
     ]
     if image:
