@@ -67,9 +67,12 @@ def check_consistency(repo: Path, tag: str) -> None:
     assert [r["commit"] for r in rows] == [str(e.get("commit"))[:7] for e in done]
     commits = [r["commit"] for r in rows]
     # A re-run baseline legitimately reuses the base commit; every proposal is a distinct commit.
-    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.get("baseline")]
+    # A repeat or confirmation (measure_commit) measures an earlier row's commit again.
+    proposals = [r["commit"] for r, e in zip(rows, done, strict=True)
+                 if not e.get("baseline") and not e.get("measure_commit")]
+    assert all(str(e.get("commit")) == str(e.get("measure_commit")) for e in done if e.get("measure_commit"))
     assert len(set(proposals)) == len(proposals)
-    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.get("baseline"))
+    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.get("baseline") or e.get("measure_commit"))
     best = state.best()
     assert best is not None
     assert git(repo, "rev-parse", f"autoresearch/{tag}") == best.get("commit")
