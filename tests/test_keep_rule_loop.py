@@ -169,3 +169,13 @@ def test_status_shows_sigma_and_each_keeps_confidence(tmp_path: Path) -> None:
     s = summarize(loop.journal.load(), "min")
     assert s["sigma"] == pytest.approx(0.1) and s["best_mean"] == pytest.approx(1.5)
     assert s["keeps_confidence"] == [{"n": 3, "confidence": pytest.approx(5.0), "reason": "better"}]
+
+
+def test_an_evaluation_stopped_midway_is_run_again_without_a_row(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [ok(2.0), ("", "interrupted"), ok(1.9)], evaluate="python3 evaluate.py",
+                     limits={"max_experiments": 1})
+    loop.run()
+    assert [(r["status"], r["val_bpb"]) for r in rows(tmp_path)] == [("keep", "1.900000")]
+    runner = loop.runner
+    assert isinstance(runner, FakeRunner)
+    assert [s.kind for s in runner.specs] == ["train", "evaluate", "evaluate"]

@@ -10,6 +10,7 @@ crash in between repeats only the step it interrupted (the evaluator and checks 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,12 +50,16 @@ def policy(phases: Phases) -> judge.Policy:
 @dataclass
 class Steps:
     phases: Phases
+    cancel: threading.Event | None = None
 
-    def evaluate(self, exp: Experiment) -> None:
-        """Run the trusted evaluator on a finished, successful run; journal ``evaluated``."""
+    def evaluate(self, exp: Experiment) -> bool:
+        """Run the trusted evaluator on a finished, successful run; journal ``evaluated``. False if the
+        daemon was told to stop meanwhile: nothing is journaled, and a restart evaluates again."""
         p, s = self.phases, self.phases.settings
         assert s.evaluate is not None
         outcome, metric = self._side_run(exp, "evaluate", s.evaluate, s.evaluate_timeout)
+        if outcome.cause == "interrupted":
+            return False
         fields: dict[str, Any] = {"metric": metric, "eval_cause": outcome.cause,
                                   "eval_wall_s": round(outcome.wall_s, 3)}
         if not outcome.ok:
@@ -69,13 +74,17 @@ class Steps:
             if fields["claim_flag"]:
                 log.warning("metric.claim_gap", n=exp.n, claimed=claimed, evaluated=metric, gap=gap)
         p.journal.phase(exp.n, "evaluated", **fields)
+        return True
 
-    def check(self, exp: Experiment) -> None:
-        """Run the repo's checks on a would-be keep; journal ``checked``."""
+    def check(self, exp: Experiment) -> bool:
+        """Run the repo's checks on a would-be keep; journal ``checked`` (False: stopped, as above)."""
         s = self.phases.settings
         assert s.check is not None
         outcome, _ = self._side_run(exp, "check", s.check, s.check_timeout)
+        if outcome.cause == "interrupted":
+            return False
         self.phases.journal.phase(exp.n, "checked", checks_ok=outcome.ok, check_cause=outcome.cause)
+        return True
 
     def _side_run(
         self, exp: Experiment, kind: RunKind, command: str, timeout: float
@@ -87,7 +96,7 @@ class Steps:
         log_path.unlink(missing_ok=True)
         stdout_path.unlink(missing_ok=True)
         with p.snapshot(f"{exp.n}-{kind}", commit) as snap:
-            spec = p.spec(exp.n, kind, command, log_path, commit, None, snap, seed=exp.get("seed"))
+            spec = p.spec(exp.n, kind, command, log_path, commit, self.cancel, snap, seed=exp.get("seed"))
             spec = dataclasses.replace(spec, budget=timeout, grace=0.0, stdout_path=stdout_path,
                                        eval_data=p.eval_data() if kind == "evaluate" else None,
                                        env={**spec.env, **p.mount_env(exp.n, kind)})

@@ -56,7 +56,7 @@ class Phases:
             self.settle_interrupted(exp)
             exp = self._load(n)
         if exp.phase in ("finished", "evaluated", "checked"):
-            self.record(exp)
+            self.record(exp, cancel)
             exp = self._load(n)
         return exp
 
@@ -205,15 +205,17 @@ class Phases:
         self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
                            wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
 
-    def record(self, exp: Experiment) -> None:
-        s, steps = self.settings, Steps(self)
+    def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
+        s, steps = self.settings, Steps(self, cancel)
         if exp.phase == "finished" and s.evaluate and exp.get("cause") == "ok":
-            steps.evaluate(exp)
+            if not steps.evaluate(exp):
+                return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
             exp = self._load(exp.n)
         verdict = steps.verdict(self.journal.load(), exp)
         checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat")
         if checkable and s.check and exp.phase != "checked":
-            steps.check(exp)
+            if not steps.check(exp):
+                return
             exp = self._load(exp.n)
             verdict = steps.verdict(self.journal.load(), exp)
         state = self.journal.load()
