@@ -104,3 +104,16 @@ def test_the_noise_band_is_drawn_with_sigma(tmp_path: Path) -> None:
     assert "Noise ±σ (σ = 0.0100)" in stats.legend
     ledger.sigma = 0.0
     assert not any("Noise" in label for label in draw(ledger, tmp_path / "q.png", dpi=40).legend)
+
+
+def test_running_best_follows_the_judges_mean_and_repeats_are_not_improvements() -> None:
+    from autoresearch.report.data import Ledger, Run
+
+    runs = [Run(n=0, status="keep", metric=3.6, description="baseline", baseline=True, level=3.6),
+            Run(n=1, status="keep", metric=3.0, description="confirm: baseline", level=3.3, repeat=True),
+            Run(n=2, status="keep", metric=2.7, description="SEQ_LEN", level=2.7)]
+    ledger = Ledger(metric="val_bpb", direction="min", runs=runs)
+    assert ledger.running_best() == [(0, 3.6), (1, 3.3), (2, 2.7)]
+    assert ledger.improvements == 1
+    assert [h.run.n for h in ledger.hits()] == [2] and ledger.hits()[0].gain == pytest.approx(0.6)
+    assert ledger.best is not None and ledger.best.n == 2

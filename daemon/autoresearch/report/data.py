@@ -38,6 +38,10 @@ class Run:
     """A keep's gain ÷ σ at its decision (None: no noise estimate, or not a keep)."""
     claim_flag: bool = False
     """The run's own (claimed) metric was far from the evaluated one."""
+    level: float | None = None
+    """For a keep judged with the noise rule: the best's metric after it (the mean of its commit's runs)."""
+    repeat: bool = False
+    """A re-measurement of the best (a baseline repeat): kept, but not an improvement."""
 
 
 @dataclass(frozen=True)
@@ -82,24 +86,26 @@ class Ledger:
 
     @property
     def best(self) -> Run | None:
-        keeps = [r for r in self.of("keep") if r.metric is not None]
+        keeps = [r for r in self.of("keep") if r.metric is not None and not r.repeat]
         if not keeps:
             return None
         return max(keeps, key=lambda r: (self.gain(0.0, r.metric or 0.0), -r.n))
 
     @property
     def improvements(self) -> int:
-        """Kept runs other than the baseline."""
+        """Kept runs other than the baseline and its repeats."""
         base = self.baseline
-        return sum(1 for r in self.of("keep") if base is None or r.n != base.n)
+        return sum(1 for r in self.of("keep") if (base is None or r.n != base.n) and not r.repeat)
 
     def running_best(self) -> list[tuple[int, float]]:
-        """(n, best so far) at each keep, in experiment order."""
+        """(n, best so far) at each keep, in experiment order: the judge's level (a mean) where recorded."""
         points: list[tuple[int, float]] = []
         for run in self.of("keep"):
             if run.metric is None:
                 continue
-            if not points or self.gain(points[-1][1], run.metric) > 0:
+            if run.level is not None:
+                points.append((run.n, run.level))
+            elif not points or self.gain(points[-1][1], run.metric) > 0:
                 points.append((run.n, run.metric))
             else:
                 points.append((run.n, points[-1][1]))
@@ -112,11 +118,12 @@ class Ledger:
         for run in self.of("keep"):
             if run.metric is None:
                 continue
-            if previous is not None:
-                gain = self.gain(previous, run.metric)
+            value = run.metric if run.level is None else run.level
+            if previous is not None and not run.repeat:
+                gain = self.gain(previous, value)
                 pct = 100.0 * gain / abs(previous) if previous else None
                 out.append(Hit(run=run, previous=previous, gain=gain, gain_pct=pct))
-            previous = run.metric
+            previous = value
         return sorted(out, key=lambda h: (-h.gain, h.run.n))
 
     @property
@@ -200,6 +207,8 @@ def _run(exp: Experiment) -> Run:
         gpu_count=int(exp.get("gpu_count") or 0),
         baseline=bool(exp.get("baseline") or (isinstance(meta, dict) and meta.get("baseline"))),
         confidence=exp.get("confidence") if status == "keep" else None,
+        level=exp.get("best_metric") if status == "keep" and exp.get("decision") else None,
+        repeat=exp.get("reason") == "repeat",
         claim_flag=bool(exp.get("claim_flag")),
     )
 

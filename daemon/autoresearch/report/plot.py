@@ -75,6 +75,8 @@ def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
         ax.scatter(*_xy(kept), c=KEPT_COLOR, s=50, zorder=4, label="Kept", edgecolors="black", linewidths=0.5)
         _running_best(ax, ledger)
     for run in kept:
+        if run.repeat:
+            continue  # a re-measurement of the best: the running best line shows its effect
         ax.annotate(
             short(run.description or f"#{run.n}"),
             (run.n, run.metric),
