@@ -1,7 +1,7 @@
 """Printed cheats against the example with its trusted evaluator: a command agent swaps in each one,
-and none is kept. Training is one step (a tiny budget, seed 0), so every cheat trains the very model
-the baseline trained and only the printed number differs: the evaluated metric ties, and a tie is
-never a keep (none of the cheats is shorter)."""
+and none is kept. Training is one step (a tiny budget) on a pinned seed, so every cheat trains the
+very model the baseline trained and only the printed number differs: the evaluated metric ties, and
+a tie is never a keep (none of the cheats is shorter)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ Path(".autoresearch-description").write_text("cheat: " + name + "\n")
 def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     repo = tmp_path / "example"
     assert cli("example", str(repo)).returncode == 0
+    train = repo / "train.py"
+    seed_line = 'seed = int(os.environ.get("AUTORESEARCH_SEED", "0"))'
+    assert seed_line in train.read_text()
+    train.write_text(train.read_text().replace(seed_line, "seed = 0"))  # the daemon varies it per run
+    git(repo, "commit", "-qam", "pin the seed")
     (tmp_path / "cheats.json").write_text(json.dumps(CHEATS))
     (tmp_path / "agent.py").write_text(AGENT)
     env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),

@@ -39,7 +39,7 @@ def test_sigma_from_repeats_and_a_confirmed_keep(tmp_path: Path) -> None:
         ("discard", "LR 0.4 [within noise: confirming]", "1.850000"),  # gain 0.15 <= 2 * 0.1
         ("keep", "confirm: LR 0.4", "1.800000"),  # mean 1.825: gain 0.175 > 2 * 0.1 / sqrt(2)
     ]
-    assert seeds(loop) == ["0", "1", "2", "0", "1"]  # each re-run of a commit on another seed
+    assert seeds(loop) == ["0", "1", "2", "3", "4"]  # every run on its own seed
     state = loop.journal.load()
     recorded = state.recorded()
     assert recorded[3].get("sigma") == pytest.approx(0.1)

@@ -166,9 +166,8 @@ class Loop:
     def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, state: JournalState) -> None:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
         content = self.workspace.read(todo.commit, self.settings.target)
-        seed = sum(1 for e in state.recorded() if e.get("commit") == todo.commit)
         self._journal_proposal(n, Proposal(content=content, description=todo.description), parent, False, 0.0,
-                               agent="judge", measure_commit=todo.commit, confirm_of=todo.of, seed=seed)
+                               agent="judge", measure_commit=todo.commit, confirm_of=todo.of)
         self.notifier.status(f"running #{n}: {todo.description}; {self.status_text()}")
 
     def _propose(self, state: JournalState, n: int, best: Experiment) -> Proposal | None:
@@ -233,7 +232,10 @@ class Loop:
             propose_s=round(propose_s, 3),
             # The commit date is fixed here, so re-committing after a crash gives the same sha.
             when=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            **{"seed": 0, **extra},
+            # Every run its own seed (its number): a candidate is one draw from the same spread as the
+            # baseline's repeats, not the baseline's lucky (or unlucky) seed 0 again.
+            seed=n,
+            **extra,
         )
 
     def limit_reached(self, state: JournalState) -> str | None:
