@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+
+import pytest
 
 from autoresearch.judge import Best, Candidate, Policy, decide
 
-POLICY = Policy(direction="min", z=2.0, max_repeats=3, bounds=(1e-6, 1e6), max_memory_gb=40.0, max_added_lines=5)
+POLICY = Policy(direction="min", z=2.0, max_repeats=3, bounds=(1e-6, 1e6), max_memory_gb=40.0, max_added_lines=5,
+                confirm_keeps=False)
 BEST = Best(commit="b", metrics=(1.00, 1.02, 0.98), memory_gb=10.0, lines=100)
 
 
@@ -30,7 +34,20 @@ def test_gain_beyond_z_sigma_keeps_with_its_confidence() -> None:
     v = decide(run(0.9), BEST, 0.02, POLICY)
     assert v.action == "keep" and v.reason == "better"
     assert v.gain is not None and abs(v.gain - 0.1) < 1e-12
-    assert v.threshold == 0.04 and v.confidence is not None and abs(v.confidence - 5.0) < 1e-9
+    # z·σ·√(1/k + 1/m): one candidate run against the best's three.
+    assert v.threshold == pytest.approx(2 * 0.02 * (1 + 1 / 3) ** 0.5)
+    assert v.confidence is not None and abs(v.confidence - 5.0) < 1e-9
+
+
+def test_a_keep_is_confirmed_against_a_fresh_run_of_the_best() -> None:
+    policy = dataclasses.replace(POLICY, confirm_keeps=True)
+    first = decide(run(0.9), BEST, 0.02, policy)
+    assert (first.action, first.reason, first.status) == ("remeasure", "confirming a keep", "discard")
+    # Confirmed against the best's fresh run (the load fell: the best now measures 0.91).
+    fresh = Best(commit="b", metrics=(0.91,), memory_gb=10.0, lines=100)
+    assert decide(run(0.9, 0.89), fresh, 0.02, policy).action == "remeasure"  # gain 0.015: within noise
+    assert decide(run(0.9, 0.8), fresh, 0.02, policy).action == "keep"  # gain 0.06 > 2 * 0.02 * sqrt(1/2 + 1)
+    assert decide(run(0.9), BEST, 0.0, policy).action == "keep"  # no noise estimate: the seed's rule
 
 
 def test_gain_within_noise_is_remeasured_then_the_mean_decides() -> None:

@@ -27,37 +27,57 @@ def seeds(loop: Loop) -> list[str]:
     return [s.env.get("AUTORESEARCH_SEED", "") for s in runner.specs if s.kind == "train"]
 
 
-def test_sigma_from_repeats_and_a_confirmed_keep(tmp_path: Path) -> None:
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85), ok(1.80)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 5})
+def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85), ok(1.95), ok(1.6)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
     loop.run()
     got = [(r["status"], r["description"], r["val_bpb"]) for r in rows(tmp_path)]
     assert got == [
         ("keep", "baseline", "2.000000"),
         ("keep", "confirm: baseline", "2.100000"),
         ("keep", "confirm: baseline", "1.900000"),
-        ("discard", "LR 0.4 [within noise: confirming]", "1.850000"),  # gain 0.15 <= 2 * 0.1
-        ("keep", "confirm: LR 0.4", "1.800000"),  # mean 1.825: gain 0.175 > 2 * 0.1 / sqrt(2)
+        # gain 0.15 <= 2 * 0.1 * sqrt(1 + 1/3): within noise, so the best runs again, then the candidate.
+        ("discard", "LR 0.4 [within noise: confirming]", "1.850000"),
+        ("keep", "confirm: baseline", "1.950000"),
+        ("keep", "confirm: LR 0.4", "1.600000"),
     ]
-    assert seeds(loop) == ["0", "1", "2", "3", "4"]  # every run on its own seed
+    assert seeds(loop) == ["0", "1", "2", "3", "4", "5"]  # every run on its own seed
     state = loop.journal.load()
     recorded = state.recorded()
     assert recorded[3].get("sigma") == pytest.approx(0.1)
-    assert recorded[4].get("decision") == "keep" and recorded[4].get("confidence") == pytest.approx(1.75)
-    assert recorded[4].get("best_metric") == pytest.approx(1.825)  # the best is the mean of its runs
-    assert recorded[3].get("commit") == recorded[4].get("commit")
-    # The confirmation pair joined the pooled estimate: (0.02 + 2 * 0.025**2) / (2 + 1) degrees of freedom.
-    assert sigma(state) == pytest.approx(((0.02 + 2 * 0.025**2) / 3) ** 0.5)
+    assert recorded[4].get("for_candidate") == 3
+    # The candidate's mean 1.725 against the best's fresh 1.95: gain 0.225, σ from the baseline's 4 runs.
+    sigma5 = (sum((v - 1.9875) ** 2 for v in (2.0, 2.1, 1.9, 1.95)) / 3) ** 0.5
+    assert recorded[5].get("decision") == "keep" and recorded[5].get("gain") == pytest.approx(0.225)
+    assert recorded[5].get("threshold") == pytest.approx(2 * sigma5 * (1 / 2 + 1) ** 0.5)
+    assert recorded[5].get("confidence") == pytest.approx(0.225 / sigma5)
+    assert recorded[5].get("best_metric") == pytest.approx(1.725)  # the best is the mean of its runs
+    assert recorded[3].get("commit") == recorded[5].get("commit")
+    # The confirmation pair joined the pooled estimate.
+    pooled = (sum((v - 1.9875) ** 2 for v in (2.0, 2.1, 1.9, 1.95)) + 2 * 0.125**2) / 4
+    assert sigma(state) == pytest.approx(pooled**0.5)
     assert "noise σ" in loop.status_text()
-    assert loop.workspace.head() == recorded[4].get("commit")
+    assert loop.workspace.head() == recorded[5].get("commit")
+
+
+def test_a_first_run_beyond_noise_is_not_kept_when_the_fresh_best_catches_up(tmp_path: Path) -> None:
+    """The load fell: the candidate's 1.5 beats the old best mean, but so does the best's fresh run."""
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(1.52), ok(1.51), ok(1.53)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 7})
+    loop.run()
+    got = [(r["status"], r["description"]) for r in rows(tmp_path)][3:]
+    assert got == [("discard", "LR 0.4 [beyond noise: confirming]"), ("keep", "confirm: baseline"),
+                   ("discard", "confirm: LR 0.4 [within noise: confirming]"),
+                   ("discard", "confirm: LR 0.4 [within noise]")]
+    assert loop.workspace.head() == loop.journal.load().experiments[0].get("commit")
 
 
 def test_within_noise_twice_is_discarded_and_the_branch_stays(tmp_path: Path) -> None:
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.95), ok(1.97), ok(1.99)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.95), ok(2.0), ok(1.97), ok(1.99)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 7})
     loop.run()
     got = [(r["status"], r["description"]) for r in rows(tmp_path)][3:]
-    assert got == [("discard", "LR 0.4 [within noise: confirming]"),
+    assert got == [("discard", "LR 0.4 [within noise: confirming]"), ("keep", "confirm: baseline"),
                    ("discard", "confirm: LR 0.4 [within noise: confirming]"),
                    ("discard", "confirm: LR 0.4 [within noise]")]
     assert loop.workspace.head() == loop.journal.load().experiments[0].get("commit")
@@ -113,23 +133,25 @@ class KillingRunner(FakeRunner):
 
 
 def test_resume_after_a_kill_during_a_confirmation_run(tmp_path: Path) -> None:
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
-    runner = KillingRunner(list(runs), kill_at=4)
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85), ok(1.95)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 7})
+    runner = KillingRunner(list(runs), kill_at=5)
     loop.runner = runner
     with pytest.raises(Killed):
         loop.run()
-    assert loop.journal.load().experiments[4].phase == "running"
-    runner.script = [ok(1.80)]
+    assert loop.journal.load().experiments[5].phase == "running"
+    runner.script = [ok(1.6)]
     again = Loop(settings=loop.settings, session=loop.session, workspace=loop.workspace, runner=runner,
                  agent=loop.agent, idle_wait_s=lambda _k: 0.0)
     again.run()
     got = [(r["status"], r["description"]) for r in rows(tmp_path)][3:]
     assert got == [("discard", "LR 0.4 [within noise: confirming]"),
+                   ("keep", "confirm: baseline"),
                    ("crash", "confirm: LR 0.4 [interrupted: daemon died during the run]"),
                    ("keep", "confirm: LR 0.4")]
-    assert runner.reaped == [{"kind": "fake", "n": 4}]
-    assert len({r["commit"] for r in rows(tmp_path)[3:]}) == 1
+    assert runner.reaped == [{"kind": "fake", "n": 5}]
+    commits = [r["commit"] for r in rows(tmp_path)]
+    assert commits[3] == commits[5] == commits[6]
 
 
 def test_the_evaluator_decides_and_a_far_claim_is_flagged(tmp_path: Path) -> None:
@@ -163,12 +185,13 @@ def test_without_an_evaluator_stderr_and_implausible_lines_do_not_count(tmp_path
 def test_status_shows_sigma_and_each_keeps_confidence(tmp_path: Path) -> None:
     from autoresearch.status import summarize
 
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 4})
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(2.0), ok(1.5)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 6})
     loop.run()
     s = summarize(loop.journal.load(), "min")
-    assert s["sigma"] == pytest.approx(0.1) and s["best_mean"] == pytest.approx(1.5)
-    assert s["keeps_confidence"] == [{"n": 3, "confidence": pytest.approx(5.0), "reason": "better"}]
+    assert s["sigma"] == pytest.approx((0.02 / 4) ** 0.5) and s["best_mean"] == pytest.approx(1.5)
+    sigma5 = (0.02 / 3) ** 0.5  # the baseline's 4 runs, before the candidate's pair
+    assert s["keeps_confidence"] == [{"n": 5, "confidence": pytest.approx(0.5 / sigma5), "reason": "better"}]
 
 
 def test_an_evaluation_stopped_midway_is_run_again_without_a_row(tmp_path: Path) -> None:

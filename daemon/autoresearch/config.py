@@ -172,6 +172,9 @@ class NoiseSettings(Section):
     """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
     z: float = Field(default=2.0, ge=0)
     """A candidate is kept outright when it beats the best by more than z·σ (0 = any gain, the seed's rule)."""
+    confirm_keeps: bool = True
+    """Confirm a keep before it lands: the best runs again, then the candidate, and only the best's fresh runs
+    count (a drift in the machine's load otherwise makes old bests easy to beat)."""
     max_repeats: int = Field(default=3, ge=1)
     """Most measurements of one candidate: a gain within noise is re-run (a `confirm:` row) until then."""
 

@@ -44,7 +44,7 @@ def policy(phases: Phases) -> judge.Policy:
     s = phases.settings
     return judge.Policy(direction=s.direction, z=s.noise.z, max_repeats=s.noise.max_repeats,
                         bounds=s.metric_bounds, max_memory_gb=s.max_memory_gb,
-                        max_added_lines=s.simplicity.max_added_lines)
+                        max_added_lines=s.simplicity.max_added_lines, confirm_keeps=s.noise.confirm_keeps)
 
 
 @dataclass
@@ -120,7 +120,10 @@ class Steps:
         best = None
         if best_exp is not None:
             best_commit = str(best_exp.get("commit"))
-            values = noise.measurements(state, best_commit, upto=exp.n) or (float(best_exp.metric or 0.0),)
+            first = int(exp.get("confirm_of", exp.n))
+            # Runs of the best since this candidate's first run, if any: measured under today's load.
+            values = (noise.measurements(state, best_commit, upto=exp.n, since=first)
+                      or noise.measurements(state, best_commit, upto=exp.n) or (float(best_exp.metric or 0.0),))
             best = judge.Best(commit=best_commit, metrics=values, memory_gb=float(best_exp.get("memory_gb") or 0.0),
                               lines=self._lines(best_commit))
         return judge.decide(run, best, noise.sigma(state, upto=exp.n), policy(p))

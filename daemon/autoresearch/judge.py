@@ -6,11 +6,13 @@ mean and k the run commit's measurements:
 
 1. a crash, a metric outside ``metric_bounds`` (``implausible``), memory over ``max_memory_gb``
    (``memory``) or failed checks (``checks``) is never kept;
-2. gain > z·σ/√k → keep;
+2. gain > z·σ·√(1/k + 1/m), m the best's runs it is compared with → keep; a first measurement is
+   first confirmed (``confirm_keeps``): the best runs again, then the candidate, and only runs of
+   the best made since the candidate's first run count (the load drifts);
 3. a shorter target (fewer lines) or clearly less memory, not worse by more than σ → keep
    (``simplification`` / ``less memory``);
-4. 0 < gain ≤ z·σ/√k → re-run the same commit (a ``confirm:`` row) while k < ``max_repeats``,
-   unless it adds more than ``max_added_lines`` or needs clearly more memory; then the mean decides;
+4. 0 < gain ≤ that → re-run the same way while k < ``max_repeats``, unless it adds more than
+   ``max_added_lines`` or needs clearly more memory; then the mean decides;
 5. otherwise → discard.
 """
 
@@ -72,6 +74,9 @@ class Policy:
     bounds: tuple[float, float] = (1e-6, 1e6)
     max_memory_gb: float | None = None
     max_added_lines: int | None = None
+    confirm_keeps: bool = True
+    """A first measurement beyond noise is re-run next to a fresh run of the best before it is kept
+    (the machine's load drifts: a best measured an hour ago is no fair comparison)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,8 @@ def decide(run: Candidate, best: Best | None, sigma: float, policy: Policy) -> V
         return Verdict("keep", "repeat", mean=mean)
     sign = 1.0 if policy.direction == "min" else -1.0
     gain = sign * (best.mean - mean)
-    threshold = policy.z * sigma / math.sqrt(len(run.metrics))
+    # The noise of a difference of two means: k candidate runs against m runs of the best.
+    threshold = policy.z * sigma * math.sqrt(1 / len(run.metrics) + 1 / len(best.metrics))
     confidence = gain / sigma if sigma > 0 else None
 
     def verdict(action: Action, reason: str) -> Verdict:
@@ -149,6 +155,8 @@ def decide(run: Candidate, best: Best | None, sigma: float, policy: Policy) -> V
     less_memory = run.memory_gb < best.memory_gb * (1 - MEMORY_MARGIN) - MEMORY_MARGIN
     more_memory = run.memory_gb > best.memory_gb * (1 + MEMORY_MARGIN) + MEMORY_MARGIN
     if gain > threshold:
+        if policy.confirm_keeps and sigma > 0 and len(run.metrics) == 1:
+            return verdict("remeasure", "confirming a keep")  # a fresh run of the best, then this again
         return verdict("keep", "better")
     if within and run.lines < best.lines:
         return verdict("keep", "simplification")

@@ -167,7 +167,8 @@ class Loop:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
         content = self.workspace.read(todo.commit, self.settings.target)
         self._journal_proposal(n, Proposal(content=content, description=todo.description), parent, False, 0.0,
-                               agent="judge", measure_commit=todo.commit, confirm_of=todo.of)
+                               agent="judge", measure_commit=todo.commit, confirm_of=todo.of,
+                               **({} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}))
         self.notifier.status(f"running #{n}: {todo.description}; {self.status_text()}")
 
     def _propose(self, state: JournalState, n: int, best: Experiment) -> Proposal | None:

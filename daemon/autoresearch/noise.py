@@ -21,12 +21,12 @@ def measured(exp: Experiment) -> bool:
     return exp.done and exp.status != "crash" and exp.metric is not None and bool(exp.get("commit"))
 
 
-def measurements(state: JournalState, commit: str, upto: int | None = None) -> tuple[float, ...]:
-    """Metrics of ``commit``'s recorded runs, in order (only experiments before ``upto`` if given)."""
+def measurements(state: JournalState, commit: str, upto: int | None = None, since: int = -1) -> tuple[float, ...]:
+    """Metrics of ``commit``'s recorded runs, in order (only experiments after ``since`` and before ``upto``)."""
     return tuple(
         float(e.metric)  # type: ignore[arg-type]
         for e in state.recorded()
-        if (upto is None or e.n < upto) and measured(e) and e.get("commit") == commit
+        if since < e.n and (upto is None or e.n < upto) and measured(e) and e.get("commit") == commit
     )
 
 
@@ -62,6 +62,8 @@ class Remeasure:
     description: str
     of: int
     """The experiment whose commit is measured again."""
+    for_candidate: int | None = None
+    """A fresh run of the best, made for the candidate first measured at this experiment."""
 
 
 def next_remeasure(state: JournalState, repeats: int) -> Remeasure | None:
@@ -77,8 +79,31 @@ def next_remeasure(state: JournalState, repeats: int) -> Remeasure | None:
         if len(tries) < 1 + repeats:
             return Remeasure(commit=commit, description="confirm: baseline", of=base.n)
     last = done[-1]
+    fresh_for = last.get("for_candidate")
+    if fresh_for is not None:  # the best was just run again for a candidate: now the candidate
+        if last.get("cause") in RERUN_CAUSES:
+            return _fresh_best(state, int(fresh_for))
+        return _confirm(state, state.experiments[int(fresh_for)])
     if last.get("decision") == REMEASURE and last.get("commit"):
-        of = int(last.get("confirm_of", last.n))
-        original = state.experiments.get(of, last)
-        return Remeasure(commit=str(last.get("commit")), description=f"confirm: {original.get('description')}", of=of)
+        first = int(last.get("confirm_of", last.n))
+        tried = [e for e in done if e.n > first and e.get("for_candidate") == first]
+        if best is not None and not tried:
+            return _fresh_best(state, first)
+        return _confirm(state, last)
     return None
+
+
+def _confirm(state: JournalState, exp: Experiment) -> Remeasure:
+    of = int(exp.get("confirm_of", exp.n))
+    original = state.experiments.get(of, exp)
+    return Remeasure(commit=str(exp.get("commit")), description=f"confirm: {original.get('description')}", of=of)
+
+
+def _fresh_best(state: JournalState, first: int) -> Remeasure:
+    best = state.best()
+    assert best is not None
+    of = int(best.get("confirm_of", best.n))
+    original = state.experiments.get(of, best)
+    name = str(original.get("description"))
+    return Remeasure(commit=str(best.get("commit")), description=name if name.startswith("confirm:") else
+                     f"confirm: {name}", of=of, for_candidate=first)

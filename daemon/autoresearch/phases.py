@@ -286,5 +286,5 @@ def _row_reason(verdict: judge.Verdict, crash: str | None, detail: Any) -> str |
         reason = "implausible" if verdict.reason == "implausible" else (crash or verdict.reason)
         return f"{reason}{': ' + str(detail) if detail else ''}"
     if verdict.action == "remeasure":
-        return "within noise: confirming"
+        return "beyond noise: confirming" if verdict.reason == "confirming a keep" else "within noise: confirming"
     return verdict.reason if verdict.reason in ROW_REASONS else None
