@@ -5,7 +5,8 @@
 A command agent appends a comment to train.py (a no-op) N times; the loop runs each for S seconds
 of training, evaluates it, and judges it with the noise-aware keep rule. A keep of a no-op is a
 false keep. Prints σ, the false-keep rate, and what confirmations cost: extra runs ÷ runs, where
-extra runs are the `confirm:` rows of candidates (the baseline's repeats are counted apart).
+extra runs are the `confirm:` rows after the first proposal: a candidate's re-runs and the best's fresh
+runs it is compared with (the baseline's repeats are counted apart).
 ``--repeats 0 --z 0`` gives the seed's rule (keep any lower number) for comparison.
 """
 
@@ -66,8 +67,11 @@ def main() -> None:
         done = state.recorded()
         candidates = {e.n for e in done if e.get("agent") == "command"}
         kept = {int(e.get("confirm_of", e.n)) for e in done if e.status == "keep"} & candidates
-        confirmations = [e for e in done if e.get("agent") == "judge" and e.get("confirm_of") in candidates]
-        repeats = [e for e in done if e.get("agent") == "judge" and e.get("confirm_of") not in candidates]
+        # Re-measurements before the first proposal are the baseline's repeats; after it, confirmations
+        # (of a candidate, or fresh runs of the best to confirm one against).
+        start = min(candidates, default=len(done))
+        confirmations = [e for e in done if e.get("agent") == "judge" and e.n > start]
+        repeats = [e for e in done if e.get("agent") == "judge" and e.n < start]
         print(f"runs: {len(done)} (baseline 1, repeats {len(repeats)}, proposals {len(candidates)}, "
               f"confirmations {len(confirmations)}) in {time.monotonic() - started:.0f} s, budget {args.budget:g} s")
         print(f"metrics: {' '.join(f'{e.metric:.4f}' for e in done if e.metric is not None)}")
