@@ -185,7 +185,7 @@ class DockerRunner:
         self, client: Any, spec: RunSpec, files: RunFiles, cache: Path | None, chosen: list[GpuDevice], name: str
     ) -> Any:
         host_env = os.environ if self._host_env is None else self._host_env
-        eval_data = spec.kind == "evaluate" and spec.eval_data is not None
+        eval_data = spec.kind in ("evaluate", "prepare") and spec.eval_data is not None
         opts = docker_spec.create_options(
             settings=self.settings,
             spec=spec,

@@ -12,13 +12,32 @@ import contextlib
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import structlog
 
 from autoresearch.runners.base import CappedLog
 
 log = structlog.get_logger("autoresearch.runners")
+
+
+class Sink(Protocol):
+    def write(self, chunk: bytes) -> None: ...
+
+
+class StdoutTee:
+    """The sink for a run's stdout: the log, and a copy of stdout alone that takes only what arrives before
+    ``deadline`` (monotonic): the metric is read from it, so a line printed after the deadline never counts."""
+
+    def __init__(self, log: Sink, copy: Sink, deadline: float) -> None:
+        self._log, self._copy, self._deadline = log, copy, deadline
+
+    def write(self, chunk: bytes) -> None:
+        self._log.write(chunk)
+        if time.monotonic() < self._deadline:
+            self._copy.write(chunk)
 
 
 class LogPump:
@@ -28,7 +47,7 @@ class LogPump:
     def __init__(
         self,
         chunks: Iterable[bytes],
-        sink: CappedLog,
+        sink: CappedLog | Sink,
         on_end: Callable[[], None] = lambda: None,
         gate: threading.Event | None = None,
     ) -> None:
