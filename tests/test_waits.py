@@ -71,7 +71,8 @@ def test_engine_down_at_start_is_waited_out(tmp_path: Path) -> None:
     reason = "Docker engine unreachable at unix:///nowhere: is dockerd running?"
     assert _waits(runner) == [None, ("engine", reason), ("engine", reason)]
     assert loop.notifier.sent[0].startswith("READY=1")  # READY first: an outage must not fail the start
-    assert f"STATUS=waiting for the Docker engine: {reason}; 0 experiments; best val_bpb none; noise σ 0.000000" in loop.notifier.sent
+    status = f"STATUS=waiting for the Docker engine: {reason}; 0 experiments; best val_bpb none; noise σ 0.000000"
+    assert status in loop.notifier.sent
     assert [e["event"] for e in logs if e["event"].startswith("loop.wait")] == ["loop.waiting", "loop.wait_over"]
     assert loop.journal.load().waiting is None
 
