@@ -24,10 +24,11 @@ def fake_loop(tmp_path: Path, runs: list[Any], proposals: list[Any] | None = Non
     ws = FakeWorkspace(root=tmp_path, files={"train.py": TARGET, "prepare.py": "X = 1\n"})
     ws.create_branch("autoresearch/t")
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
-    # No drafting ahead unless a test asks: each proposal sees every result before it (the serial loop).
+    # No drafting ahead and no baseline repeats unless a test asks: each proposal sees every result
+    # before it, one row per proposal (the seed's serial sequence).
     proposals_cfg = {"ahead": 0, **settings.pop("proposals", {})}
     config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, "proposals": proposals_cfg,
-              **settings}
+              "noise": {"repeats": 0}, **settings}
     return Loop(
         settings=Settings(**config),
         session=session,
@@ -86,7 +87,7 @@ def lanes_loop(tmp_path: Path, score: Callable[[str], float], script: list[Any],
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
     gates: dict[int, threading.Event] = {}
     runners = [GatedRunner(score, gates, name=f"gated{i}") for i in range(lanes)]
-    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, **settings}
+    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, "noise": {"repeats": 0}, **settings}
     loop = Loop(settings=Settings(**config), session=session, workspace=ws, runner=runners[0],
                 agent=FakeAgent(script=list(script)), idle_wait_s=lambda _k: 0.0,
                 lanes=[(Lane(i, cpus=(i,)), r) for i, r in enumerate(runners)])

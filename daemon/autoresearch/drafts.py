@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from autoresearch import noise
 from autoresearch.agents.base import Agent, HistoryEntry, InFlight, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal
@@ -98,7 +99,7 @@ class Drafter:
         self.journal.phase(
             n, "proposed", parent=best.commit, baseline=False, description=draft.description, content=content,
             content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent=draft.agent, meta=meta,
-            usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id, when=now_when(),
+            usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id, when=now_when(), seed=n,
         )
         return True
 
@@ -121,7 +122,7 @@ class Drafter:
             direction=s.direction,
             best_commit=best.commit,
             best_content=self.workspace.read(best.commit, s.target),
-            best_metric=best.metric,
+            best_metric=noise.best_mean(state),
             history=tuple(history_entry(e) for e in done),
             last_crash_log=crash_log,
             crash_streak=crash_streak,

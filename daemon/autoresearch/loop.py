@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch import limits
+from autoresearch import limits, noise
 from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
 from autoresearch.drafts import Drafter, now_when
@@ -185,7 +185,7 @@ class Loop:
     def _dispatch(self, state: JournalState, take: bool, draft: bool) -> None:
         """``take``: new experiments may start (open ones always may); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            job = next_job(state, self.pool.busy_ns(), take)
+            job = next_job(state, self.pool.busy_ns(), take, remeasure=self._remeasure(state) is not None)
             if job is None:
                 break
             self._start_job(slot, job, state)
@@ -197,6 +197,10 @@ class Loop:
         n = job.n if job.n is not None else state.next_n()
         if job.kind == "baseline":
             self._journal_baseline(n, slot.lane.index)
+        elif job.kind == "remeasure":
+            todo, best = self._remeasure(state), state.best()
+            assert todo is not None and best is not None
+            self._journal_remeasure(n, todo, best.commit, slot.lane.index)
         elif job.kind == "draft":
             best = state.best()
             assert job.draft is not None and best is not None
@@ -213,7 +217,23 @@ class Loop:
             n, "proposed", parent=head, baseline=True, description="baseline", content=content,
             content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent="baseline", meta={},
             usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0,
-            when=now_when(), lane=lane,
+            when=now_when(), lane=lane, seed=n,
+        )
+
+    def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
+        """The run the judge wants next (baseline repeats, a confirmation), one at a time across lanes."""
+        if state.best() is None or any(e.agent == "judge" for e in state.open()):
+            return None
+        return noise.next_remeasure(state, self.settings.noise.repeats)
+
+    def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, lane: int) -> None:
+        """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
+        content = self.workspace.read(todo.commit, self.settings.target)
+        extra = {} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}
+        self.journal.phase(
+            n, "proposed", parent=parent, baseline=False, description=todo.description, content=content,
+            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent="judge", meta={}, propose_s=0.0,
+            when=now_when(), lane=lane, seed=n, measure_commit=todo.commit, confirm_of=todo.of, **extra,
         )
 
     def _start_drafts(self, state: JournalState) -> None:
@@ -299,9 +319,10 @@ class Loop:
         done = state.recorded()
         best = state.best()
         best_text = "none"
-        if best is not None and best.metric is not None:
-            best_text = f"{best.metric:.6f} ({best.commit[:7]})"
-        return f"{len(done)} experiments; best {self.settings.metric} {best_text}"
+        mean = noise.best_mean(state)
+        if best is not None and mean is not None:
+            best_text = f"{mean:.6f} ({best.commit[:7]})"
+        return f"{len(done)} experiments; best {self.settings.metric} {best_text}; noise σ {noise.sigma(state):.6f}"
 
     def _beat(self, horizon_s: float) -> None:
         """The current phase should be over within ``horizon_s``; past that the watchdog goes quiet."""

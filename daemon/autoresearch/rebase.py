@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from autoresearch import judge
+from autoresearch import judge, noise
 from autoresearch.config import Settings
 from autoresearch.drafts import now_when
 from autoresearch.journal import Experiment, Journal, JournalState
@@ -45,8 +45,9 @@ def place(settings: Settings, workspace: Workspace, journal: Journal, exp: Exper
 
 
 def _parent_metric(state: JournalState, parent: str) -> float | None:
-    keeps = [e for e in state.recorded() if e.status == "keep" and e.commit == parent]
-    return keeps[-1].metric if keeps else None
+    """The mean of the parent commit's measurements (it was a best, so it has at least one)."""
+    values = noise.measurements(state, parent)
+    return sum(values) / len(values) if values else None
 
 
 def _merge(settings: Settings, workspace: Workspace, exp: Experiment, best: Experiment) -> str | None:
@@ -68,7 +69,7 @@ def _journal_rebase(journal: Journal, exp: Experiment, best: Experiment, content
             "description": f"{exp.description} (rebased)", "content": content,
             "content_sha256": hashlib.sha256(content.encode()).hexdigest(), "agent": exp.agent,
             "meta": {**exp.meta, "rebased_from": exp.commit}, "usage": {}, "propose_s": 0.0,
-            "rebase_of": exp.n, "when": now_when(),
+            "rebase_of": exp.n, "when": now_when(), "seed": n,
         })
     log.info("experiment.rebased", n=exp.n, rebased_as=n, onto=best.commit[:7])
     return n

@@ -4,8 +4,9 @@ Priority, highest first:
 1. open experiments no lane works on: a rebased commit or a confirmation the judge queued, or what a
    crash left proposed/committed (oldest first);
 2. the baseline, when there is no best yet (one at a time: nothing else can start before it);
-3. drafted proposals, oldest first;
-4. nothing: the lane waits for the drafter.
+3. a run the judge wants (a baseline repeat, a confirmation: ``noise.next_remeasure``);
+4. drafted proposals, oldest first;
+5. nothing: the lane waits for the drafter.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from autoresearch.journal import JournalState
 
 @dataclass(frozen=True)
 class Job:
-    kind: Literal["open", "baseline", "draft"]
+    kind: Literal["open", "baseline", "remeasure", "draft"]
     n: int | None = None
     """The open experiment to drive (kind ``open``)."""
     draft: int | None = None
     """The draft to take (kind ``draft``)."""
 
 
-def next_job(state: JournalState, busy: Collection[int], new_allowed: bool) -> Job | None:
+def next_job(state: JournalState, busy: Collection[int], new_allowed: bool, remeasure: bool = False) -> Job | None:
     """The head of the queue for a free lane. ``busy``: experiments lanes work on now; ``new_allowed``:
-    False once a limit is reached (open experiments are still driven to their row)."""
+    False once a limit is reached (open experiments are still driven to their row); ``remeasure``: the
+    judge wants a run."""
     waiting = [e.n for e in state.open() if e.n not in busy]
     if waiting:
         return Job("open", n=waiting[0])
@@ -36,6 +38,8 @@ def next_job(state: JournalState, busy: Collection[int], new_allowed: bool) -> J
         return None
     if state.best() is None:
         return None if busy else Job("baseline")
+    if remeasure:
+        return Job("remeasure")
     if state.drafts:
         return Job("draft", draft=min(state.drafts))
     return None

@@ -186,8 +186,8 @@ print(f"{SEED_LIKE}")
 def _loop(tmp_path: Path, ws: FakeWorkspace, runner: FakeRunner, total: int) -> Loop:
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
     # No drafting ahead: each proposal sees the crash before it (a draft made during a run could not).
-    settings = Settings(target="train.py", budget=1.0, limits={"max_experiments": total}, offline={"seed": 4},
-                        proposals={"ahead": 0})
+    settings = Settings(target="train.py", budget=1.0, limits={"max_experiments": total}, noise={"repeats": 0},
+                        offline={"seed": 4}, proposals={"ahead": 0})
     return Loop(
         settings=settings,
         session=session,
