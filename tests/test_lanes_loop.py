@@ -272,3 +272,24 @@ def test_the_agent_drafts_up_to_its_concurrency_and_the_cost_cap_holds(tmp_path:
     spent = sum(u.cost_usd or 0.0 for u in state.all_usage())
     assert 2.0 <= spent <= 2.0 + 0.3 * 2  # in-flight drafts counted: at most one round over the cap
     assert not state.open() and not state.drafts  # every paid draft ran
+
+
+def test_decide_judges_an_overtaken_run_against_its_own_parent() -> None:
+    """The pure judge: a run whose parent is no longer the best is never a keep; it is rebased when it
+    beats its parent beyond noise and merges, else a merge-conflict or stale discard."""
+    policy = judge.Policy(direction="min", z=2.0, max_repeats=3)
+    best = judge.Best(commit="b", metrics=(1.5,))
+
+    def run(metric: float, merges: bool, parent: str = "p") -> judge.Candidate:
+        return judge.Candidate(commit="r", cause="ok", metrics=(metric,), parent=parent, parent_metrics=(2.0,),
+                               merges=merges)
+
+    assert judge.decide(run(1.2, True), best, 0.0, policy).action == "rebase"
+    assert judge.decide(run(1.2, True), best, 0.0, policy).status == "discard"  # a rebase is never a keep
+    assert judge.decide(run(1.2, False), best, 0.0, policy).reason == "merge-conflict"
+    assert judge.decide(run(2.0, True), best, 0.0, policy).reason == "stale"  # no gain over its parent
+    assert judge.decide(run(1.9, True), best, 0.1, policy).reason == "stale"  # a gain within noise
+    assert judge.decide(run(1.2, True, parent="b"), best, 0.0, policy).action == "keep"  # parent is the best
+    crash = judge.Candidate(commit="r", cause="exit:1", metrics=(), parent="p", parent_metrics=(2.0,), merges=True)
+    assert judge.decide(crash, best, 0.0, policy).action == "crash"
+    assert judge.decide(run(1.2, True), best, 0.0, policy) == judge.decide(run(1.2, True), best, 0.0, policy)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from autoresearch import judge, noise
+from autoresearch import judge, noise, rebase
 from autoresearch.journal import Experiment, JournalState
 from autoresearch.runners.base import RunKind, RunOutcome
 
@@ -112,11 +112,16 @@ class Steps:
         cause = exp.cause
         earlier = noise.measurements(state, commit, upto=exp.n)
         own = () if exp.metric is None or cause != "ok" else (exp.metric,)
+        best_exp = state.best()  # ``exp`` is not recorded yet: the best of this instant (with lanes, too)
+        lineage: dict[str, Any] = {}
+        if best_exp is not None and rebase.overtaken(exp, best_exp) and own:
+            merged = rebase.merged_onto(p.settings, p.workspace, exp, best_exp)
+            lineage = {"parent": exp.parent, "parent_metrics": noise.measurements(state, exp.parent),
+                       "merges": merged is not None}
         run = judge.Candidate(
             commit=commit, cause=cause, metrics=earlier + own, memory_gb=exp.memory_gb,
-            lines=self._lines(commit), checks_ok=exp.checks_ok, confirmation=exp.confirm_of is not None,
+            lines=self._lines(commit), checks_ok=exp.checks_ok, confirmation=exp.confirm_of is not None, **lineage,
         )
-        best_exp = state.best()  # ``exp`` is not recorded yet: the best of this instant (with lanes, too)
         best = None
         if best_exp is not None:
             best_commit = best_exp.commit

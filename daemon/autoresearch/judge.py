@@ -92,6 +92,12 @@ class Candidate:
     checks_ok: bool | None = None
     """None: checks not run (yet, or not configured)."""
     confirmation: bool = False
+    parent: str | None = None
+    """With lanes: the commit this run's change was made on (None: a repeat, a confirmation, the baseline)."""
+    parent_metrics: tuple[float, ...] = ()
+    """The parent's measurements (it was the best when the run was proposed)."""
+    merges: bool | None = None
+    """The run's change merges cleanly onto the best (``git merge-file``); None: not tried."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,8 @@ def decide(run: Candidate, best: Best | None, sigma: float, policy: Policy) -> V
         return Verdict("keep", "first", mean=mean)
     if run.commit == best.commit:
         return Verdict("keep", "repeat", mean=mean)
+    if run.parent is not None and run.parent != best.commit:
+        return _overtaken(run, mean, sigma, policy)
     sign = 1.0 if policy.direction == "min" else -1.0
     gain = sign * (best.mean - mean)
     # The noise of a difference of two means: k candidate runs against m runs of the best.
@@ -176,6 +184,18 @@ def decide(run: Candidate, best: Best | None, sigma: float, policy: Policy) -> V
 
 
 Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
+
+
+def _overtaken(run: Candidate, mean: float, sigma: float, policy: Policy) -> Verdict:
+    """Another lane's keep landed while the run trained: it is judged against its own parent, and at best
+    re-applied onto the best (``rebase``), never kept itself."""
+    parent = sum(run.parent_metrics) / len(run.parent_metrics) if run.parent_metrics else None
+    m = max(len(run.parent_metrics), 1)
+    threshold = policy.z * sigma * math.sqrt(1 / len(run.metrics) + 1 / m)
+    where = lineage(mean, parent, False, run.merges, policy.direction, threshold)
+    gain = None if parent is None else (parent - mean if policy.direction == "min" else mean - parent)
+    return Verdict("rebase" if where == "rebase" else "discard", where, gain=gain, threshold=threshold,
+                   confidence=None if gain is None or sigma <= 0 else gain / sigma, mean=mean)
 
 
 def lineage(metric: float | None, parent_metric: float | None, parent_is_best: bool, merges: bool | None,

@@ -227,12 +227,13 @@ class Phases:
         description = clean_description(exp.description)
         if reason:
             description = clean_description(f"{description} [{reason}]")
-        placed = self._place(exp, best, verdict)
-        if placed.lineage != "current":
-            # Another lane's keep landed while it trained: only a fresh measurement can keep its change.
-            verdict = judge.Verdict("rebase" if placed.rebased_as is not None else "discard", placed.lineage)
-            status = verdict.status
-            note = f"rebased as #{placed.rebased_as}" if placed.rebased_as is not None else placed.lineage
+        rebased_as = None
+        if verdict.action == "rebase" and best is not None:
+            merged = rebase.merged_onto(s, self.workspace, exp, best)
+            assert merged is not None  # decide saw the same merge succeed
+            rebased_as = rebase.journal_rebase(self.journal, exp, best, merged)  # before this row: write-ahead
+        if verdict.reason in LINEAGES:  # another lane's keep landed while it trained
+            note = f"rebased as #{rebased_as}" if rebased_as is not None else verdict.reason
             description = clean_description(f"{exp.description} [{note}]")
         new_best = exp if status == "keep" else best
         # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
@@ -253,8 +254,8 @@ class Phases:
             threshold=verdict.threshold,
             confidence=verdict.confidence,
             mean=verdict.mean,
-            lineage=None if placed.lineage == "current" else placed.lineage,
-            rebased_as=placed.rebased_as,
+            lineage=verdict.reason if verdict.reason in LINEAGES else None,
+            rebased_as=rebased_as,
         )
         write_results(self.session.repo, self.journal.load(), s.metric)
         self._log_finished(exp, status, description)
@@ -264,14 +265,6 @@ class Phases:
                 f"the baseline (unchanged {s.target}) crashed [{reason}]; fix it and commit it on "
                 f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
             )
-
-    def _place(self, exp: Experiment, best: Experiment | None, verdict: judge.Verdict) -> rebase.Placement:
-        """With lanes: where a run stands whose parent may no longer be the best (see ``rebase``)."""
-        if verdict.status == "crash" or verdict.reason in ("memory", "checks", "implausible"):
-            return rebase.Placement("current")
-        if exp.measure_commit is not None:
-            return rebase.Placement("current")  # a repeat or confirmation measures a commit, it edits nothing
-        return rebase.place(self.settings, self.workspace, self.journal, exp, best)
 
     def _log_finished(self, exp: Experiment, status: str, description: str) -> None:
         exp = self._load(exp.n)
@@ -295,6 +288,8 @@ class Phases:
         )
 
 
+LINEAGES = ("rebase", "stale", "merge-conflict")
+"""Verdict reasons of a run overtaken by another lane's keep (``judge.lineage``)."""
 ROW_REASONS = ("memory", "checks", "simplification", "less memory", "within noise")
 
 
