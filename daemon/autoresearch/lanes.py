@@ -29,9 +29,13 @@ class Lane:
     """The CPU cores this lane's runs are pinned to; empty = no pinning."""
 
     @property
+    def where(self) -> str:
+        """Its devices, for people: ``gpu 0,1``, ``cpu 2,3`` or ``all`` (an unpinned lane)."""
+        return f"gpu {','.join(self.gpus)}" if self.gpus else (f"cpu {_ranges(self.cpus)}" if self.cpus else "all")
+
+    @property
     def label(self) -> str:
-        where = f"gpu {','.join(self.gpus)}" if self.gpus else (f"cpu {_ranges(self.cpus)}" if self.cpus else "all")
-        return f"lane {self.index} ({where})"
+        return f"lane {self.index} ({self.where})"
 
     @property
     def pinned(self) -> bool:
