@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from autoresearch.config import Settings
+    from autoresearch.gpu import GpuProbe
     from autoresearch.lanes import Lane
     from autoresearch.runners.base import Runner
 
@@ -21,14 +22,18 @@ def runner_from_config(settings: Settings, repo_id: str, instance: str) -> Runne
     return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance)
 
 
-def runner_for_lane(settings: Settings, repo_id: str, instance: str, lane: Lane) -> Runner:
+def runner_for_lane(
+    settings: Settings, repo_id: str, instance: str, lane: Lane, gpu_probe: GpuProbe | None = None
+) -> Runner:
     """The configured runner, pinned to ``lane``: its GPUs only (Docker: device_requests, or
     CUDA_VISIBLE_DEVICES in explicit mode; process: CUDA_VISIBLE_DEVICES) and its CPU cores (Docker:
-    cpuset; process: CPU affinity). Its orphan reaping spares the other lanes' runs of this instance."""
+    cpuset; process: CPU affinity). Its orphan reaping spares the other lanes' runs of this instance.
+    Before each run it checks the lane's GPUs (GpuError for this lane only: missing, or held by a dead run).
+    ``gpu_probe``: NVML when None (``FakeGpu`` in tests and benchmarks)."""
     if settings.runner == "docker":
         from autoresearch.runners.docker import DockerRunner
 
-        return DockerRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane)
+        return DockerRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
     from autoresearch.runners.process import ProcessRunner
 
-    return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane)
+    return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)

@@ -74,12 +74,15 @@ class DockerRunner:
         self._pending_volumes: set[str] = set()
 
     @classmethod
-    def from_config(cls, settings: Settings, *, repo_id: str, instance: str, lane: Lane | None = None) -> DockerRunner:
+    def from_config(
+        cls, settings: Settings, *, repo_id: str, instance: str, lane: Lane | None = None,
+        gpu_probe: GpuProbe | None = None,
+    ) -> DockerRunner:
         """The runner of ``lane``: runs get only its GPUs (in place of ``docker.gpus``) and its cores."""
         docker = settings.docker
         if lane is not None and lane.gpus:
             docker = docker.model_copy(update={"gpus": list(lane.gpus)})
-        return cls(docker, repo_id=repo_id, instance=instance, lane=lane)
+        return cls(docker, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
 
     # -- the engine ---------------------------------------------------------------------------
 
