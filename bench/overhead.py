@@ -2,6 +2,9 @@
 
     python3 bench/overhead.py [--experiments N] [--budget S] [--agent-seconds A] [--no-docker]
 
+Runners, measured side by side in one run: ``bwrap`` (the process runner in its bubblewrap sandbox),
+``process`` (the process runner unsandboxed, ``process.sandbox = "none"``) and ``docker``.
+
 The training command sleeps exactly its budget and prints a metric, so everything else an
 experiment costs (commit, start, teardown, judging, journal and ledger writes) is overhead:
 ``overhead = (recorded_at - proposed_at) - budget`` (the agent's time is before ``proposed_at``).
@@ -56,10 +59,15 @@ def make_repo(root: Path) -> Path:
     return root
 
 
-def session(root: Path, runner: str, n: int, budget: float, agent_s: float) -> tuple[JournalState, float]:
+RUNNERS = {"bwrap": ("process", "bwrap"), "process": ("process", "none"), "docker": ("docker", "bwrap")}
+"""Figure name -> (settings.runner, process.sandbox)."""
+
+
+def session(root: Path, name: str, n: int, budget: float, agent_s: float) -> tuple[JournalState, float]:
+    runner, sandbox = RUNNERS[name]
     repo = make_repo(root)
     init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})  # explicit runner
-    loop = build_loop(repo, {"limits": {"max_experiments": n}})
+    loop = build_loop(repo, {"limits": {"max_experiments": n}, "process": {"sandbox": sandbox, "gpus": "none"}})
     loop.agent = SlowAgent(agent_s)
     t0 = time.monotonic()
     loop.run()
@@ -75,16 +83,18 @@ def overheads(state: JournalState, budget: float) -> list[float]:
     return out
 
 
-def kill_latency(root: Path, runner_name: str) -> tuple[float, float]:
+def kill_latency(root: Path, name: str) -> tuple[float, float]:
     """A script that ignores its budget: seconds from the stop signal to gone, and past the deadline."""
     from autoresearch.commands import repo_id
     from autoresearch.config import load_settings
     from autoresearch.runners import runner_from_config
     from autoresearch.runners.base import RunSpec
 
+    runner_name, sandbox = RUNNERS[name]
     root.mkdir(parents=True)
     (root / "train.py").write_text("import time\nwhile True: time.sleep(0.1)\n")
-    settings = load_settings(root, runner=runner_name, budget=1.0, grace=0.5)
+    settings = load_settings(root, runner=runner_name, budget=1.0, grace=0.5,
+                             process={"sandbox": sandbox, "gpus": "none"})
     runner = runner_from_config(settings, repo_id(root), "bench")
     spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=root, budget=1.0, grace=0.5,
                    env={"AUTORESEARCH_TIME_BUDGET": "1"}, log_path=root / "run.log", log_cap_bytes=1 << 20,
@@ -117,7 +127,7 @@ def main() -> None:
     logs.configure(level="error", stream=sys.stderr)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runners = ["process"] + ([] if args.no_docker or not docker_ready() else ["docker"])
+        runners = ["bwrap", "process"] + ([] if args.no_docker or not docker_ready() else ["docker"])
         for runner in runners:
             state, wall = session(Path(tmp) / runner, runner, args.experiments, args.budget, 0.0)
             values = overheads(state, args.budget)
@@ -127,12 +137,12 @@ def main() -> None:
             figures[runner] = statistics.mean(values)
             latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner)
             print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
-        state, wall = session(Path(tmp) / "busy", "process", args.experiments, args.budget, args.agent_seconds)
+        state, wall = session(Path(tmp) / "busy", "bwrap", args.experiments, args.budget, args.agent_seconds)
         training = sum(e.wall_s for e in state.recorded())
-        print(f"busy: experiments={len(state.recorded())} agent_s={args.agent_seconds:g} budget_s={args.budget:g} "
-              f"training_s={training:.1f} session_wall_s={wall:.1f}")
-    docker_figure = f"{figures['docker']:.3f}" if "docker" in figures else "n/a"
-    print(f"overhead_per_experiment_s: process={figures['process']:.3f} docker={docker_figure}")
+        print(f"busy (bwrap): experiments={len(state.recorded())} agent_s={args.agent_seconds:g} "
+              f"budget_s={args.budget:g} training_s={training:.1f} session_wall_s={wall:.1f}")
+    print("overhead_per_experiment_s: " + " ".join(
+        f"{name}={figures[name]:.3f}" if name in figures else f"{name}=n/a" for name in RUNNERS))
     print(f"busy_fraction: {training / wall:.3f}")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.runners import procs
 from tests.conftest import cli, git, make_repo
+from tests.runners.process_helpers import marked_pids, token
 
 
 def _snapshot(repo: Path) -> tuple[str, str, list[str]]:
@@ -195,7 +196,9 @@ def test_init_says_which_runner_and_why(tmp_path: Path) -> None:
 
 
 def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) -> None:
-    slow = "import os, time\nLR = 0.5\nprint('pid', os.getpid(), flush=True)\ntime.sleep(60)\nprint('val_bpb: 1.0')\n"
+    mark = token()  # the run's PIDs are its sandbox's own: it is found by a unique sleep instead
+    slow = (f"import os\nLR = 0.5\nprint('pid', os.getpid(), flush=True)\n"
+            f"os.execv('/bin/sleep', ['sleep', '{mark}'])\nprint('val_bpb: 1.0')\n")
     repo = make_repo(tmp_path / "r", train=slow).resolve()
     assert cli("init", str(repo), "--tag", "s", "--runner", "process", "--budget", "60").returncode == 0
     daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
@@ -209,14 +212,7 @@ def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) ->
     daemon.send_signal(signal.SIGTERM)
     out, _ = daemon.communicate(timeout=30)
     assert daemon.returncode == 0
-    pid = int(log.read_text().split()[1])
-    time.sleep(0.2)
-    try:
-        os.kill(pid, 0)
-        alive = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except ProcessLookupError:
-        alive = False
-    assert not alive, "the training process survived SIGTERM"
+    assert procs.wait_gone(lambda: marked_pids(mark), 5.0), "the training process survived SIGTERM"
     rows = (repo / "results.tsv").read_text().splitlines()[1:]
     assert len(rows) == 1 and rows[0].split("\t")[3] == "crash" and "[interrupted]" in rows[0]
     assert '"loop.stopped"' in out and '"signal"' in out

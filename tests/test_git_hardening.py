@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.agents.scratch import changed_paths, scratch_checkout
+from autoresearch.agents.scratch import changed_paths, manifest, scratch_checkout
 from autoresearch.workspace import GitWorkspace
 from tests.conftest import FAST_TRAIN, cli, git, make_repo
 
@@ -136,8 +136,9 @@ def test_scratch_checkout_runs_no_planted_program(tmp_path: Path, markers: Path)
     repo = make_repo(tmp_path / "research")
     plant(repo, markers, hooks_path=True)
     with scratch_checkout(repo, git(repo, "rev-parse", "HEAD"), "1") as (tree, _work):
+        before = manifest(tree)
         (tree / "train.py").write_text(FAST_TRAIN + "# edited\n")
-        assert changed_paths(tree) == ["train.py"]
+        assert changed_paths(before, tree) == ["train.py"]
     assert fired(markers) == []
 
 

@@ -100,6 +100,14 @@ def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
     assert state.skipped[0].usage.cost_usd == 0.25
 
 
+def test_train_runs_get_a_snapshot_and_their_output_folder(tmp_path: Path) -> None:
+    loop = fake_loop(tmp_path, [ok(2.0)], limits={"max_experiments": 1})
+    loop.run()
+    spec = loop.runner.specs[0]  # type: ignore[attr-defined]
+    assert spec.kind == "train" and spec.snapshot is not None
+    assert spec.output_dir == loop.session.run_dir(0) / "output"
+
+
 def test_bad_python_and_no_op_proposals_are_skipped(tmp_path: Path) -> None:
     proposals = [("def broken(:\n", "syntax"), (TARGET, "same"), (TARGET + "# ok\n", "fine")]
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})

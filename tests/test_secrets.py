@@ -157,9 +157,13 @@ def _daemon_cli(repo: Path, *args: str, extra: dict[str, str]) -> subprocess.Pop
 def test_a_run_cannot_read_the_daemon_or_inherit_its_key(user_repo: Path) -> None:
     """``autoresearch run --agent anthropic`` as a non-root user, a run in progress: its key is out of reach."""
     repo = user_repo
-    init = _daemon_cli(repo, "init", str(repo), "--tag", "s", "--runner", "process", "--budget", "60", extra={})
+    # The unsandboxed process runner: the run is a host process whose PID it prints (root without capabilities,
+    # the fallback user here, cannot map uids for bwrap; the sandboxed runner's own hostile suite covers bwrap).
+    unsandboxed = {"AUTORESEARCH_PROCESS__SANDBOX": "none"}
+    init = _daemon_cli(repo, "init", str(repo), "--tag", "s", "--runner", "process", "--budget", "60",
+                       extra=unsandboxed)
     assert init.wait(timeout=120) == 0, init.communicate()
-    secrets = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", **OTHER}
+    secrets = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", **OTHER, **unsandboxed}
     daemon = _daemon_cli(repo, "run", str(repo), "--agent", "anthropic", extra=secrets)
     try:
         log = repo / ".git/autoresearch/runs/0/run.log"

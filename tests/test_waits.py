@@ -146,7 +146,7 @@ def test_a_daemon_whose_agent_only_fails_shows_it_in_status_and_escalates(tmp_pa
     init = cli("init", str(repo), "--tag", "f", "--runner", "process", "--budget", "2")
     assert init.returncode == 0, init.stderr
     env = {**os.environ, **GIT_ENV, "AUTORESEARCH_AGENT": "command",
-           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {repo / 'agent.py'} {{target}}",
+           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} agent.py {{target}}",  # its checkout's copy
            "AUTORESEARCH_PROPOSALS__MAX_FAILED_IN_A_ROW": "2", "AUTORESEARCH_PROPOSALS__MAX_BACKOFF_S": "0.2"}
     daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=env)

@@ -49,8 +49,11 @@ class Sandbox:
     """uid inside the sandbox; None keeps the caller's."""
     gid: int | None = None
 
-    def argv(self, command: Sequence[str], bwrap: str = "bwrap") -> list[str]:
-        args = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    def argv(self, command: Sequence[str], bwrap: str = "bwrap", info_fd: int | None = None) -> list[str]:
+        """The bwrap command line; ``info_fd``: an inherited fd where bwrap writes {"child-pid": N}, the
+        host PID of the sandbox's pid 1 (killing it kills every process in the sandbox)."""
+        args = [bwrap, *(["--info-fd", str(info_fd)] if info_fd is not None else [])]
+        args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.share_net:
             args.append("--unshare-net")
         args += ["--die-with-parent", "--new-session", "--clearenv"]
@@ -70,6 +73,7 @@ class Sandbox:
         for bind in self.binds:
             flag = "--bind" if bind.writable else "--ro-bind"
             args += [flag + ("-try" if bind.optional else ""), str(bind.source), bind.dest]
+        args += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs holding the mount points) takes no files
         for key, value in sorted(self.env.items()):
             args += ["--setenv", key, value]
         args += ["--chdir", self.cwd, "--", *command]

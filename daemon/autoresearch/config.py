@@ -122,6 +122,21 @@ class CommandAgentSettings(Section):
     """File in the scratch checkout whose first line is the description; else the last output line."""
     kill_grace_s: float = Field(default=5.0, ge=0)
     """Seconds between SIGTERM and SIGKILL of the agent's process group when it runs out of time."""
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    """bwrap: the CLI runs in bubblewrap, seeing its scratch checkout (not the repo or its .git) and
+    writing only there and in ``writable``; the network is shared for its API. none: unsandboxed (unsafe)."""
+    writable: list[str] = Field(default_factory=lambda: ["~/.claude", "~/.claude.json", "~/.config", "~/.cache"])
+    """The CLI's own config/cache folders or files (``~`` = the daemon's HOME), bound read-write if they exist."""
+    mounts: list[str] = Field(default_factory=list)
+    """Extra host paths the CLI needs read-only (host[:inside]), e.g. ~/.nvm or ~/.local for its program."""
+    env_allow: list[str] = Field(
+        default_factory=lambda: [
+            "PATH", "LANG", "LC_ALL", "TERM", "USER", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
+            "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+            "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+        ]
+    )
+    """Daemon environment variables the CLI gets (its own API key among them); nothing else passes."""
 
 
 class OfflineSettings(Section):
@@ -180,6 +195,26 @@ class DockerSettings(Section):
     """Seconds between SIGTERM and SIGKILL when the budget plus grace runs out (whole seconds)."""
 
 
+class ProcessSettings(Section):
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    """bwrap: each run in a bubblewrap sandbox (no network, no .git, no daemon /proc, clean environment;
+    the daemon refuses to start without a working bwrap). none: a plain process group on the host, with
+    the daemon's rights: UNSAFE with an LLM or command agent (a warning is logged at every start)."""
+    kill_timeout_s: float = Field(default=5.0, ge=0)
+    """Seconds between SIGTERM and SIGKILL of the whole sandbox when the budget plus grace runs out."""
+    env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"])
+    """Host environment variables passed through (as docker.env_allow); secrets never pass. HOME is /tmp
+    inside: a script that keeps data under ~ needs it in ``mounts`` (e.g. "~/.cache/x:/tmp/.cache/x")."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for runs (e.g. interpreter or library paths); secret-looking names never pass."""
+    gpus: Literal["none", "all"] | list[str] = "all"
+    """GPUs for a run: none (CUDA_VISIBLE_DEVICES empty, no device nodes), all (every /dev/nvidia* node;
+    the host's CUDA_VISIBLE_DEVICES if env_allow passes it), or a list of indices/UUIDs (CUDA_VISIBLE_DEVICES)."""
+    mounts: list[str] = Field(default_factory=list)
+    """Extra host paths bound read-only into the sandbox (host[:inside]), e.g. a conda env or a CUDA toolkit.
+    The daemon's own interpreter (sys.prefix) is always bound."""
+
+
 class Settings(BaseSettings):
     """One research repo's experiment configuration."""
 
@@ -222,6 +257,7 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    process: ProcessSettings = Field(default_factory=ProcessSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)

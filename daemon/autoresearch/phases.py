@@ -9,6 +9,7 @@ Policy for a run whose daemon died mid-run: it is reaped and recorded once as ``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 from collections.abc import Iterator
@@ -88,6 +89,7 @@ class Phases:
 
         with self.snapshot(str(exp.n), commit) as snap:
             spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap)
+            spec = dataclasses.replace(spec, output_dir=run_dir / "output")  # /output, writable for train
             try:
                 outcome = self.runner.run(spec, on_started)
             except (ImageMissing, EngineUnavailable):

@@ -13,10 +13,12 @@ from structlog.testing import capture_logs
 from autoresearch.agents import agent_from_config
 from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.command import NOTES_FILE, CommandAgent
-from autoresearch.config import Settings
+from autoresearch.config import CommandAgentSettings, Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
+from autoresearch.runners import procs
 from tests.agents.conftest import make_ctx
 from tests.conftest import git
+from tests.runners.process_helpers import marked_pids, token
 
 # The stand-in CLI: its first argument picks a behaviour; it is run in the scratch checkout.
 FAKE_CLI = r"""
@@ -39,8 +41,8 @@ if mode in ("edit", "two_files"):
 if mode == "broken":
     Path(target).write_text("def main(:\n")
 if mode == "hang":
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    Path(os.environ["PROBE"], "child.pid").write_text(str(child.pid))
+    mark = Path(os.environ["PROBE"], "mark.txt").read_text()
+    child = subprocess.Popen(["sleep", mark], start_new_session=True)
     time.sleep(60)
 print("working...")
 print("Lowered the learning rate to 0.02")
@@ -64,8 +66,12 @@ def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def make(repo: Path, script: Path, mode: str, **options: object) -> CommandAgent:
+    """The agent as from_config builds it, sandboxed; the stand-in CLI and the probe folder are let in."""
     command = f"{sys.executable} {script} {mode} {{target}} {{context}} {{prompt}}"
-    settings = Settings(agent="command", readonly=["prepare.py"], command_agent={"command": command, **options})
+    allow = [*CommandAgentSettings().env_allow, "PROBE"]
+    sandbox = {"mounts": [str(script)], "writable": [os.environ["PROBE"]], "env_allow": allow}
+    settings = Settings(agent="command", readonly=["prepare.py"],
+                        command_agent={"command": command, **sandbox, **options})
     agent = agent_from_config(settings, repo)
     assert isinstance(agent, CommandAgent)
     return agent
@@ -96,7 +102,7 @@ def test_edit_becomes_a_proposal(research: Path, cli_script: Path, probe: Path) 
     assert "Edit only `train.py`" in context and "baseline" in context and "OOM at step 3" in context
     assert "old notes" in context and (probe / "notes_in.txt").read_text() == "old notes"
     assert "memory_gb" in context and "79.5" in context and " oom " in context  # the history's columns
-    assert f"`{runs}/<n>/run.log`" in context and "setup and bookkeeping" in context
+    assert "`/runs/<n>/run.log`" in context and "setup and bookkeeping" in context  # where the sandbox shows them
     assert "editing only train.py" in (probe / "prompt.txt").read_text()  # {prompt} arrives as one argument
     assert_clean(research)
 
@@ -133,18 +139,15 @@ def test_bad_runs_skip_the_iteration(
     assert_clean(research)
 
 
-def test_timeout_kills_the_whole_process_group(research: Path, cli_script: Path, probe: Path) -> None:
+def test_timeout_kills_everything_the_agent_started(research: Path, cli_script: Path, probe: Path) -> None:
+    mark = token()
+    (probe / "mark.txt").write_text(mark)
     agent = make(research, cli_script, "hang", timeout_s=1.0, kill_grace_s=0.2)
     started = time.monotonic()
     with pytest.raises(AgentError, match="timed out after 1 s"):
         agent.propose(make_ctx(research))
-    assert time.monotonic() - started < 10
-    child = int((probe / "child.pid").read_text())
-    for _ in range(50):  # the grandchild got SIGTERM/SIGKILL with its group; give init a moment to reap it
-        if not _alive(child):
-            break
-        time.sleep(0.05)
-    assert not _alive(child)
+    assert time.monotonic() - started < 30
+    assert procs.wait_gone(lambda: marked_pids(mark), 10.0)  # its own session did not save it
     assert_clean(research)
 
 
@@ -165,15 +168,3 @@ def test_leftover_scratch_from_a_crash_is_replaced(research: Path, cli_script: P
     assert_clean(research)
     assert not (research / NOTES_FILE).exists()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (killed, not yet reaped by its new parent) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -88,6 +88,8 @@ def test_hardening(unit: tuple[str, dict[str, list[str]], str]) -> None:
     # These would hide /dev/nvidia* from the process runner (ProtectClock implies a device allow-list).
     for key in ("PrivateDevices", "DevicePolicy", "DeviceAllow", "ProtectClock", "MemoryDenyWriteExecute"):
         assert key not in svc, key
+    # bubblewrap sandboxes runs and the command agent: it needs these namespaces, and only these.
+    assert set(one(svc, "RestrictNamespaces").split()) == {"user", "mnt", "pid", "ipc", "uts", "net", "cgroup"}
     families = one(svc, "RestrictAddressFamilies").split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
 

@@ -4,12 +4,12 @@ edits the target in a scratch checkout of the best commit; only the target's new
 The command gets a context file (the rules, history, best target, notes, crash log, task), the notes in
 ``.autoresearch-notes`` (read back afterwards: the scratchpad survives across iterations) and reports
 its description in the description file, or as its last line of output. Changes to other files are
-logged and dropped. The whole process group is killed at the timeout.
+logged and dropped. The CLI runs in a bubblewrap sandbox (``agents/sandbox.py``) where it can write only
+its checkout and its own config folders; everything it started is killed at the timeout.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -19,7 +19,8 @@ import structlog
 
 from autoresearch.agents import prompts
 from autoresearch.agents.base import Proposal, ProposalContext, check_python
-from autoresearch.agents.scratch import changed_paths, run_in_group, scratch_checkout
+from autoresearch.agents.sandbox import AgentJail
+from autoresearch.agents.scratch import changed_paths, manifest, read_inside, scratch_checkout
 from autoresearch.config import CommandAgentSettings, Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
 
@@ -45,6 +46,8 @@ class CommandAgent:
     budget_s: float | None = None
     escalate_after: int = 5
     max_log_chars: int = 8000
+    jail: AgentJail | None = None
+    """How the command runs; None: as ``settings.sandbox`` says (built at the first proposal)."""
     name: str = "command"
 
     @classmethod
@@ -56,31 +59,38 @@ class CommandAgent:
             )
         # The prompt's escalation and log length are shared with the Anthropic agent's settings.
         a = settings.anthropic
-        return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars)
+        jail = AgentJail.from_config(settings.command_agent)  # ConfigError without a working bwrap
+        if jail.bwrap is None:
+            log.warning("command_agent.unsandboxed", warning="command_agent.sandbox = \"none\": the CLI runs with "
+                        "the daemon's rights and can change the repo, its .git and the runs; unsafe")
+        return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars, jail)
 
     def propose(self, ctx: ProposalContext) -> Proposal:
+        jail = self.jail or AgentJail.from_config(self.settings)
         with scratch_checkout(self.repo, ctx.best_commit, f"{ctx.n}") as (tree, work):
             context_file = work / "context.md"
-            context_file.write_text(self._context(ctx), encoding="utf-8")
+            runs = None if ctx.runs_dir is None else jail.runs_path(ctx.runs_dir)
+            context_file.write_text(self._context(ctx, runs), encoding="utf-8")
             (tree / NOTES_FILE).write_text(str(ctx.agent_state.get("notes") or ""), encoding="utf-8")
-            command = self._render(ctx.target, context_file)
-            log.info("command_agent.start", n=ctx.n, command=command)
+            before = manifest(tree)
+            inside_context = jail.context_path(context_file)
+            command = self._render(ctx.target, inside_context)
+            log.info("command_agent.start", n=ctx.n, command=command, sandboxed=jail.bwrap is not None)
             started = time.monotonic()
-            code = run_in_group(
-                command, tree, self._env(ctx, context_file), self.settings.timeout_s,
-                self.settings.kill_grace_s, work / "output.log",
-            )  # fmt: skip
+            with (work / "output.log").open("wb") as out:
+                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, ctx.runs_dir)
             output = (work / "output.log").read_text(encoding="utf-8", errors="replace")
             wall_s = round(time.monotonic() - started, 3)
             self._check_exit(code, output, command)
-            return self._collect(ctx, tree, output, {"agent": self.name, "exit_code": code, "wall_s": wall_s})
+            meta: dict[str, object] = {"agent": self.name, "exit_code": code, "wall_s": wall_s}
+            return self._collect(ctx, tree, before, output, meta)
 
-    def _render(self, target: str, context_file: Path) -> str:
+    def _render(self, target: str, context_file: str) -> str:
         """The command with its placeholders filled in, shell-quoted (literal braces elsewhere are kept)."""
         values = {
             "target": target,
             "program": prompts.PROGRAM_FILE,
-            "context": str(context_file),
+            "context": context_file,
             "description_file": self.settings.description_file,
             "notes_file": NOTES_FILE,
         }
@@ -90,17 +100,16 @@ class CommandAgent:
             command = command.replace("{" + key + "}", shlex.quote(value))
         return command
 
-    def _env(self, ctx: ProposalContext, context_file: Path) -> dict[str, str]:
-        # The CLI needs the daemon's environment (its own API key, PATH); the extras help wrapper scripts.
+    def _env(self, ctx: ProposalContext, context_file: str) -> dict[str, str]:
+        # Extras for wrapper scripts; the sandbox adds the allow-listed part of the daemon's environment.
         return {
-            **os.environ,
             "AUTORESEARCH_TARGET": ctx.target,
-            "AUTORESEARCH_CONTEXT": str(context_file),
+            "AUTORESEARCH_CONTEXT": context_file,
             "AUTORESEARCH_DESCRIPTION_FILE": self.settings.description_file,
             "AUTORESEARCH_NOTES_FILE": NOTES_FILE,
         }
 
-    def _context(self, ctx: ProposalContext) -> str:
+    def _context(self, ctx: ProposalContext, runs_dir: str | None = None) -> str:
         how = prompts.HOW_COMMAND.format(
             target=ctx.target, description_file=self.settings.description_file, notes_file=NOTES_FILE
         )
@@ -113,7 +122,7 @@ class CommandAgent:
             ctx, escalate_after=self.escalate_after, max_log_chars=self.max_log_chars, task=task
         )
         readonly = ", ".join(f"`{r}`" for r in ctx.readonly) or "(none)"
-        logs = "" if ctx.runs_dir is None else f"\nRun logs (read-only): `{ctx.runs_dir}/<n>/run.log`"
+        logs = "" if runs_dir is None else f"\nRun logs (read-only): `{runs_dir}/<n>/run.log`"
         return f"{rules}\nRead-only files: {readonly}{logs}\n\n{sections.markdown()}\n"
 
     def _check_exit(self, code: int | None, output: str, command: str) -> None:
@@ -125,35 +134,31 @@ class CommandAgent:
         if code != 0:
             raise AgentError(f"the command agent exited with status {code}:\n{tail}")
 
-    def _collect(self, ctx: ProposalContext, tree: Path, output: str, meta: dict[str, object]) -> Proposal:
+    def _collect(
+        self, ctx: ProposalContext, tree: Path, before: dict[str, str | None], output: str, meta: dict[str, object]
+    ) -> Proposal:
+        """The target's new text, compared with the parent commit's; nothing else of the checkout is taken."""
         own = {ctx.target, self.settings.description_file, NOTES_FILE}
-        dropped = [p for p in changed_paths(tree) if p not in own]
+        dropped = [p for p in changed_paths(before, tree) if p not in own]
         if dropped:
             log.warning("command_agent.dropped_changes", n=ctx.n, paths=dropped, note=f"only {ctx.target} is taken")
-        path = tree / ctx.target
-        if not path.is_file():
+        content = read_inside(tree, ctx.target)
+        if content is None:
             raise ProposalRejected(f"the command agent deleted {ctx.target}")
-        content = path.read_text(encoding="utf-8")
         if content == ctx.best_content:
             raise ProposalRejected(f"the command agent did not change {ctx.target}")
         check_python(content, ctx.target)
         description = self._description(tree, output) or f"edit by the command agent (#{ctx.n})"
-        notes = _read(tree / NOTES_FILE)
+        notes = read_inside(tree, NOTES_FILE)
         state = None if notes is None else {"notes": prompts.clean_notes(notes)}
         meta = {**meta, "dropped": dropped}
         log.info("command_agent.proposal", n=ctx.n, description=description, dropped=len(dropped))
         return Proposal(content, description, meta=meta, agent_state=state)
 
     def _description(self, tree: Path, output: str) -> str:
-        from_file = prompts.clean_description(_read(tree / self.settings.description_file) or "")
+        from_file = prompts.clean_description(read_inside(tree, self.settings.description_file) or "")
         if from_file:
             return from_file
         lines = [line for line in output.splitlines() if line.strip()]
         return prompts.clean_description(lines[-1]) if lines else ""
 
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None

@@ -1,9 +1,11 @@
-"""Scratch checkouts for external agents, and running a command in its own process group.
+"""Scratch checkouts for external agents, and running the agent's command (sandboxed or not).
 
-A scratch checkout is a detached ``git worktree`` of the best commit under
-``.git/autoresearch/scratch/<n>/tree``: a real git checkout (coding-agent CLIs expect one) that never
-touches the research branch or the working tree. It is removed afterwards, and any leftover from a
-crash is removed before the next one is made.
+A scratch checkout is the best commit's files (``git archive``: nothing untracked, no link to the
+repo's .git) under ``.git/autoresearch/scratch/<n>/tree``, made a fresh one-commit git repo so that
+coding-agent CLIs find the repository they expect. The daemon never runs git in it after the agent
+ran (its config and attributes are the agent's to plant); changes are found by comparing file hashes
+with the manifest taken before, and files are read without following links out of the tree. It is
+removed afterwards, and any leftover from a crash is removed before the next one is made.
 """
 
 from __future__ import annotations
@@ -11,19 +13,24 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoresearch.errors import AgentError, RepoError
+from autoresearch.errors import AgentError, ProposalRejected, RepoError
 from autoresearch.gitcmd import run_git
+from autoresearch.runners.hashing import file_hash
+
+MAX_READ_BYTES = 4 << 20
+"""Largest file taken back from the scratch checkout (the target, the notes, the description)."""
+_IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
+             "GIT_COMMITTER_NAME": "autoresearch", "GIT_COMMITTER_EMAIL": "autoresearch@localhost"}
 
 
 def _git(repo: Path, *args: str) -> str:
     try:
-        return run_git(repo, *args)
+        return run_git(repo, *args, env=_IDENTITY)
     except RepoError as exc:
         raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
@@ -35,68 +42,84 @@ def scratch_root(repo: Path) -> Path:
 
 @contextmanager
 def scratch_checkout(repo: Path, commit: str, name: str) -> Iterator[tuple[Path, Path]]:
-    """Yield (tree, work): the detached checkout of ``commit`` and a private folder beside it."""
+    """Yield (tree, work): ``commit``'s files in a fresh one-commit repo, and a private folder beside it."""
     work = scratch_root(repo) / name
     tree = work / "tree"
-    _remove(repo, work, tree)
+    _remove(repo, work)
     work.mkdir(parents=True)
-    _git(repo, "worktree", "add", "--detach", "--force", str(tree), commit)
     try:
+        _export(repo, commit, tree)
+        _git(tree, "init", "-q", "--template=", "-b", "main")
+        _git(tree, "add", "-A")
+        _git(tree, "commit", "-q", "--no-verify", "--allow-empty", "-m", f"autoresearch scratch of {commit[:12]}")
         yield tree, work
     finally:
-        _remove(repo, work, tree)
+        _remove(repo, work)
 
 
-def _remove(repo: Path, work: Path, tree: Path) -> None:
-    if tree.exists():
-        with contextlib.suppress(RepoError):
-            run_git(repo, "worktree", "remove", "--force", "--force", str(tree))
-    shutil.rmtree(work, ignore_errors=True)
+def _export(repo: Path, commit: str, dest: Path) -> None:
+    """``git archive`` of the commit (the workspace's export: tarfile's ``data`` filter, nothing untracked)."""
+    from autoresearch.workspace import GitWorkspace
+
+    try:
+        GitWorkspace.open(repo).export(commit, dest)
+    except RepoError as exc:
+        raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
+
+
+def _remove(repo: Path, work: Path) -> None:
+    _rmtree(work)
+    # Scratch checkouts of older versions were git worktrees: drop their registrations.
     with contextlib.suppress(RepoError):
         run_git(repo, "worktree", "prune")
 
 
-def changed_paths(tree: Path) -> list[str]:
-    """Paths changed, added or deleted in the checkout (untracked files included, ignored ones not)."""
-    out = _git(tree, f"--work-tree={tree}", "status", "--porcelain=v1", "-z", "--untracked-files=all",
-               "--no-renames", "--ignore-submodules=all")
-    return sorted(entry[3:] for entry in out.split("\0") if len(entry) > 3)
+def _rmtree(path: Path) -> None:
+    """Remove a tree the agent wrote, also where it took away its own permissions (its files are ours)."""
+    for dirpath, dirs, _names in os.walk(path):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                if not (Path(dirpath) / d).is_symlink():
+                    (Path(dirpath) / d).chmod(0o700)  # before os.walk lists it
+    shutil.rmtree(path, ignore_errors=True)
 
 
-def run_in_group(
-    command: str, cwd: Path, env: dict[str, str], timeout_s: float, grace_s: float, log_path: Path
-) -> int | None:
-    """Run ``command`` under /bin/sh in a new session; output goes to ``log_path``.
-
-    Returns the exit status, or None when it timed out. The whole process group is killed at the end
-    either way, so no stray child keeps editing the checkout (or running) after we move on.
-    """
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            return proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-            return None
-        finally:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
+def manifest(tree: Path) -> dict[str, str | None]:
+    """Relative path -> sha256 of every file in the tree (links by their target text), its .git left out."""
+    out: dict[str, str | None] = {}
+    for dirpath, dirs, names in os.walk(tree):
+        here = Path(dirpath)
+        if here == tree:
+            dirs[:] = [d for d in dirs if d != ".git"]
+            names = [n for n in names if n != ".git"]
+        for name in names + [d for d in dirs if (here / d).is_symlink()]:
+            path = here / name
+            rel = str(path.relative_to(tree))
+            out[rel] = "link:" + str(path.readlink()) if path.is_symlink() else file_hash(path)
+    return out
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def changed_paths(before: dict[str, str | None], tree: Path) -> list[str]:
+    """Paths changed, added or deleted in the tree since ``before`` (its manifest)."""
+    after = manifest(tree)
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+def read_inside(tree: Path, rel: str) -> str | None:
+    """A regular file of the tree as text, never through a link (the agent may plant one to a host file);
+    None if missing. ProposalRejected if it is a link or too big."""
+    path = tree / rel
     try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ProposalRejected(f"{rel} in the agent's checkout cannot be read safely: {exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        inside = path.parent.resolve() == tree.resolve() / Path(rel).parent
+        if not stat.S_ISREG(st.st_mode) or not inside:
+            raise ProposalRejected(f"{rel} in the agent's checkout is not a regular file of the checkout")
+        if st.st_size > MAX_READ_BYTES:
+            raise ProposalRejected(f"{rel} in the agent's checkout is over {MAX_READ_BYTES} bytes")
+        return fh.read(MAX_READ_BYTES).decode("utf-8", errors="replace")

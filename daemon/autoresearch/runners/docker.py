@@ -29,7 +29,9 @@ from autoresearch.runners import docker_output, docker_spec
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_container_write
 from autoresearch.runners.docker_wait import Ending, wait_for_end
-from autoresearch.runners.docker_watch import CgroupWatch, LogPump, await_gpu_release, top_pids
+from autoresearch.runners.docker_watch import CgroupWatch, await_gpu_release, top_pids
+from autoresearch.runners.ending import classify
+from autoresearch.runners.pump import LogPump
 
 if TYPE_CHECKING:
     from autoresearch.config import DockerSettings, Settings
@@ -265,15 +267,9 @@ class DockerRunner:
     def _outcome(
         self, spec: RunSpec, files: RunFiles, live: _Live, chosen: list[GpuDevice], end: Ending, truncated: bool
     ) -> RunOutcome:
-        changed = files.changed(spec)
-        cause, detail = end.cause, end.detail
-        if cause == "violation":
+        if end.cause == "violation":
             files.discard_output()  # over the write cap: what it wrote is junk that fills the disk
-        if cause.startswith("exit:") and live.cgroup.oom_kills:
-            cause, detail = "oom", "out of memory: the kernel killed a process at the container's memory limit"
-        if changed and cause not in ("interrupted", "docker"):
-            cause = "violation"
-            detail = f"{', '.join(changed)} changed during the run (the committed version stands)"
+        cause, detail = classify(end.cause, end.detail, changed=files.changed(spec), oom=bool(live.cgroup.oom_kills))
         peak: float | None
         if live.gpu_peak_mb is not None:
             peak = live.gpu_peak_mb / 1024  # MiB -> GiB

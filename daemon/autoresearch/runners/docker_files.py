@@ -11,7 +11,6 @@ engine-owned volume (``docker_output``), copied into ``output`` after the run.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch.errors import RunnerError
+from autoresearch.runners.hashing import changed_files, file_hash
 
 if TYPE_CHECKING:
     from autoresearch.runners.base import RunSpec
@@ -81,8 +81,7 @@ class RunFiles:
 
     def changed(self, spec: RunSpec) -> list[str]:
         """Files among the target and the read-only ones whose content changed during the run."""
-        now = self.current_hashes(spec)
-        return [rel for rel, digest in self.hashes.items() if now.get(rel) != digest]
+        return changed_files(self.hashes, self.current_hashes(spec))
 
     def written_bytes(self) -> int:
         """Bytes the run put on the host's disk so far: the target copy (/output is a bounded volume)."""
@@ -99,17 +98,6 @@ class RunFiles:
         if self.writes_output:
             with contextlib.suppress(OSError):
                 self.output.rmdir()  # only if empty
-
-
-def file_hash(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 def cache_dir_of(spec: RunSpec) -> Path | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from autoresearch.errors import ConfigError
+from autoresearch.runners.environment import allowed_environment
 
 if TYPE_CHECKING:
     from autoresearch.config import DockerSettings
@@ -27,8 +28,6 @@ CACHE = "/cache"
 OUTPUT = "/output"
 EVAL = "/eval"
 LABEL_PREFIX = "autoresearch."
-# Never passed into a container, whatever the configuration says: the agent's credentials.
-_SECRET = re.compile(r"ANTHROPIC|API_KEY", re.IGNORECASE)
 # A command with none of these runs without a shell, so SIGTERM reaches the script itself (not just sh).
 _SHELL_SYNTAX = re.compile(r"[;&|<>()$`*?~\\\n\[\]{}]")
 _SHELL_BUILTIN = re.compile(r"^(\.|alias|cd|eval|exec|exit|export|read|set|shift|source|trap|ulimit|umask|unset|wait)$")
@@ -86,26 +85,24 @@ def environment(
     eval_data: bool = False,
 ) -> dict[str, str]:
     """The allow-listed environment: AUTORESEARCH_* from the spec, env_allow from the host, the config's env."""
-    env = {k: v for k, v in host_env.items() if k in settings.env_allow}
-    env.update({k: v for k, v in spec_env.items() if k.startswith("AUTORESEARCH_") or k in settings.env_allow})
-    env.update(settings.env)
-    env.update(
-        HOME="/tmp",
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONUNBUFFERED="1",
-        AUTORESEARCH_OUTPUT=OUTPUT,
+    fixed = {
+        "HOME": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "AUTORESEARCH_OUTPUT": OUTPUT,
         # docker-init (tini) then signals the whole process group, so `sh -c` children get SIGTERM too.
-        TINI_KILL_PROCESS_GROUP="1",
-    )
+        "TINI_KILL_PROCESS_GROUP": "1",
+    }
     if cache:
-        env["AUTORESEARCH_CACHE"] = CACHE
-    else:
+        fixed["AUTORESEARCH_CACHE"] = CACHE
+    env = allowed_environment(spec_env, host_env, settings.env_allow, settings.env, fixed)
+    if not cache:
         env.pop("AUTORESEARCH_CACHE", None)
     if eval_data:
         env["AUTORESEARCH_EVAL_DATA"] = EVAL
     else:
         env.pop("AUTORESEARCH_EVAL_DATA", None)
-    return {k: v for k, v in env.items() if not _SECRET.search(k)}
+    return env
 
 
 def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: DockerSettings) -> list[Mount]:

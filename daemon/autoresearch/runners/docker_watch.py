@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ import structlog
 
 from autoresearch.errors import GpuError
 from autoresearch.gpu import GpuProbe
-from autoresearch.runners.base import CappedLog
 
 log = structlog.get_logger("autoresearch.runners.docker")
 
@@ -129,36 +128,3 @@ def await_gpu_release(probe: GpuProbe, pids: set[int], wait_s: float, poll_s: fl
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll_s)
-
-
-class LogPump:
-    """Copies a container's output stream into the capped run log on a thread.
-
-    After the cap the stream is still drained (and dropped), so the container never blocks on a
-    full pipe; the stream ends when the container's output closes or the engine goes away.
-    """
-
-    def __init__(self, chunks: Iterable[bytes], sink: CappedLog, on_end: Callable[[], None]) -> None:
-        self.error: str | None = None
-        self._chunks = chunks
-        self._sink = sink
-        self._on_end = on_end
-        self._thread = threading.Thread(target=self._run, name="docker-log", daemon=True)
-
-    def start(self) -> LogPump:
-        self._thread.start()
-        return self
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        try:
-            for chunk in self._chunks:
-                self._sink.write(chunk)
-        except Exception as exc:  # the stream breaks when the engine dies; the supervisor classifies that
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.debug("docker.log_stream_error", error=self.error)
-        finally:
-            self._on_end()

@@ -1,98 +1,111 @@
-"""Runs an experiment as a local process group, on the daemon's own clock.
+"""Runs an experiment as local processes, on the daemon's own clock: in a bubblewrap sandbox, or
+(``process.sandbox = "none"``, unsafe with an LLM or command agent) as a bare process group.
 
-The command runs through the shell in its own session (so its process group holds every child a
-data loader forks), with the daemon's interpreter first on PATH. At budget + grace the group gets
-SIGTERM, then SIGKILL after ``kill_timeout_s``; after any exit the group is SIGKILLed so no
-straggler survives. The handle (pgid + kernel start time) lets a restarted daemon reap a run whose
-daemon died with ``kill -9``, without ever signalling a recycled PID.
+The run starts from its snapshot (the commit's files, never the working tree), with a clean
+environment from the allow-list. At budget + grace the log pump's gate shuts (later output is never
+read), every process in the run gets SIGTERM, and the whole sandbox is SIGKILLed after
+``process.kill_timeout_s``. A sandbox dies with its pid 1 (the kernel kills its pid namespace: setsid
+children and double-forked orphans included) and, through ``--die-with-parent``, with the daemon.
+The journaled handle (PIDs + kernel start times) lets a restarted daemon kill a run left behind; the
+owner mark in bwrap's own environment lets it find one that was never journaled.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from autoresearch.config import Settings
+from autoresearch.bwrap import check_bwrap
+from autoresearch.config import ProcessSettings, Settings
+from autoresearch.errors import RunnerError
 from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment
+from autoresearch.runners import process_box, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.ending import classify, exit_cause
+from autoresearch.runners.environment import allowed_environment
+from autoresearch.runners.hashing import changed_files, hash_files
+from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
+from autoresearch.runners.pump import LogPump, pipe_chunks
 
 log = structlog.get_logger("autoresearch.runner.process")
 
-# Variables a training script never needs and must never see.
-SECRET_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
-
-
 OWNER_ENV = "AUTORESEARCH_RUN_OWNER"
-"""Set in every run's environment to the repo id, so a restarted daemon can find a run it never journaled."""
+"""Set in bwrap's environment (a bare run's own, without a sandbox) to the repo id, so a restarted
+daemon can find a run it never journaled."""
+UNSAFE = ('process.sandbox = "none": runs execute unsandboxed with the daemon\'s rights (its files, .git, '
+          "network, Docker socket); unsafe with an LLM or command agent")
 
 
 @dataclass
 class ProcessRunner:
     gpu: GpuProbe
+    settings: ProcessSettings = field(default_factory=ProcessSettings)
     repo_id: str = ""
-    kill_timeout_s: float = 5.0
+    bwrap: str | None = None
+    """The bwrap binary; None runs unsandboxed (only when ``settings.sandbox`` is "none")."""
+    host_env: Mapping[str, str] | None = None
     poll_s: float = 0.05
     name: str = "process"
 
     @classmethod
     def from_config(cls, settings: Settings, repo_id: str = "", instance: str = "") -> ProcessRunner:
-        return cls(gpu=probe_from_environment(), repo_id=repo_id, kill_timeout_s=settings.docker.stop_timeout_s)
+        ps = settings.process
+        bwrap = check_bwrap() if ps.sandbox == "bwrap" else None  # ConfigError (exit 2) naming the fix
+        if bwrap is None:
+            log.warning("process.unsandboxed", warning=UNSAFE)
+        gpu = NoGpu() if ps.gpus == "none" else probe_from_environment()
+        return cls(gpu=gpu, settings=ps, repo_id=repo_id, bwrap=bwrap)
+
+    @property
+    def kill_timeout_s(self) -> float:
+        return self.settings.kill_timeout_s
 
     def check(self) -> None:
-        return None
+        if self.bwrap is None and self.settings.sandbox == "bwrap":
+            raise RunnerError("the process runner has no bwrap binary although process.sandbox is bwrap")
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
-        before = _hashes(spec.workdir, (spec.target, *spec.readonly))
+        root = _snapshot(spec)
+        watched = (spec.target, *spec.readonly)
+        before = hash_files(root, watched)  # the snapshot is the commit: these are the committed hashes
+        if spec.output_dir is not None:
+            spec.output_dir.mkdir(parents=True, exist_ok=True)
+        box = self._launch(spec, root)
         started = time.monotonic()
-        proc = subprocess.Popen(
-            spec.command,
-            shell=True,
-            cwd=spec.workdir,
-            env=_environment({**spec.env, OWNER_ENV: self.repo_id} if self.repo_id else spec.env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        pgid = proc.pid
-        on_started({"kind": "process", "pgid": pgid, "start_ticks": _start_ticks(pgid)})
+        on_started(box.handle())
+        stdout = box.proc.stdout
+        assert stdout is not None
+        gate = threading.Event()
         with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
-            stdout = proc.stdout
-            assert isinstance(stdout, io.BufferedReader)
-            pump = threading.Thread(target=sink.pump, args=(iter(lambda: stdout.read1(65536), b""),))
-            pump.start()
-            sampler = None if isinstance(self.gpu, NoGpu) else PeakSampler(self.gpu, lambda: _group_pids(pgid))
-            if sampler is not None:
-                sampler.start()
-            stopped_for = self._wait(proc, spec, started)
-            latency = self._terminate(proc, pgid) if stopped_for else None
-            _kill_group(pgid)  # stragglers: forked workers that outlived the leader
-            pump.join(timeout=5)
+            pump = LogPump(pipe_chunks(stdout.fileno(), gate), sink, gate=gate).start()
+            sampler = None if isinstance(self.gpu, NoGpu) else PeakSampler(self.gpu, box.pids).start()
+            stopped_for = self._wait(box, spec, started)
+            latency = None
+            if stopped_for:
+                pump.close()  # the deadline: nothing printed from now on counts
+                latency = box.terminate(self.kill_timeout_s, self.poll_s)
+            box.kill()  # stragglers of a bare group; a sandbox is already gone with its pid 1
+            pump.join(timeout=5)  # drains what the run printed before it ended
+            pump.close()
+            pump.join(timeout=1)
             stdout.close()
             peak_mb = sampler.stop() if sampler is not None else None
-        wall = time.monotonic() - started
-        cause = stopped_for or _cause(proc.returncode)
-        detail = ""
-        changed = [p for p, h in _hashes(spec.workdir, (spec.target, *spec.readonly)).items() if before.get(p) != h]
-        if changed and cause not in ("timeout", "interrupted"):
-            cause, detail = "violation", "changed during the run: " + ", ".join(changed)
+        cause, detail = classify(stopped_for or exit_cause(box.proc.returncode),
+                                 changed=changed_files(before, hash_files(root, watched)))
         if latency is not None:
             log.info("run.killed", n=spec.n, reason=stopped_for, kill_latency_s=round(latency, 3))
         return RunOutcome(
             cause=cause,
-            exit_code=proc.returncode,
-            wall_s=wall,
+            exit_code=box.proc.returncode,
+            wall_s=time.monotonic() - started,
             kill_latency_s=latency,
             peak_memory_gb=None if not peak_mb else peak_mb / 1024,
             gpu_count=len(self.gpu.devices()) if sampler is not None else 0,
@@ -100,10 +113,19 @@ class ProcessRunner:
             log_truncated=sink.truncated,
         )
 
-    def _wait(self, proc: subprocess.Popen[bytes], spec: RunSpec, started: float) -> str | None:
+    def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
+        host = dict(os.environ if self.host_env is None else self.host_env)
+        mark = {OWNER_ENV: self.repo_id} if self.repo_id else {}
+        if self.bwrap is None:
+            log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
+            return process_box.launch(spec.command, None, None, {**_bare_env(spec, self.settings, host), **mark}, root)
+        sandbox = run_sandbox(spec, root, self.settings, host)
+        return process_box.launch(spec.command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root)
+
+    def _wait(self, box: process_box.Box, spec: RunSpec, started: float) -> str | None:
         """Wait for exit; return 'timeout' or 'interrupted' if the daemon has to stop it."""
         deadline = started + spec.deadline_s
-        while proc.poll() is None:
+        while box.proc.poll() is None:
             if spec.cancel.is_set():
                 return "interrupted"
             if time.monotonic() >= deadline:
@@ -111,108 +133,33 @@ class ProcessRunner:
             spec.cancel.wait(self.poll_s)
         return None
 
-    def _terminate(self, proc: subprocess.Popen[bytes], pgid: int) -> float:
-        """SIGTERM the group, SIGKILL whatever is left after the timeout; returns the seconds until all are gone."""
-        t0 = time.monotonic()
-        _signal_group(pgid, signal.SIGTERM)
-        while _group_pids(pgid, reap=proc) and time.monotonic() - t0 < self.kill_timeout_s:
-            time.sleep(self.poll_s)
-        if _group_pids(pgid, reap=proc):
-            _signal_group(pgid, signal.SIGKILL)
-            while _group_pids(pgid, reap=proc) and time.monotonic() - t0 < self.kill_timeout_s + 10:
-                time.sleep(self.poll_s)
-        proc.wait()
-        return time.monotonic() - t0
-
     def reap(self, handle: dict[str, Any]) -> bool:
-        pgid = int(handle.get("pgid", 0))
-        if pgid <= 0 or _start_ticks(pgid) != handle.get("start_ticks"):
-            return False  # gone, or the PID now belongs to someone else
-        _kill_group(pgid)
-        return True
+        return handle.get("kind") == "process" and process_box.reap(handle)
 
     def reap_orphans(self) -> int:
-        """Kill every process that carries this repo's owner mark: runs of a daemon that died, including one
-        killed between starting a run and journaling its handle."""
+        """Kill every process that carries this repo's owner mark (a sandbox's bwrap, whose death ends the
+        sandbox): runs of a daemon that died, including one killed before it journaled the handle."""
         if not self.repo_id:
             return 0
-        mark = f"{OWNER_ENV}={self.repo_id}".encode()
-        killed = 0
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if mark in environ:
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    killed += 1
-                except (ProcessLookupError, PermissionError):
-                    continue
-        return killed
+        return procs.kill_marked(f"{OWNER_ENV}={self.repo_id}".encode())
 
 
-def _environment(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    # The daemon's own interpreter (its venv) first, so `python3 train.py` finds torch where it is.
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+def _snapshot(spec: RunSpec) -> Path:
+    if spec.snapshot is None or not spec.snapshot.is_dir():
+        raise RunnerError(f"run {spec.n} has no snapshot of its commit: a run never starts from the working tree")
+    return spec.snapshot
 
 
-def _cause(returncode: int) -> str:
-    if returncode == 0:
-        return "ok"
-    if returncode < 0:
-        return f"signal:{-returncode}"
-    return f"exit:{returncode}"
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_group(pgid: int) -> None:
-    _signal_group(pgid, signal.SIGKILL)
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _group_pids(pgid: int, reap: subprocess.Popen[bytes] | None = None) -> set[int]:
-    """Live (non-zombie) members of a process group, from /proc."""
-    if reap is not None:
-        reap.poll()  # collect our own child, so it does not linger as a zombie member
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.add(int(entry.name))
-    return pids
-
-
-def _hashes(root: Path, paths: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for rel in paths:
-        try:
-            out[rel] = hashlib.sha256((root / rel).read_bytes()).hexdigest()
-        except OSError:
-            out[rel] = "missing"
-    return out
+def _bare_env(spec: RunSpec, settings: ProcessSettings, host: Mapping[str, str]) -> dict[str, str]:
+    """The unsandboxed environment: the allow-list plus the host's PATH (daemon's interpreter first) and HOME."""
+    fixed = {
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + host.get("PATH", "/usr/bin:/bin"),
+        "HOME": host.get("HOME", "/tmp"),
+        "PYTHONUNBUFFERED": "1",
+        **gpu_env(settings.gpus, host),
+    }
+    if spec.output_dir is not None:
+        fixed["AUTORESEARCH_OUTPUT"] = str(spec.output_dir)
+    if spec.eval_data is not None and spec.kind == "evaluate":
+        fixed["AUTORESEARCH_EVAL_DATA"] = str(spec.eval_data)
+    return allowed_environment(spec.env, host, settings.env_allow, settings.env, fixed)

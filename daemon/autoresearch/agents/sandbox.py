@@ -1,0 +1,95 @@
+"""The command agent's bubblewrap sandbox, and running its command to completion or to the timeout.
+
+Inside, the CLI sees its scratch checkout at /scratch/tree (read-write), the context file at
+/scratch/context.md, the runs' logs at /runs (read-only), its own config/cache folders
+(``command_agent.writable``, read-write), the extra ``mounts`` and the daemon's interpreter read-only,
+and the system read-only. The network is shared (it calls its own API). The repo, its .git, the
+daemon's /proc and everything else are absent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from autoresearch.bwrap import Bind, Sandbox, check_bwrap
+from autoresearch.config import CommandAgentSettings
+from autoresearch.runners import process_box
+from autoresearch.runners.environment import allowed_environment
+from autoresearch.runners.process_sandbox import interpreter_binds, parse_mounts
+
+INSIDE_TREE = "/scratch/tree"
+INSIDE_CONTEXT = "/scratch/context.md"
+INSIDE_RUNS = "/runs"
+USER_FILES = ("/etc/passwd", "/etc/group")
+"""Read-only for CLIs that look up their user (no secrets there: those are in /etc/shadow)."""
+
+
+@dataclass(frozen=True)
+class AgentJail:
+    """How the agent's command is run: in bwrap (``bwrap`` set) or directly (unsafe)."""
+
+    settings: CommandAgentSettings
+    bwrap: str | None
+
+    @classmethod
+    def from_config(cls, settings: CommandAgentSettings) -> AgentJail:
+        return cls(settings, check_bwrap() if settings.sandbox == "bwrap" else None)
+
+    @property
+    def tree_path(self) -> str | None:
+        """Where the CLI sees its checkout (None: at its host path)."""
+        return INSIDE_TREE if self.bwrap else None
+
+    def context_path(self, host: Path) -> str:
+        return INSIDE_CONTEXT if self.bwrap else str(host)
+
+    def runs_path(self, host: Path) -> str:
+        """Where the CLI sees the runs' logs (read-only): never at their host path, which names the repo."""
+        return INSIDE_RUNS if self.bwrap else str(host)
+
+    def sandbox(
+        self, tree: Path, context: Path, extra_env: Mapping[str, str], host_env: Mapping[str, str],
+        runs: Path | None = None,
+    ) -> Sandbox:
+        """``runs``: the runs' folder, shown read-only at /runs."""
+        home = host_env.get("HOME", "/tmp")
+        binds = [Bind(tree, INSIDE_TREE, writable=True), Bind(context, INSIDE_CONTEXT)]
+        binds += [] if runs is None else [Bind(runs, INSIDE_RUNS, optional=True)]
+        binds += [Bind(Path(p), p, optional=True) for p in USER_FILES]
+        binds += interpreter_binds() + parse_mounts(self.settings.mounts)
+        binds += [Bind(_expand(p, home), str(_expand(p, home)), writable=True, optional=True)
+                  for p in self.settings.writable]
+        fixed = {"HOME": home, **extra_env}
+        if "PATH" not in fixed and "PATH" not in host_env:
+            fixed["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+        env = allowed_environment({}, host_env, self.settings.env_allow, {}, fixed, drop_secrets=False)
+        return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True)
+
+    def run(
+        self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
+        runs: Path | None = None,
+    ) -> int | None:
+        """Run the command; its exit status, or None when it timed out. Whatever it started is killed either way."""
+        host_env = dict(os.environ)
+        if self.bwrap is None:  # unsandboxed: the CLI gets the daemon's environment, as it always did
+            box = process_box.launch(command, None, None, {**host_env, **extra_env}, tree, stdout=out)
+        else:
+            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env, runs), self.bwrap,
+                                     {"PATH": "/usr/bin:/bin"}, tree, stdout=out)
+        try:
+            return box.proc.wait(timeout=self.settings.timeout_s)
+        except subprocess.TimeoutExpired:
+            box.terminate(self.settings.kill_grace_s)
+            return None
+        finally:
+            box.kill()
+            box.proc.wait()
+
+
+def _expand(entry: str, home: str) -> Path:
+    return Path(home + entry[1:]) if entry.startswith("~") else Path(entry)
