@@ -213,6 +213,8 @@ class ProcessSettings(Section):
     mounts: list[str] = Field(default_factory=list)
     """Extra host paths bound read-only into the sandbox (host[:inside]), e.g. a conda env or a CUDA toolkit.
     The daemon's own interpreter (sys.prefix) is always bound."""
+    gpu_min_free_mb: float = Field(default=1024.0, ge=0)
+    """With lanes: free memory each of a lane's GPUs must have before its run starts (else the lane waits)."""
 
 
 class Settings(BaseSettings):

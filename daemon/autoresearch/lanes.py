@@ -82,7 +82,7 @@ def _cpu_lanes(settings: Settings, cores: list[int]) -> list[Lane]:
 
 def _gpu_pool(settings: Settings, probe: GpuProbe) -> list[GpuDevice]:
     """The GPUs the configured runner may give runs, in NVML order."""
-    wanted = settings.docker.gpus if settings.runner == "docker" else _process_gpus(settings)
+    wanted = settings.docker.gpus if settings.runner == "docker" else settings.process.gpus
     if wanted == "none":
         return []
     try:
@@ -98,11 +98,6 @@ def _gpu_pool(settings: Settings, probe: GpuProbe) -> list[GpuDevice]:
         raise ConfigError(f"{key} ({settings.source_of(settings.runner, 'gpus')}): GPU(s) {', '.join(missing)} not "
                           f"found; this host has {_names(found)}")
     return chosen
-
-
-def _process_gpus(settings: Settings) -> str | list[str]:
-    process = getattr(settings, "process", None)  # the process section's gpus key; "all" before it existed
-    return "all" if process is None else process.gpus  # type: ignore[no-any-return]
 
 
 def _split(cores: list[int], count: int) -> list[tuple[int, ...]]:
