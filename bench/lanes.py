@@ -10,8 +10,9 @@ runs get CUDA_VISIBLE_DEVICES of their own GPU). The agent sleeps A seconds per 
 - Throughput: experiments recorded after the baseline / the time from the baseline's row to the last
   row; A = budget/10, ``proposals.ahead = 1`` and ``proposals.concurrency`` = lanes. Scaling
   efficiency = throughput / (N x the 1-lane throughput).
-- busy_fraction of a lane: its training time / the time from its first run's start to its last run's
-  end (the pipeline's fill, the baseline and the session's end are not counted). Two lanes, each with
+- busy_fraction of a lane: over its whole cycles (a run, then the gap until its next run starts), the
+  training time / the time from its first run's start to its last run's start (the pipeline's fill,
+  the baseline and the session's end are not counted; needs 2+ runs per lane). Two lanes, each with
   its own agent conversation (``proposals.concurrency = 2``); serial = ``proposals.ahead = 0`` (a lane
   waits for its proposal), pipelined = ``proposals.ahead = 1``.
 
@@ -86,13 +87,13 @@ class Session:
         return 3600.0 * len(rows) / window
 
     def busy(self) -> dict[int, float]:
-        """Per lane: training seconds / (its last run's end - its first run's start)."""
+        """Per lane, over whole cycles (a run and the gap before the next run starts): training seconds of
+        all its runs but the last / (the last run's start - the first run's start)."""
         out = {}
         for lane in range(self.lanes):
-            runs = [e for e in self.rows() if lane_of(e) == lane]
-            if runs:
-                window = max(_at(e, "finished") for e in runs) - min(_at(e, "running") for e in runs)
-                out[lane] = sum(e.wall_s for e in runs) / window
+            runs = sorted((e for e in self.rows() if lane_of(e) == lane), key=lambda e: _at(e, "running"))
+            if len(runs) >= 2:
+                out[lane] = sum(e.wall_s for e in runs[:-1]) / (_at(runs[-1], "running") - _at(runs[0], "running"))
         return out
 
 
