@@ -15,10 +15,16 @@ import pytest
 from autoresearch.commands import repo_id
 from autoresearch.journal import Journal
 from autoresearch.ledger import header, parse_results
+from autoresearch.loop import Loop
 from autoresearch.status import lane_of
 from tests.conftest import FAST_TRAIN, cli, git, make_repo
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    # The concurrent loop comes from w2/lanes; until it is merged there is one lane and nothing to test.
+    pytest.mark.skipif("lanes" not in Loop.__dataclass_fields__, reason="the loop has no lanes yet (w2/lanes)"),
+]
 ROW = re.compile(r"^[0-9a-f]{7}\t\d+\.\d{6}\t\d+\.\d\t(keep|discard|crash)\t[^\t\n]*$")
 
 
