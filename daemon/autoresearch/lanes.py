@@ -29,9 +29,14 @@ class Lane:
     """The CPU cores this lane's runs are pinned to; empty = no pinning."""
 
     @property
+    def cpu_list(self) -> str:
+        """Its cores as taskset and Docker's cpuset take them: ``2,3``."""
+        return ",".join(str(c) for c in self.cpus)
+
+    @property
     def where(self) -> str:
         """Its devices, for people: ``gpu 0,1``, ``cpu 2,3`` or ``all`` (an unpinned lane)."""
-        return f"gpu {','.join(self.gpus)}" if self.gpus else (f"cpu {_ranges(self.cpus)}" if self.cpus else "all")
+        return f"gpu {','.join(self.gpus)}" if self.gpus else (f"cpu {self.cpu_list}" if self.cpus else "all")
 
     @property
     def label(self) -> str:
@@ -41,10 +46,6 @@ class Lane:
     def pinned(self) -> bool:
         """Whether the lane restricts its runs at all (a single default lane does not: today's behaviour)."""
         return bool(self.gpus or self.cpus)
-
-
-def _ranges(cpus: tuple[int, ...]) -> str:
-    return ",".join(str(c) for c in cpus)
 
 
 def plan_lanes(settings: Settings, probe: GpuProbe, cpus: Sequence[int] | None = None) -> list[Lane]:
@@ -76,7 +77,7 @@ def _cpu_lanes(settings: Settings, cores: list[int]) -> list[Lane]:
         return [Lane(0)]  # no GPU to count: one lane with every core, as without lanes
     if settings.lanes > len(cores):
         raise ConfigError(f"lanes ({settings.source_of('lanes')}): {settings.lanes} lanes on a host without GPUs "
-                          f"each need a CPU core; this process may use {len(cores)} ({_ranges(tuple(cores))})")
+                          f"each need a CPU core; this process may use {len(cores)} ({','.join(map(str, cores))})")
     return [Lane(i, (), share) for i, share in enumerate(_split(cores, settings.lanes))]
 
 

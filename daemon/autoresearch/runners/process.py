@@ -132,7 +132,7 @@ class ProcessRunner:
     def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
         mark = self._marks()
-        pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", _cpu_list(self.lane.cpus))
+        pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", self.lane.cpu_list)
         if self.bwrap is None:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
             env = {**_bare_env(spec, self.settings, host), **mark}
@@ -201,10 +201,6 @@ def _taskset(settings: Settings) -> str:
         raise ConfigError(f"lanes ({settings.source_of('lanes')}): pinning a lane's runs to its CPU cores needs "
                           f"taskset (util-linux): install it, or set lanes = 1")
     return found
-
-
-def _cpu_list(cpus: tuple[int, ...]) -> str:
-    return ",".join(str(c) for c in cpus)
 
 
 def _snapshot(spec: RunSpec) -> Path:
