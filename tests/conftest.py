@@ -44,6 +44,9 @@ GIT_ENV = {
 }
 
 
+NO_REPEATS = {"AUTORESEARCH_NOISE__REPEATS": "0"}
+
+
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,
                          capture_output=True, text=True)
@@ -69,9 +72,11 @@ def repo(tmp_path: Path) -> Path:
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real command line in a subprocess (exit codes and messages as a user sees them)."""
+    """Run the real command line in a subprocess (exit codes and messages as a user sees them).
+
+    No baseline repeats unless a test asks (AUTORESEARCH_NOISE__REPEATS): one row per proposal."""
     return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV, **(env or {})}, timeout=timeout)
+                          env={**os.environ, **GIT_ENV, **NO_REPEATS, **(env or {})}, timeout=timeout)
 
 
 @pytest.fixture

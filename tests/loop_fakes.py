@@ -19,7 +19,8 @@ def fake_loop(tmp_path: Path, runs: list[Any], proposals: list[Any] | None = Non
     ws = FakeWorkspace(root=tmp_path, files={"train.py": TARGET, "prepare.py": "X = 1\n"})
     ws.create_branch("autoresearch/t")
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
-    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, **settings}
+    # No baseline repeats unless a test asks: the seed's one-row-per-proposal sequence.
+    config = {"target": "train.py", "readonly": ["prepare.py"], "budget": 1.0, "noise": {"repeats": 0}, **settings}
     return Loop(
         settings=Settings(**config),
         session=session,

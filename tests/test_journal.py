@@ -7,7 +7,7 @@ from structlog.testing import capture_logs
 
 from autoresearch.errors import JournalError, JournalReplaced
 from autoresearch.journal import Journal
-from autoresearch.judge import decide, last_value, memory_gb
+from autoresearch.judge import last_value, memory_gb
 from autoresearch.ledger import clean_description, parse_results
 
 
@@ -55,15 +55,6 @@ def test_metric_parsing_edge_cases() -> None:
     assert last_value("val_bpb: 1.0\nval_bpb: oops\n", "val_bpb") is None
     assert last_value("", "val_bpb") is None
     assert last_value("acc(top1): 0.5\n", "acc(top1)") == 0.5
-
-
-def test_decide_is_strict_and_direction_aware() -> None:
-    assert decide("ok", 1.0, 1.0, "min") == "discard"
-    assert decide("ok", 0.9, 1.0, "min") == "keep"
-    assert decide("ok", 1.1, 1.0, "max") == "keep"
-    assert decide("ok", None, 1.0, "min") == "crash"
-    assert decide("timeout", 0.1, 1.0, "min") == "crash"
-    assert decide("ok", 5.0, None, "min") == "keep"
 
 
 def test_memory_fallbacks() -> None:
@@ -183,3 +174,19 @@ def test_failed_proposals_in_a_row_and_waits_are_folded(tmp_path: Path) -> None:
     assert state.waiting is not None and state.waiting.what == "engine"
     j.append({"type": "wait", "what": None})
     assert j.load().waiting is None
+
+
+def test_results_cells_have_six_decimals_and_bounded_width(tmp_path: Path) -> None:
+    from autoresearch.ledger import format_row
+
+    def row(metric: float, memory: float) -> list[str]:
+        j = Journal(tmp_path / f"j{len(list(tmp_path.iterdir()))}.jsonl")
+        _propose(j, 0)
+        j.phase(0, "committed", commit="abcdef0123")
+        j.phase(0, "finished", cause="ok", metric=metric, memory_gb=memory)
+        j.phase(0, "recorded", status="discard", row_description="x")
+        return format_row(j.load().experiments[0]).rstrip("\n").split("\t")
+
+    assert row(1e-300, 1e300)[1:3] == ["0.000000", "1000000000.0"]
+    assert row(-1e308, float("inf"))[1:3] == ["-1000000000.000000", "0.0"]
+    assert row(1.2345678, 2.0)[1:3] == ["1.234568", "2.0"]

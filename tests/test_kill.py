@@ -67,9 +67,11 @@ def check_consistency(repo: Path, tag: str) -> None:
     assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]
     commits = [r["commit"] for r in rows]
     # A re-run baseline legitimately reuses the base commit; every proposal is a distinct commit.
-    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.baseline]
+    # A repeat or confirmation (measure_commit) measures an earlier row's commit again.
+    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.baseline and not e.measure_commit]
+    assert all(e.commit == e.measure_commit for e in done if e.measure_commit)
     assert len(set(proposals)) == len(proposals)
-    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.baseline)
+    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.baseline or e.measure_commit)
     best = state.best()
     assert best is not None
     assert git(repo, "rev-parse", f"autoresearch/{tag}") == best.commit

@@ -20,7 +20,7 @@ from autoresearch.gpu import FakeGpu, GpuDevice, select_devices
 from autoresearch.loop import Loop
 from autoresearch.runners.base import FakeRunner
 from autoresearch.status import summarize
-from tests.conftest import GIT_ENV, cli, make_repo
+from tests.conftest import GIT_ENV, NO_REPEATS, cli, make_repo
 from tests.loop_fakes import fake_loop, ok
 
 BUSY = GpuDevice(index=0, uuid="GPU-0", name="Fake H100", total_mb=81559.0, free_mb=300.0)
@@ -71,7 +71,8 @@ def test_engine_down_at_start_is_waited_out(tmp_path: Path) -> None:
     reason = "Docker engine unreachable at unix:///nowhere: is dockerd running?"
     assert _waits(runner) == [None, ("engine", reason), ("engine", reason)]
     assert loop.notifier.sent[0].startswith("READY=1")  # READY first: an outage must not fail the start
-    assert f"STATUS=waiting for the Docker engine: {reason}; 0 experiments; best val_bpb none" in loop.notifier.sent
+    status = f"STATUS=waiting for the Docker engine: {reason}; 0 experiments; best val_bpb none; noise σ 0.000000"
+    assert status in loop.notifier.sent
     assert [e["event"] for e in logs if e["event"].startswith("loop.wait")] == ["loop.waiting", "loop.wait_over"]
     assert loop.journal.load().waiting is None
 
@@ -145,7 +146,7 @@ def test_a_daemon_whose_agent_only_fails_shows_it_in_status_and_escalates(tmp_pa
     repo = make_repo(tmp_path / "research", extra={"agent.py": BROKEN_AGENT})
     init = cli("init", str(repo), "--tag", "f", "--runner", "process", "--budget", "2")
     assert init.returncode == 0, init.stderr
-    env = {**os.environ, **GIT_ENV, "AUTORESEARCH_AGENT": "command",
+    env = {**os.environ, **GIT_ENV, **NO_REPEATS, "AUTORESEARCH_AGENT": "command",
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} agent.py {{target}}",  # its checkout's copy
            "AUTORESEARCH_PROPOSALS__MAX_FAILED_IN_A_ROW": "2", "AUTORESEARCH_PROPOSALS__MAX_BACKOFF_S": "0.2"}
     daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,

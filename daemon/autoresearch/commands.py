@@ -133,8 +133,10 @@ def _run_prepare(session: Session, ws: GitWorkspace, settings: Settings, runner:
     log_path.unlink(missing_ok=True)
     # Data preparation is not training: give it an hour, whatever the training budget.
     with phases.snapshot("prepare", ws.head()) as snap:
-        spec = dataclasses.replace(phases.spec(-1, "prepare", settings.prepare or "", log_path, ws.head(), None,
-                                                snap), budget=3600.0, grace=60.0)
+        spec = phases.spec(-1, "prepare", settings.prepare or "", log_path, ws.head(), None, snap)
+        # prepare writes the eval data too (the only run besides the evaluator that sees them).
+        spec = dataclasses.replace(spec, budget=3600.0, grace=60.0, eval_data=phases.eval_data(),
+                                   env={**spec.env, **phases.mount_env(-1, "prepare")})
         return runner.run(spec, lambda _handle: None)
 
 
@@ -183,6 +185,7 @@ def read_status(repo: Path) -> dict[str, Any]:
                         budget=settings.budget)
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
+    summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     return summary
 
 

@@ -217,6 +217,23 @@ class ProcessSettings(Section):
     """With lanes: free memory each of a lane's GPUs must have before its run starts (else the lane waits)."""
 
 
+class NoiseSettings(Section):
+    repeats: int = Field(default=2, ge=0)
+    """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
+    z: float = Field(default=2.0, ge=0)
+    """A candidate is kept outright when it beats the best by more than z·σ (0 = any gain, the seed's rule)."""
+    confirm_keeps: bool = True
+    """Confirm a keep before it lands: the best runs again, then the candidate, and only the best's fresh runs
+    count (a drift in the machine's load otherwise makes old bests easy to beat)."""
+    max_repeats: int = Field(default=3, ge=1)
+    """Most measurements of one candidate: a gain within noise is re-run (a `confirm:` row) until then."""
+
+
+class SimplicitySettings(Section):
+    max_added_lines: int | None = Field(default=20, ge=0)
+    """A candidate whose gain is within noise and that adds more lines than this is not kept (none = no limit)."""
+
+
 class Settings(BaseSettings):
     """One research repo's experiment configuration."""
 
@@ -256,6 +273,29 @@ class Settings(BaseSettings):
     GPUs); N: N lanes (on a host without GPUs they split the cores). 1 (the default): one unpinned lane."""
     gpus_per_lane: int = Field(default=1, ge=1)
     """GPUs each lane gets when the host has GPUs (``lanes = "auto"`` then makes GPUs / gpus_per_lane lanes)."""
+    evaluate: str | None = None
+    """Trusted evaluation command, run in a second fresh sandbox after each training run, from the commit's
+    read-only files, with the run's output (AUTORESEARCH_OUTPUT) read-only and the eval data visible; its
+    metric line is the metric (the training's own line is only 'claimed'). None = the run's printed metric
+    counts (self-reported)."""
+    evaluate_timeout: float = Field(default=600.0, gt=0)
+    """Seconds the evaluation may take; past it the run is a crash with cause eval:timeout."""
+    eval_data: Path | None = None
+    """Evaluation data folder (AUTORESEARCH_EVAL_DATA): written by prepare, visible to the evaluator only,
+    never to training; default .git/autoresearch/eval (outside the cache)."""
+    metric_source: Literal["stdout", "log"] = "stdout"
+    """Where the metric line is read: stdout only, or the whole log (stdout and stderr)."""
+    metric_bounds: tuple[float, float] = (1e-6, 1e6)
+    """Plausible metric range [low, high]; a value outside is a crash with cause 'implausible'."""
+    max_memory_gb: float | None = Field(default=None, gt=0)
+    """Hard cap on a run's peak memory (GPU, else as measured); above it the run is a discard with cause 'memory'."""
+    check: str | None = None
+    """Command run in a fresh sandbox (the commit's files, the run's output read-only) after a run that would
+    be kept, e.g. the repo's tests; a failure makes it a discard with cause 'checks'."""
+    check_timeout: float = Field(default=600.0, gt=0)
+    """Seconds the check command may take."""
+    noise: NoiseSettings = Field(default_factory=NoiseSettings)
+    simplicity: SimplicitySettings = Field(default_factory=SimplicitySettings)
     limits: Limits = Field(default_factory=Limits)
     proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
@@ -287,6 +327,14 @@ class Settings(BaseSettings):
     def _check_metric(cls, value: str) -> str:
         if not value.strip() or any(c.isspace() for c in value) or ":" in value:
             raise ValueError("must be a name without spaces or ':'")
+        return value
+
+    @field_validator("metric_bounds")
+    @classmethod
+    def _check_bounds(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not -1e9 <= lo < hi <= 1e9:
+            raise ValueError("must be [low, high] with -1e9 <= low < high <= 1e9")
         return value
 
     @property

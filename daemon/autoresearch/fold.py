@@ -10,7 +10,9 @@ from typing import Any, Literal
 from autoresearch.errors import JournalError
 from autoresearch.records import (
     AgentRecord,
+    Checked,
     Committed,
+    Evaluated,
     Finished,
     Phase,
     PhaseRecord,
@@ -36,6 +38,8 @@ class Experiment:
     committed: Committed | None = None
     running: Running | None = None
     finished: Finished | None = None
+    evaluated: Evaluated | None = None
+    checked: Checked | None = None
     recorded: Recorded | None = None
     times: dict[str, str | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +101,22 @@ class Experiment:
     def propose_s(self) -> float | None:
         return self.proposed.propose_s
 
+    @property
+    def seed(self) -> int | None:
+        return self.proposed.seed
+
+    @property
+    def measure_commit(self) -> str | None:
+        return self.proposed.measure_commit
+
+    @property
+    def confirm_of(self) -> int | None:
+        return self.proposed.confirm_of
+
+    @property
+    def for_candidate(self) -> int | None:
+        return self.proposed.for_candidate
+
     # committed, running
     @property
     def commit(self) -> str:
@@ -119,11 +139,38 @@ class Experiment:
 
     @property
     def metric(self) -> float | None:
+        """The evaluator's metric once evaluated, else the run's own (None until finished)."""
+        if self.evaluated is not None:
+            return self.evaluated.metric
         return None if self.finished is None else self.finished.metric
 
     @property
     def cause(self) -> str:
+        """The run's cause, or eval:<why> when its evaluation failed."""
+        if self.evaluated is not None and self.evaluated.cause is not None:
+            return self.evaluated.cause
         return self.result.cause
+
+    @property
+    def claimed(self) -> float | None:
+        return None if self.finished is None else self.finished.claimed
+
+    # evaluated, checked (None: not evaluated / not checked)
+    @property
+    def eval_cause(self) -> str | None:
+        return None if self.evaluated is None else self.evaluated.eval_cause
+
+    @property
+    def claim_flag(self) -> bool:
+        return self.evaluated is not None and self.evaluated.claim_flag
+
+    @property
+    def claim_gap(self) -> float | None:
+        return None if self.evaluated is None else self.evaluated.claim_gap
+
+    @property
+    def checks_ok(self) -> bool | None:
+        return None if self.checked is None else self.checked.checks_ok
 
     @property
     def exit_code(self) -> int | None:
@@ -175,6 +222,39 @@ class Experiment:
     @property
     def best_commit(self) -> str | None:
         return self.record.best_commit
+
+    # the judge's decision inputs (None before recorded, or in journals before the noise-aware judge)
+    @property
+    def decision(self) -> str | None:
+        return None if self.recorded is None else self.recorded.decision
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.recorded is None else self.recorded.reason
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.recorded is None else self.recorded.confidence
+
+    @property
+    def sigma(self) -> float | None:
+        return None if self.recorded is None else self.recorded.sigma
+
+    @property
+    def z(self) -> float | None:
+        return None if self.recorded is None else self.recorded.z
+
+    @property
+    def gain(self) -> float | None:
+        return None if self.recorded is None else self.recorded.gain
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.recorded is None else self.recorded.threshold
+
+    @property
+    def mean(self) -> float | None:
+        return None if self.recorded is None else self.recorded.mean
 
 
 @dataclass
@@ -256,6 +336,11 @@ def _fold_phase(state: JournalState, rec: PhaseRecord) -> None:
         exp.running = rec
     elif isinstance(rec, Finished):
         exp.finished = rec
+        exp.evaluated = exp.checked = None  # a re-run after recovery is evaluated and checked afresh
+    elif isinstance(rec, Evaluated):
+        exp.evaluated = rec
+    elif isinstance(rec, Checked):
+        exp.checked = rec
     elif isinstance(rec, Recorded):
         exp.recorded = rec
     phase: Phase = rec.phase  # type: ignore[attr-defined]

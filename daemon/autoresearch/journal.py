@@ -2,7 +2,8 @@
 it announces. Everything else (results.tsv, status, the agents' memory) is derived from it.
 
 An experiment moves through phases, each a record ``{"type": "phase", "n": N, "phase": P, ...}``:
-``proposed`` → ``committed`` → ``running`` → ``finished`` → ``recorded``. Other record types:
+``proposed`` → ``committed`` → ``running`` → ``finished`` (→ ``evaluated`` → ``checked``, when an
+evaluator or checks are configured) → ``recorded``. Other record types:
 ``session`` (tag, started), ``agent`` (an agent's persistent state, e.g. notes), ``usage`` (the
 cost and error of an iteration whose proposal failed), ``wait`` (the loop waits for the engine or a
 GPU), ``stop`` (why the loop stopped). The models are in ``records``; each record is validated when

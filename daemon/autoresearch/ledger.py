@@ -3,6 +3,7 @@ every recorded experiment, so it can never hold a doubled or half-written row.""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -29,7 +30,17 @@ def format_row(exp: Experiment) -> str:
     else:
         metric, memory = exp.metric, exp.memory_gb
     description = clean_description(exp.row_description or exp.description)
-    return f"{commit}\t{metric:.6f}\t{memory:.1f}\t{status}\t{description}\n"
+    return f"{commit}\t{_cell(metric, 6)}\t{_cell(memory, 1)}\t{status}\t{description}\n"
+
+
+CELL_LIMIT = 1e9
+"""Numbers beyond this are shown at the limit: a cell never grows past 18 characters."""
+
+
+def _cell(value: float, decimals: int) -> str:
+    if not math.isfinite(value):
+        value = 0.0
+    return f"{max(-CELL_LIMIT, min(CELL_LIMIT, value)):.{decimals}f}"
 
 
 def render(state: JournalState, metric: str) -> str:

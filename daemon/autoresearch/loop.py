@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
+from autoresearch import noise
 from autoresearch.agents.base import Agent, HistoryEntry, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal, AutoresearchError, JournalError, RepoError
@@ -153,6 +155,11 @@ class Loop:
         best = state.best()
         self._beat(PROPOSAL_HORIZON_S)
         t0 = time.monotonic()
+        remeasure = noise.next_remeasure(state, self.settings.noise.repeats) if best is not None else None
+        if remeasure is not None:
+            self._journal_remeasure(n, remeasure, best.commit if best else remeasure.commit, state)
+            self._advance(n)
+            return
         if best is None:
             head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
             content = self.workspace.read(head, self.settings.target)
@@ -165,6 +172,14 @@ class Loop:
         self._journal_proposal(n, proposal, parent, baseline, time.monotonic() - t0)
         self.notifier.status(f"running #{n}: {proposal.description}; {self.status_text()}")
         self._advance(n)
+
+    def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, state: JournalState) -> None:
+        """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
+        content = self.workspace.read(todo.commit, self.settings.target)
+        self._journal_proposal(n, Proposal(content=content, description=todo.description), parent, False, 0.0,
+                               agent="judge", measure_commit=todo.commit, confirm_of=todo.of,
+                               **({} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}))
+        self.notifier.status(f"running #{n}: {todo.description}; {self.status_text()}")
 
     def _propose(self, state: JournalState, n: int, best: Experiment) -> Proposal | None:
         ctx = self.context(state, n, best)
@@ -204,7 +219,7 @@ class Loop:
             direction=self.settings.direction,
             best_commit=best_commit,
             best_content=self.workspace.read(best_commit, self.settings.target),
-            best_metric=best.metric,
+            best_metric=noise.best_mean(state),
             history=tuple(_history_entry(e) for e in done),
             last_crash_log=crash_log,
             crash_streak=crash_streak,
@@ -214,7 +229,8 @@ class Loop:
             recent_errors=tuple(r.error for r in failed[-RECENT_ERRORS:]) if escalated else (),
         )
 
-    def _journal_proposal(self, n: int, proposal: Proposal, parent: str, baseline: bool, propose_s: float) -> None:
+    def _journal_proposal(self, n: int, proposal: Proposal, parent: str, baseline: bool, propose_s: float,
+                          **extra: Any) -> None:
         if proposal.agent_state is not None:
             self.journal.append({"type": "agent", "n": n, "state": proposal.agent_state})
         self.journal.phase(
@@ -225,12 +241,16 @@ class Loop:
             description=proposal.description,
             content=proposal.content,
             content_sha256=hashlib.sha256(proposal.content.encode()).hexdigest(),
-            agent="baseline" if baseline else self.agent.name,
+            agent="baseline" if baseline else extra.pop("agent", self.agent.name),
             meta=proposal.meta,
             usage=proposal.usage.as_dict(),
             propose_s=round(propose_s, 3),
             # The commit date is fixed here, so re-committing after a crash gives the same sha.
             when=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            # Every run its own seed (its number): a candidate is one draw from the same spread as the
+            # baseline's repeats, not the baseline's lucky (or unlucky) seed 0 again.
+            seed=n,
+            **extra,
         )
 
     def limit_reached(self, state: JournalState) -> str | None:
@@ -279,9 +299,10 @@ class Loop:
         done = state.recorded()
         best = state.best()
         best_text = "none"
-        if best is not None and best.metric is not None:
-            best_text = f"{best.metric:.6f} ({best.commit[:7]})"
-        return f"{len(done)} experiments; best {self.settings.metric} {best_text}"
+        mean = noise.best_mean(state)
+        if best is not None and mean is not None:
+            best_text = f"{mean:.6f} ({best.commit[:7]})"
+        return f"{len(done)} experiments; best {self.settings.metric} {best_text}; noise σ {noise.sigma(state):.6f}"
 
     def _beat(self, horizon_s: float) -> None:
         """The current phase should be over within ``horizon_s``; past that the watchdog goes quiet."""

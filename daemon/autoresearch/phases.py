@@ -1,4 +1,4 @@
-"""The phase machine of one experiment: proposed → committed → running → finished → recorded.
+"""The phase machine of one experiment: proposed → committed → running → finished (→ evaluated → checked) → recorded.
 
 Each step journals its phase before (or, for ``running``, as) the side effect it announces, and each
 is idempotent, so ``advance`` can resume an experiment from whatever phase a crash left it in.
@@ -19,9 +19,10 @@ from typing import Any
 
 import structlog
 
-from autoresearch import judge
+from autoresearch import judge, noise
 from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
+from autoresearch.evaluation import Steps, read_metric
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import clean_description, write_results
 from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail
@@ -54,8 +55,8 @@ class Phases:
         if exp.phase == "running":
             self.settle_interrupted(exp)
             exp = self._load(n)
-        if exp.phase == "finished":
-            self.record(exp)
+        if exp.phase in ("finished", "evaluated", "checked"):
+            self.record(exp, cancel)
             exp = self._load(n)
         return exp
 
@@ -63,7 +64,10 @@ class Phases:
         return self.journal.load().experiments[n]
 
     def commit(self, exp: Experiment) -> None:
-        if exp.baseline:
+        if exp.measure_commit:  # a repeat or confirmation: the same commit, measured again
+            sha = exp.measure_commit
+            self.workspace.reset_hard(sha)
+        elif exp.baseline:
             sha = exp.parent
             self.workspace.reset_hard(sha)
         else:
@@ -80,6 +84,10 @@ class Phases:
         run_dir.mkdir(parents=True, exist_ok=True)
         log_path = run_dir / "run.log"
         log_path.unlink(missing_ok=True)  # a re-run after recovery starts a fresh log
+        (run_dir / "stdout.log").unlink(missing_ok=True)
+        output = self.output_dir(exp.n)
+        shutil.rmtree(output, ignore_errors=True)
+        output.mkdir(parents=True)
         started = False
 
         def on_started(handle: dict[str, Any]) -> None:
@@ -88,8 +96,10 @@ class Phases:
             self.journal.phase(exp.n, "running", handle=handle)
 
         with self.snapshot(str(exp.n), commit) as snap:
-            spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap)
-            spec = dataclasses.replace(spec, output_dir=run_dir / "output")  # /output, writable for train
+            spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap, seed=exp.seed)
+            # /output, writable for train; stdout kept apart for the metric (metric_source = "stdout")
+            spec = dataclasses.replace(spec, output_dir=output, stdout_path=run_dir / "stdout.log",
+                                       env={**spec.env, **self.mount_env(exp.n, "train")})
             try:
                 outcome = self.runner.run(spec, on_started)
             except (ImageMissing, EngineUnavailable):
@@ -122,11 +132,14 @@ class Phases:
         commit: str | None,
         cancel: threading.Event | None,
         snapshot: Path | None = None,
+        seed: int | None = None,
     ) -> RunSpec:
         s = self.settings
         cache = self.session.cache_dir(s)
         cache.mkdir(parents=True, exist_ok=True)
         env = {"AUTORESEARCH_TIME_BUDGET": f"{s.budget:g}", "AUTORESEARCH_CACHE": str(cache)}
+        if seed is not None:
+            env["AUTORESEARCH_SEED"] = str(seed)  # a repeat on another seed: a seed lottery does not replicate
         extra: dict[str, Any] = {} if cancel is None else {"cancel": cancel}
         return RunSpec(
             n=n,
@@ -146,15 +159,34 @@ class Phases:
             **extra,
         )
 
+    def output_dir(self, n: int) -> Path:
+        return self.session.run_dir(n) / "output"
+
+    def eval_data(self) -> Path:
+        path = self.settings.eval_data or self.session.state_dir / "eval"
+        return path if path.is_absolute() else self.session.repo / path
+
+    def mount_env(self, n: int, kind: RunKind) -> dict[str, str]:
+        """Host paths of the run's output and eval data; a runner that mounts them elsewhere (/output, /eval)
+        sets these variables to its mount points instead."""
+        env = {"AUTORESEARCH_OUTPUT": str(self.output_dir(n))} if kind in ("train", "evaluate", "check") else {}
+        if kind in ("evaluate", "prepare"):
+            env["AUTORESEARCH_EVAL_DATA"] = str(self.eval_data())
+        return env
+
     def finish(self, n: int, outcome: RunOutcome, log_path: Path) -> None:
         text = log_path.read_text(errors="replace") if log_path.exists() else ""
-        metric = judge.last_value(text, self.settings.metric) if outcome.ok else None
+        s = self.settings
+        stdout_path = log_path.parent / "stdout.log"
+        printed = read_metric(log_path, stdout_path, s.metric, s.metric_source) if outcome.ok else None
         self.journal.phase(
             n,
             "finished",
             cause=outcome.cause,
             exit_code=outcome.exit_code,
-            metric=metric,
+            # With an evaluator the run's own line is only a claim; the evaluator's metric decides.
+            metric=None if s.evaluate else printed,
+            claimed=printed,
             memory_gb=judge.memory_gb(outcome.peak_memory_gb, text),
             wall_s=round(outcome.wall_s, 3),
             kill_latency_s=outcome.kill_latency_s,
@@ -172,34 +204,53 @@ class Phases:
         self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
                            wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
 
-    def record(self, exp: Experiment) -> None:
+    def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
+        s, steps = self.settings, Steps(self, cancel)
+        if exp.phase == "finished" and s.evaluate and exp.cause == "ok":
+            if not steps.evaluate(exp):
+                return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
+            exp = self._load(exp.n)
+        verdict = steps.verdict(self.journal.load(), exp)
+        checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat")
+        if checkable and s.check and exp.phase != "checked":
+            if not steps.check(exp):
+                return
+            exp = self._load(exp.n)
+            verdict = steps.verdict(self.journal.load(), exp)
         state = self.journal.load()
         best = state.best()
+        status = verdict.status
         cause = exp.cause
-        metric = exp.metric
-        status = judge.decide(cause, metric, None if best is None else best.metric, self.settings.direction)
+        reason = _row_reason(verdict, judge.crash_reason(cause, exp.metric, s.metric), exp.detail)
         description = clean_description(exp.description)
-        reason = judge.crash_reason(cause, metric, self.settings.metric)
-        if status == "crash" and reason:
-            detail = exp.detail
-            description = clean_description(f"{description} [{reason}{': ' + detail if detail else ''}]")
+        if reason:
+            description = clean_description(f"{description} [{reason}]")
         new_best = exp if status == "keep" else best
         # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
         self.workspace.reset_hard((new_best or exp).commit)
+        best_metric = verdict.mean if status == "keep" else noise.best_mean(state)
         self.journal.phase(
             exp.n,
             "recorded",
             status=status,
             row_description=description,
             best_commit=None if new_best is None else new_best.commit,
-            best_metric=None if new_best is None else new_best.metric,
+            best_metric=best_metric,
+            decision=verdict.action,
+            reason=verdict.reason,
+            sigma=noise.sigma(state, upto=exp.n),
+            z=s.noise.z,
+            gain=verdict.gain,
+            threshold=verdict.threshold,
+            confidence=verdict.confidence,
+            mean=verdict.mean,
         )
-        write_results(self.session.repo, self.journal.load(), self.settings.metric)
+        write_results(self.session.repo, self.journal.load(), s.metric)
         self._log_finished(exp, status, description)
         if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
             tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
             raise BaselineCrashed(
-                f"the baseline (unchanged {self.settings.target}) crashed [{reason}]; fix it and commit it on "
+                f"the baseline (unchanged {s.target}) crashed [{reason}]; fix it and commit it on "
                 f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
             )
 
@@ -223,3 +274,16 @@ class Phases:
             cost_usd=exp.usage.cost_usd,
             best=exp.best_metric,
         )
+
+
+ROW_REASONS = ("memory", "checks", "simplification", "less memory", "within noise")
+
+
+def _row_reason(verdict: judge.Verdict, crash: str | None, detail: Any) -> str | None:
+    """What the row's description says in brackets about its verdict."""
+    if verdict.status == "crash":
+        reason = "implausible" if verdict.reason == "implausible" else (crash or verdict.reason)
+        return f"{reason}{': ' + str(detail) if detail else ''}"
+    if verdict.action == "remeasure":
+        return "beyond noise: confirming" if verdict.reason == "confirming a keep" else "within noise: confirming"
+    return verdict.reason if verdict.reason in ROW_REASONS else None

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Phase = Literal["proposed", "committed", "running", "finished", "recorded"]
-PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "recorded")
+Phase = Literal["proposed", "committed", "running", "finished", "evaluated", "checked", "recorded"]
+PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
 WaitWhat = Literal["engine", "gpu", "runner"]
 
 
@@ -102,6 +102,14 @@ class Proposed(PhaseRecord):
     meta: dict[str, Any] = Field(default_factory=dict)
     usage: UsageFields = Field(default_factory=UsageFields)
     propose_s: float | None = None
+    seed: int | None = None
+    """AUTORESEARCH_SEED of the run (its number; absent in journals before the noise-aware judge)."""
+    measure_commit: str | None = None
+    """A repeat or confirmation: the commit measured again (no new commit is made)."""
+    confirm_of: int | None = None
+    """The experiment whose commit a repeat or confirmation measures again."""
+    for_candidate: int | None = None
+    """A fresh run of the best, made for the candidate first measured at this experiment."""
 
 
 class Committed(PhaseRecord):
@@ -128,6 +136,32 @@ class Finished(PhaseRecord):
     training_seconds: float | None = None
     detail: str | None = None
     log_truncated: bool = False
+    claimed: float | None = None
+    """The metric the run printed itself; with an evaluator only a claim (``metric`` is then null)."""
+
+
+class Evaluated(PhaseRecord):
+    """The trusted evaluator's result: its metric replaces the run's own."""
+
+    phase: Literal["evaluated"]
+    metric: float | None = None
+    eval_cause: str
+    """ok, exit:<code>, timeout, ... of the evaluator run."""
+    eval_wall_s: float = 0.0
+    cause: str | None = None
+    """eval:<why> when the evaluation failed (the experiment then counts as a crash); null when it worked."""
+    claim_gap: float | None = None
+    """|claimed − evaluated| ÷ |evaluated| (null without a claim)."""
+    claim_flag: bool = False
+    """The claim was more than 5 % away from the evaluated metric."""
+
+
+class Checked(PhaseRecord):
+    """The repo's checks on a would-be keep."""
+
+    phase: Literal["checked"]
+    checks_ok: bool
+    check_cause: str
 
 
 class Recorded(PhaseRecord):
@@ -136,6 +170,22 @@ class Recorded(PhaseRecord):
     row_description: str = ""
     best_commit: str | None = None
     best_metric: float | None = None
+    """The best's level after this row: with the noise-aware judge, the mean of its commit's runs."""
+    decision: Literal["keep", "discard", "crash", "remeasure"] | None = None
+    """The judge's action (remeasure: a `confirm:` run follows); null in journals before the judge."""
+    reason: str | None = None
+    """Why (first, repeat, better, within noise, simplification, less memory, memory, checks, ...)."""
+    sigma: float | None = None
+    """The noise σ the decision used (from runs before this one)."""
+    z: float | None = None
+    gain: float | None = None
+    """Direction-aware improvement of this commit's mean over the best's."""
+    threshold: float | None = None
+    """z·σ·√(1/k + 1/m): the gain needed to keep outright."""
+    confidence: float | None = None
+    """gain ÷ σ (null without a noise estimate)."""
+    mean: float | None = None
+    """The mean of this commit's measurements, this run included."""
 
 
 PHASE_MODELS: dict[str, type[PhaseRecord]] = {
@@ -143,6 +193,8 @@ PHASE_MODELS: dict[str, type[PhaseRecord]] = {
     "committed": Committed,
     "running": Running,
     "finished": Finished,
+    "evaluated": Evaluated,
+    "checked": Checked,
     "recorded": Recorded,
 }
 OTHER_MODELS: dict[str, type[Record]] = {

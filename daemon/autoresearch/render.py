@@ -27,10 +27,20 @@ def status_table(s: dict[str, Any]) -> Table:
     metric = s.get("metric", "metric")
     table.add_row("experiments", f"{s['experiments']} (keep {s['keep']}, discard {s['discard']}, crash {s['crash']})")
     table.add_row(f"baseline {metric}", _num(s.get("baseline")))
-    best = _num(s.get("best"))
+    best = _num(s.get("best_mean", s.get("best")))
     if s.get("best_commit"):
         best += f"  #{s['best_n']} {str(s['best_commit'])[:7]} {s.get('best_description') or ''}"
-    table.add_row(f"best {metric}", best)
+    table.add_row(f"best {metric} (mean)", best)
+    if s.get("metric_source"):
+        table.add_row("metric", str(s["metric_source"]))
+    table.add_row("noise σ", _num(s.get("sigma")))
+    keeps = s.get("keeps_confidence") or []
+    if keeps:
+        table.add_row("keep confidence", ", ".join(
+            f"#{k['n']} " + ("-" if k.get("confidence") is None else f"{k['confidence']:.1f}σ")
+            + ("" if k.get("reason") == "better" else f" ({k.get('reason')})") for k in keeps[-5:]))
+    if s.get("claim_flags"):
+        table.add_row("claims far from evaluation", ", ".join(f"#{n}" for n in s["claim_flags"][-10:]))
     imp = s.get("improvement")
     table.add_row("improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%)")
     lanes = s.get("lanes") or []

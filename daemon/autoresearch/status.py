@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from autoresearch import noise
 from autoresearch.journal import Experiment, JournalState
 from autoresearch.lanes import Lane
 
@@ -53,8 +54,14 @@ def summarize(
             "description": pending.description,
             "phase_elapsed_s": _elapsed(since, now),
         }
+    confidences = [{"n": e.n, "confidence": e.confidence, "reason": e.reason}
+                   for e in keeps if e.reason not in (None, "first", "repeat")]
     return {
         "tag": state.tag,
+        "sigma": noise.sigma(state),
+        "best_mean": noise.best_mean(state),
+        "keeps_confidence": confidences,
+        "claim_flags": [e.n for e in done if e.claim_flag],
         "experiments": len(done),
         **counts,
         "baseline": None if baseline is None else baseline.metric,

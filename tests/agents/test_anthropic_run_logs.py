@@ -44,7 +44,7 @@ def loop(tmp_path: Path, fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch)
     ws = FakeWorkspace(root=tmp_path, files={"train.py": TARGET})
     ws.create_branch("autoresearch/t")
     settings = Settings(
-        target="train.py", budget=1.0, agent="anthropic", limits={"max_experiments": 3},
+        target="train.py", budget=1.0, agent="anthropic", limits={"max_experiments": 3}, noise={"repeats": 0},
         anthropic={"base_url": fake.url, "model": "claude-haiku-4-5", "max_log_chars": 10000},
     )  # fmt: skip
     runs = [("val_bpb: 2.0\npeak_vram_mb: 45056\n", "ok"), (CRASH_LOG, "oom"), ("val_bpb: 1.9\n", "ok")]

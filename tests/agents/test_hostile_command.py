@@ -67,7 +67,7 @@ def _config(cli: Path, probe: Path, python: str) -> str:
     allow = ["PATH", "REPO", "PROBE", "MARK"]
     return "\n".join([
         'target = "train.py"', 'readonly = ["prepare.py"]', f'run = "{python} train.py"', "budget = 5", "grace = 5",
-        'runner = "process"', 'agent = "command"', "[limits]", "max_experiments = 2",
+        'runner = "process"', 'agent = "command"', "[limits]", "max_experiments = 2", "[noise]", "repeats = 0",
         "[process]", 'gpus = "none"', "kill_timeout_s = 1",
         "[command_agent]", f'command = "{python} {cli} {{target}}"', f'mounts = ["{cli}"]',
         f'writable = ["{probe}"]', f"env_allow = {json.dumps(allow)}", "timeout_s = 60",

@@ -185,7 +185,8 @@ print(f"{SEED_LIKE}")
 
 def _loop(tmp_path: Path, ws: FakeWorkspace, runner: FakeRunner, total: int) -> Loop:
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
-    settings = Settings(target="train.py", budget=1.0, limits={"max_experiments": total}, offline={"seed": 4})
+    settings = Settings(target="train.py", budget=1.0, limits={"max_experiments": total}, noise={"repeats": 0},
+                        offline={"seed": 4})
     return Loop(
         settings=settings,
         session=session,

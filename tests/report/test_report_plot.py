@@ -91,3 +91,29 @@ def test_drawing_stays_off_pyplot_and_the_cli_import_stays_light(ledger_repo: Ca
         "assert 'matplotlib.pyplot' not in sys.modules, 'drawing loaded pyplot'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_noise_band_is_drawn_with_sigma(tmp_path: Path) -> None:
+    from autoresearch.report.data import Ledger, Run
+
+    runs = [Run(n=0, status="keep", metric=2.0, description="baseline", baseline=True),
+            Run(n=1, status="keep", metric=2.01, description="confirm: baseline"),
+            Run(n=2, status="keep", metric=1.5, description="LR 0.4", confidence=50.0)]
+    ledger = Ledger(metric="val_bpb", direction="min", runs=runs, sigma=0.01)
+    stats = draw(ledger, tmp_path / "p.png", dpi=40)
+    assert "Noise ±σ (σ = 0.0100)" in stats.legend
+    ledger.sigma = 0.0
+    assert not any("Noise" in label for label in draw(ledger, tmp_path / "q.png", dpi=40).legend)
+
+
+def test_running_best_follows_the_judges_mean_and_repeats_are_not_improvements() -> None:
+    from autoresearch.report.data import Ledger, Run
+
+    runs = [Run(n=0, status="keep", metric=3.6, description="baseline", baseline=True, level=3.6),
+            Run(n=1, status="keep", metric=3.0, description="confirm: baseline", level=3.3, repeat=True),
+            Run(n=2, status="keep", metric=2.7, description="SEQ_LEN", level=2.7)]
+    ledger = Ledger(metric="val_bpb", direction="min", runs=runs)
+    assert ledger.running_best() == [(0, 3.6), (1, 3.3), (2, 2.7)]
+    assert ledger.improvements == 1
+    assert [h.run.n for h in ledger.hits()] == [2] and ledger.hits()[0].gain == pytest.approx(0.6)
+    assert ledger.best is not None and ledger.best.n == 2

@@ -33,7 +33,7 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
 def test_mixed_ledger_figures(ledger_repo: Callable[..., Path]) -> None:
     text = report(ledger_repo(MIXED, skipped_costs=[0.5]))
     assert text.startswith("# autoresearch report\n")
-    assert "9 experiments, 3 kept improvements. Metric `val_bpb` (lower is better)." in text
+    assert "9 experiments, 3 kept improvements. Metric `val_bpb` (lower is better; self-reported by the runs)." in text
     assert "![progress](progress.png)" in text
     fig = figures(text)
     assert fig["Experiments"] == "9"
@@ -56,7 +56,8 @@ def test_top_hits_are_ranked_by_gain_over_the_previous_keep(ledger_repo: Callabl
     assert rows[0][3:6] == ["0.950000", "+0.040000", "4.04%"]
     assert rows[2][4] == "+0.005000"
     # A pipe in a description is escaped, so the row keeps its columns.
-    assert rows[0][6] == "switch to rotary embeddings \\| with a pipe"
+    assert rows[0][6] == "-"  # no confidence: these runs carry no noise estimate
+    assert rows[0][7] == "switch to rotary embeddings \\| with a pipe"
 
 
 def test_crash_list_names_causes_and_the_log_tail(ledger_repo: Callable[..., Path]) -> None:
@@ -70,7 +71,7 @@ def test_crash_list_names_causes_and_the_log_tail(ledger_repo: Callable[..., Pat
 
 def test_higher_is_better(ledger_repo: Callable[..., Path]) -> None:
     text = report(ledger_repo(MAXED, metric="accuracy", direction="max"), "accuracy", "max")
-    assert "Metric `accuracy` (higher is better)" in text
+    assert "Metric `accuracy` (higher is better; self-reported by the runs)" in text
     fig = figures(text)
     assert fig["Best"].startswith("0.620000 (#3,")
     assert fig["Improvement"] == "0.120000 (24.00%) over 2 kept improvements"

@@ -392,3 +392,27 @@ def test_gpu_run_measures_the_containers_processes(make_runner, make_spec, workd
     assert out.cause == "ok" and out.gpu_count == 1
     assert "GPU-fake-0" in spec.log_path.read_text()
     assert out.peak_memory_gb is not None and out.peak_memory_gb >= 1.0  # the NVML-style sampler saw its PIDs
+
+
+STDOUT_APART = """\
+import sys, time
+print("val_bpb: 2.0", flush=True)
+print("val_bpb: 0.001", file=sys.stderr, flush=True)
+time.sleep(float(sys.argv[1]))
+print("val_bpb: 0.5", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("sleep", "budget", "cause", "metric"), [(0.0, 30.0, "ok", 0.5), (30.0, 2.0, "timeout", 2.0)])
+def test_stdout_is_kept_apart_up_to_the_deadline(make_runner, make_spec, workdir, tmp_path, sleep, budget, cause,
+                                                 metric):
+    """metric_source = stdout: stderr reaches the log only; stdout printed after the deadline is not copied."""
+    from autoresearch.judge import last_value
+
+    spec = make_spec(script(workdir, "printer.py", STDOUT_APART) + f" {sleep}", budget=budget, grace=0.0,
+                     stdout_path=tmp_path / "stdout.log")
+    out = run(make_runner(stop_timeout_s=1), spec)
+    stdout = (tmp_path / "stdout.log").read_text()
+    assert out.cause == cause
+    assert "val_bpb: 0.001" in spec.log_path.read_text() and "val_bpb: 0.001" not in stdout
+    assert last_value(stdout, "val_bpb") == metric

@@ -113,7 +113,7 @@ def test_metric_printed_after_the_deadline_by_an_escaped_child_is_not_read() -> 
         out, text = run_daemon(d, script, "root", budget=0.5, grace=0.5)
     assert out["cause"] == "timeout"
     assert "val_bpb" not in text
-    assert judge.decide(out["cause"], judge.last_value(text, "val_bpb"), 1.0, "min") == "crash"
+    assert _verdict(out["cause"], judge.last_value(text, "val_bpb")) == "crash"
 
 
 def test_metric_of_an_escaped_child_after_the_leader_exited_never_comes() -> None:
@@ -123,7 +123,7 @@ def test_metric_of_an_escaped_child_after_the_leader_exited_never_comes() -> Non
         out, text = run_daemon(d, script, "root", budget=5, grace=1)
     assert out["cause"] == "ok" and "leader exits" in text
     assert judge.last_value(text, "val_bpb") is None
-    assert judge.decide(out["cause"], None, 1.0, "min") == "crash"
+    assert _verdict(out["cause"], None) == "crash"
 
 
 ORPHAN = (
@@ -208,3 +208,9 @@ def test_an_untracked_module_never_shadows_a_read_only_one(tmp_path: Path) -> No
     text = spec.log_path.read_text()
     assert out.cause == "exit:1" and "val_bpb: 2.0" in text  # the committed prepare.py; the drop is refused
     assert "Read-only file system" in text and not (snap / "prepare").exists()
+
+
+def _verdict(cause: str, metric: float | None) -> str:
+    """The keep rule's action for a run against a best of 1.0 (no noise estimate)."""
+    run = judge.Candidate(commit="run", cause=cause, metrics=() if metric is None else (metric,))
+    return judge.decide(run, judge.Best(commit="best", metrics=(1.0,)), 0.0, judge.Policy()).action

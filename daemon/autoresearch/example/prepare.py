@@ -4,14 +4,17 @@ READ-ONLY for the agent: train.py imports TIME_BUDGET, load_split and evaluate_b
 so the metric stays the same whatever train.py becomes.
 
 Corpus: the top-level *.py files of the Python standard library, real text that is present
-offline wherever Python is. Files go to train or val by a stable hash of their name, so the
-split does not depend on file order, on PYTHONHASHSEED or on the machine. The standard library
+offline wherever Python is. Files go to train, val or eval by a stable hash of their name, so the
+split does not depend on file order, on PYTHONHASHSEED or on the machine. train and val (which
+train.py may read, and reports its own val_bpb on) live in the cache; eval, the held-out split that
+decides, goes to $AUTORESEARCH_EVAL_DATA, which only the evaluator (evaluate.py) can see. The standard library
 differs a little between Python builds, so compare val_bpb only between runs that share a cache.
 
     python3 prepare.py    # one-time; does nothing when the data are already cached
 
 Data live in $AUTORESEARCH_CACHE (default ~/.cache/autoresearch-example) as raw bytes:
-train.bin, val.bin and meta.json (written last, so its presence means the .bin files are complete).
+train.bin, val.bin and meta.json (written last, so its presence means the .bin files are complete);
+and eval.bin + meta.json in $AUTORESEARCH_EVAL_DATA (default ~/.cache/autoresearch-example-eval).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 # Seconds of training per run. The daemon sets the variable for every run; train.py obeys it.
 TIME_BUDGET = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "30"))
 
-FORMAT_VERSION = 1  # bump when the corpus or split changes; stale caches are then rebuilt
-VAL_PERCENT = 10  # share of files (by name hash) held out for validation
+FORMAT_VERSION = 2  # bump when the corpus or split changes; stale caches are then rebuilt
+VAL_PERCENT = 10  # share of files (by name hash) for validation (train.py's own report)
+EVAL_PERCENT = 10  # share held out for the trusted evaluation (never visible to training)
 MAX_TRAIN_BYTES = 4 * 1024 * 1024  # a few MB: far more than a short CPU run can see
 MAX_VAL_BYTES = 1024 * 1024
 EVAL_BYTES = 48 * 1024  # bytes scored by evaluate_bpb: ~1 s for the baseline on 2 CPU cores
@@ -42,17 +46,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AUTORESEARCH_CACHE") or os.path.expanduser("~/.cache/autoresearch-example"))
 
 
-def _is_val(name: str) -> bool:
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % 100 < VAL_PERCENT
+def eval_dir() -> Path:
+    return Path(os.environ.get("AUTORESEARCH_EVAL_DATA") or os.path.expanduser("~/.cache/autoresearch-example-eval"))
 
 
-def _read_meta(directory: Path) -> dict[str, Any] | None:
+def _split_of(name: str) -> str:
+    bucket = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % 100
+    return "val" if bucket < VAL_PERCENT else "eval" if bucket < VAL_PERCENT + EVAL_PERCENT else "train"
+
+
+def _read_meta(directory: Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any] | None:
     """The cached metadata if the cache is complete and current, else None."""
     try:
         meta = json.loads((directory / "meta.json").read_text())
         complete = all(
-            (directory / f"{split}.bin").stat().st_size == meta[f"{split}_bytes"] for split in ("train", "val")
+            (directory / f"{split}.bin").stat().st_size == meta[f"{split}_bytes"] for split in splits
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -75,22 +83,34 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def prepare() -> dict[str, Any]:
     directory = cache_dir()
     meta = _read_meta(directory)
-    if meta is not None:
+    if meta is not None and _read_meta(eval_dir(), ("eval",)) is not None:
         print(f"cached: {directory} (train {meta['train_bytes']:,} B, val {meta['val_bytes']:,} B)")
         return meta
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
-    train, val = bytearray(), bytearray()
-    counts = {"train": 0, "val": 0}
+    bufs = {"train": bytearray(), "val": bytearray(), "eval": bytearray()}
+    caps = {"train": MAX_TRAIN_BYTES, "val": MAX_VAL_BYTES, "eval": MAX_VAL_BYTES}
+    counts = {"train": 0, "val": 0, "eval": 0}
     for path in files:
-        split, buf, cap = ("val", val, MAX_VAL_BYTES) if _is_val(path.name) else ("train", train, MAX_TRAIN_BYTES)
+        split = _split_of(path.name)
+        buf, cap = bufs[split], caps[split]
         if len(buf) < cap:
             buf += path.read_bytes()[: cap - len(buf)]
             counts[split] += 1
+    train, val, held_out = bufs["train"], bufs["val"], bufs["eval"]
     # The evaluation needs EVAL_BYTES + 1 bytes; training needs enough to not just memorise.
-    if len(val) <= EVAL_BYTES or len(train) < 10 * EVAL_BYTES:
-        sys.exit(f"prepare.py: too little text in {stdlib} (train {len(train)} B, val {len(val)} B)")
+    if min(len(val), len(held_out)) <= EVAL_BYTES or len(train) < 10 * EVAL_BYTES:
+        sys.exit(f"prepare.py: too little text in {stdlib} (train {len(train)} B, val {len(val)} B, "
+                 f"eval {len(held_out)} B)")
+
+    # The held-out split first, in its own folder: the training sandbox never has it mounted.
+    eval_folder = eval_dir()
+    eval_folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(eval_folder / "eval.bin", bytes(held_out))
+    eval_meta = {"version": FORMAT_VERSION, "eval_files": counts["eval"], "eval_bytes": len(held_out),
+                 "eval_sha256": hashlib.sha256(held_out).hexdigest()}
+    _write_atomic(eval_folder / "meta.json", json.dumps(eval_meta, indent=2).encode())
 
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "train.bin", bytes(train))
@@ -109,7 +129,8 @@ def prepare() -> dict[str, Any]:
     _write_atomic(directory / "meta.json", json.dumps(meta, indent=2).encode())  # last: marks completion
     print(
         f"wrote {directory}: train {len(train):,} B from {counts['train']} files, "
-        f"val {len(val):,} B from {counts['val']} files"
+        f"val {len(val):,} B from {counts['val']} files; held-out eval {len(held_out):,} B from "
+        f"{counts['eval']} files in {eval_folder}"
     )
     return meta
 
@@ -131,10 +152,9 @@ def load_split(name: str) -> Any:
     return torch.frombuffer(bytearray(_read_split(name)), dtype=torch.uint8)
 
 
-def _eval_bytes() -> bytes:
-    """The fixed text that evaluate_bpb scores: EVAL_SEGMENTS evenly spaced slices of val.bin,
-    joined (EVAL_BYTES + 1 bytes: every byte after the first is a target)."""
-    val = _read_split("val")
+def eval_text(val: bytes) -> bytes:
+    """The fixed text that is scored: EVAL_SEGMENTS evenly spaced slices of a split, joined
+    (EVAL_BYTES + 1 bytes: every byte after the first is a target)."""
     seg = EVAL_BYTES // EVAL_SEGMENTS
     sizes = [seg] * (EVAL_SEGMENTS - 1) + [EVAL_BYTES + 1 - seg * (EVAL_SEGMENTS - 1)]
     stride = (len(val) - sizes[-1]) // max(1, EVAL_SEGMENTS - 1)
@@ -155,7 +175,7 @@ def evaluate_bpb(model: Any, seq_len: int, device: Any, batch_tokens: int = 8192
 
     seq_len = int(seq_len)
     device = torch.device(device)
-    text = torch.frombuffer(bytearray(_eval_bytes()), dtype=torch.uint8).long()
+    text = torch.frombuffer(bytearray(eval_text(_read_split("val"))), dtype=torch.uint8).long()
     n_targets = len(text) - 1
     if not 1 <= seq_len <= n_targets:
         raise ValueError(f"seq_len must be in [1, {n_targets}], got {seq_len}")

@@ -1,6 +1,8 @@
 """A byte-level transformer language model, trained for a fixed wall-clock budget.
 
-This is the file the agent edits; the metric is val_bpb from prepare.evaluate_bpb (lower is better).
+This is the file the agent edits. It reports val_bpb on the validation split (prepare.evaluate_bpb),
+and saves the trained model to $AUTORESEARCH_OUTPUT/model.pt2 as a torch.export program; the metric
+that decides is evaluate.py's, computed from that file on a held-out split training never sees.
 The hyperparameters are plain literals, one per line, so that tools can rewrite them: any
 reasonable value must run, hence the clamping in main().
 """
@@ -103,9 +105,22 @@ def lr_at(step: int, progress: float) -> float:
     return LEARNING_RATE * warmup * (final + (1.0 - final) * cosine)
 
 
+def export_model(model: nn.Module, seq_len: int) -> None:
+    """Save the model as a torch.export program (graph and weights, no Python code) for evaluate.py."""
+    output = os.environ.get("AUTORESEARCH_OUTPUT")
+    if not output:
+        return
+    model.eval()
+    # On the CPU, so the evaluator needs no GPU; the batch size is fixed in the program.
+    example = torch.zeros(max(1, 8192 // seq_len), seq_len, dtype=torch.long)
+    program = torch.export.export(model.float().cpu(), (example,))
+    torch.export.save(program, os.path.join(output, "model.pt2"))
+
+
 def main() -> None:
     t_start = time.perf_counter()
-    torch.manual_seed(0)
+    seed = int(os.environ.get("AUTORESEARCH_SEED", "0"))  # the daemon varies it for repeats
+    torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -123,7 +138,7 @@ def main() -> None:
     dropout = min(max(float(DROPOUT), 0.0), 0.9)
 
     train_data = load_split("train")
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     model = ByteLM(depth, d_model, n_heads, mlp_hidden, seq_len, dropout).to(device)
     num_params = sum(p.numel() for p in model.parameters())
     # Decay only the weight matrices: not embeddings, norms or biases.
@@ -167,6 +182,7 @@ def main() -> None:
             )
 
     val_bpb = evaluate_bpb(model, seq_len, device)
+    export_model(model, seq_len)
     peak_vram_mb = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0
     print("---")
     print(f"val_bpb:          {val_bpb:.6f}")

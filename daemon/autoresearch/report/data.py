@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from autoresearch import noise
 from autoresearch.errors import RepoError
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
@@ -34,6 +35,14 @@ class Run:
     wall_s: float = 0.0
     gpu_count: int = 0
     baseline: bool = False
+    confidence: float | None = None
+    """A keep's gain ÷ σ at its decision (None: no noise estimate, or not a keep)."""
+    claim_flag: bool = False
+    """The run's own (claimed) metric was far from the evaluated one."""
+    level: float | None = None
+    """For a keep judged with the noise rule: the best's metric after it (the mean of its commit's runs)."""
+    repeat: bool = False
+    """A re-measurement of the best (a baseline repeat): kept, but not an improvement."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Ledger:
     pending: int | None = None  # the experiment in flight, if any
     source: str = "none"  # journal | results.tsv | none
     state_dir: Path | None = None
+    sigma: float | None = None  # the noise estimate (None: no journal)
+    evaluated: bool = False  # a trusted evaluator produced the metrics (else they are self-reported)
 
     def of(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
@@ -76,24 +87,26 @@ class Ledger:
 
     @property
     def best(self) -> Run | None:
-        keeps = [r for r in self.of("keep") if r.metric is not None]
+        keeps = [r for r in self.of("keep") if r.metric is not None and not r.repeat]
         if not keeps:
             return None
         return max(keeps, key=lambda r: (self.gain(0.0, r.metric or 0.0), -r.n))
 
     @property
     def improvements(self) -> int:
-        """Kept runs other than the baseline."""
+        """Kept runs other than the baseline and its repeats."""
         base = self.baseline
-        return sum(1 for r in self.of("keep") if base is None or r.n != base.n)
+        return sum(1 for r in self.of("keep") if (base is None or r.n != base.n) and not r.repeat)
 
     def running_best(self) -> list[tuple[int, float]]:
-        """(n, best so far) at each keep, in experiment order."""
+        """(n, best so far) at each keep, in experiment order: the judge's level (a mean) where recorded."""
         points: list[tuple[int, float]] = []
         for run in self.of("keep"):
             if run.metric is None:
                 continue
-            if not points or self.gain(points[-1][1], run.metric) > 0:
+            if run.level is not None:
+                points.append((run.n, run.level))
+            elif not points or self.gain(points[-1][1], run.metric) > 0:
                 points.append((run.n, run.metric))
             else:
                 points.append((run.n, points[-1][1]))
@@ -106,11 +119,12 @@ class Ledger:
         for run in self.of("keep"):
             if run.metric is None:
                 continue
-            if previous is not None:
-                gain = self.gain(previous, run.metric)
+            value = run.metric if run.level is None else run.level
+            if previous is not None and not run.repeat:
+                gain = self.gain(previous, value)
                 pct = 100.0 * gain / abs(previous) if previous else None
                 out.append(Hit(run=run, previous=previous, gain=gain, gain_pct=pct))
-            previous = run.metric
+            previous = value
         return sorted(out, key=lambda h: (-h.gain, h.run.n))
 
     @property
@@ -162,6 +176,8 @@ def _from_journal(ledger: Ledger, journal: Journal) -> None:
     for usage in state.all_usage():
         _add_usage(ledger, usage)
     ledger.runs = [_run(e) for e in state.recorded()]
+    ledger.sigma = noise.sigma(state)
+    ledger.evaluated = any(e.eval_cause is not None for e in state.recorded())
     pending = state.pending()
     ledger.pending = None if pending is None else pending.n
 
@@ -185,6 +201,10 @@ def _run(exp: Experiment) -> Run:
         wall_s=exp.wall_s,
         gpu_count=exp.gpu_count,
         baseline=exp.baseline or bool(exp.meta.get("baseline")),
+        confidence=exp.confidence if status == "keep" else None,
+        level=exp.best_metric if status == "keep" and exp.decision else None,
+        repeat=exp.reason == "repeat",
+        claim_flag=exp.claim_flag,
     )
 
 

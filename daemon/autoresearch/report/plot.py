@@ -37,6 +37,7 @@ class PlotStats:
     title: str
     ylabel: str
     ylim: tuple[float, float] | None  # None: matplotlib's autoscale (no baseline to anchor it)
+    legend: tuple[str, ...] = ()
 
 
 def short(text: str, limit: int = LABEL_CHARS) -> str:
@@ -74,6 +75,8 @@ def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
         ax.scatter(*_xy(kept), c=KEPT_COLOR, s=50, zorder=4, label="Kept", edgecolors="black", linewidths=0.5)
         _running_best(ax, ledger)
     for run in kept:
+        if run.repeat:
+            continue  # a re-measurement of the best: the running best line shows its effect
         ax.annotate(
             short(run.description or f"#{run.n}"),
             (run.n, run.metric),
@@ -104,6 +107,7 @@ def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
         title=title(ledger),
         ylabel=y_label(ledger),
         ylim=limits,
+        legend=tuple(ax.get_legend_handles_labels()[1]),
     )
 
 
@@ -118,6 +122,10 @@ def _running_best(ax: Any, ledger: Ledger) -> None:
         points.append((last_n, points[-1][1]))
     xs, ys = zip(*points, strict=True)
     ax.step(xs, ys, where="post", color=BEST_COLOR, linewidth=2, alpha=0.7, zorder=3, label="Running best")
+    if ledger.sigma:  # the noise band: a run inside it is not distinguishable from the best
+        lo, hi = [y - ledger.sigma for y in ys], [y + ledger.sigma for y in ys]
+        ax.fill_between(xs, lo, hi, step="post", color=BEST_COLOR, alpha=0.12, zorder=1,
+                        label=f"Noise ±σ (σ = {ledger.sigma:.4f})")
 
 
 def _decorate(ax: Any, ledger: Ledger, off_scale: int) -> None:

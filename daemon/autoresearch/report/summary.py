@@ -14,9 +14,10 @@ def render(
 ) -> str:
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     better = "lower" if ledger.direction == "min" else "higher"
+    source = "evaluated by the trusted evaluator" if ledger.evaluated else "self-reported by the runs"
     parts = [
         "# autoresearch report\n",
-        f"{title(ledger)}. Metric `{ledger.metric}` ({better} is better). Generated {stamp}"
+        f"{title(ledger)}. Metric `{ledger.metric}` ({better} is better; {source}). Generated {stamp}"
         f" from {ledger.source if ledger.source != 'none' else 'an empty ledger'}.\n",
     ]
     if image:
@@ -56,6 +57,8 @@ def _figures(ledger: Ledger) -> str:
         ("Kept", _rate(len(ledger.of("keep")), total)),
         ("Discarded", _rate(len(ledger.of("discard")), total)),
         ("Crashed", _rate(len(ledger.of("crash")), total)),
+        ("Noise σ", "unknown (no journal)" if ledger.sigma is None else _num(ledger.sigma)),
+        ("Claims far from evaluation", ", ".join(f"#{r.n}" for r in ledger.runs if r.claim_flag) or "none"),
         ("GPU-hours", f"{ledger.gpu_hours:.2f}" if ledger.source == "journal" else "unknown (no journal)"),
         ("Agent cost", _cost(ledger)),
     ]
@@ -85,16 +88,16 @@ def _hits(ledger: Ledger, top: int) -> str:
         return "No kept improvement over the baseline yet.\n"
     lines = [
         f"Kept runs ranked by their gain over the previous keep (top {min(top, len(hits))} of {len(hits)}).\n",
-        f"| Rank | # | Commit | {cell(ledger.metric)} | Gain | Gain % | Description |",
-        "| ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        f"| Rank | # | Commit | {cell(ledger.metric)} | Gain | Gain % | Confidence | Description |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for rank, hit in enumerate(hits[:top], 1):
         run = hit.run
         pct = f"{hit.gain_pct:.2f}%" if hit.gain_pct is not None else "n/a"
         metric = _num(run.metric) if run.metric is not None else ""
-        lines.append(
-            f"| {rank} | {run.n} | {run.commit} | {metric} | {hit.gain:+.6f} | {pct} | {cell(run.description)} |"
-        )
+        confidence = "-" if run.confidence is None else f"{run.confidence:.1f}σ"
+        lines.append(f"| {rank} | {run.n} | {run.commit} | {metric} | {hit.gain:+.6f} | {pct} | {confidence} "
+                     f"| {cell(run.description)} |")
     return "\n".join(lines) + "\n"
 
 

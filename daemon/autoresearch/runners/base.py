@@ -44,8 +44,12 @@ class RunSpec:
     """The run's output folder, at /output inside the sandbox (``AUTORESEARCH_OUTPUT``): writable for
     ``train``; for ``evaluate`` and ``check`` it is the training run's output, mounted read-only."""
     eval_data: Path | None = None
-    """Evaluation data, mounted read-only at /eval (``AUTORESEARCH_EVAL_DATA``) for ``evaluate`` only:
-    the training sandbox never sees it."""
+    """Evaluation data at /eval (``AUTORESEARCH_EVAL_DATA``): read-only for ``evaluate``, writable for
+    ``prepare`` (which writes the held-out split); the training sandbox never sees it."""
+    stdout_path: Path | None = None
+    """Where the runner also writes the run's stdout alone (stderr goes to ``log_path`` only), and only what
+    was printed before the deadline: the metric is read from here (``metric_source = "stdout"``). A runner
+    that cannot separate the streams leaves it absent; the metric is then read from the whole log."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
 
@@ -100,6 +104,7 @@ class CappedLog:
         self.written = 0
         self.truncated = False
         self._fh: BinaryIO | None = None
+        self._lock = threading.Lock()  # stdout and stderr may be pumped by two threads
 
     def __enter__(self) -> CappedLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +117,10 @@ class CappedLog:
             self._fh = None
 
     def write(self, chunk: bytes) -> None:
+        with self._lock:
+            self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
         assert self._fh is not None, "CappedLog used outside its with-block"
         if not chunk or self.truncated:
             return
@@ -143,7 +152,9 @@ def log_tail(path: Path, max_bytes: int = 4000) -> str:
 class FakeRunner:
     """A runner for tests: writes scripted output to the log and returns scripted outcomes.
 
-    Each script entry is ``(log_text, cause)``; a callable entry gets the spec and returns one.
+    Each script entry is ``(stdout_text, cause)`` or ``(stdout_text, cause, extra)`` with ``extra`` keys
+    ``stderr`` (text for the log only) and ``memory_gb`` (the measured peak); a callable entry gets the
+    spec and returns one. Evaluate and check runs take entries from the same script.
     """
 
     script: list[Any] = field(default_factory=list)
@@ -161,14 +172,17 @@ class FakeRunner:
         if callable(entry):
             entry = entry(spec)  # may raise, as a real runner does before anything started
         on_started({"kind": "fake", "n": spec.n})
-        text, cause = entry
+        text, cause, extra = (*entry, {})[:3]
         started = time.monotonic()
         if spec.cancel.wait(self.delay_s) if self.delay_s else spec.cancel.is_set():
             cause = "interrupted"
         with CappedLog(spec.log_path, spec.log_cap_bytes) as log:
-            log.write(text.encode())
+            log.write((text + extra.get("stderr", "")).encode())
+        if spec.stdout_path is not None:
+            spec.stdout_path.write_text(text)
         code = int(cause.split(":")[1]) if cause.startswith("exit:") else (0 if cause == "ok" else None)
-        return RunOutcome(cause=cause, exit_code=code, wall_s=time.monotonic() - started)
+        return RunOutcome(cause=cause, exit_code=code, wall_s=time.monotonic() - started,
+                          peak_memory_gb=extra.get("memory_gb"))
 
     def reap(self, handle: dict[str, Any]) -> bool:
         self.reaped.append(handle)

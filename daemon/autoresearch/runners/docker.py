@@ -9,6 +9,7 @@ engine before the first call that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -31,7 +32,7 @@ from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_contai
 from autoresearch.runners.docker_wait import Ending, wait_for_end
 from autoresearch.runners.docker_watch import CgroupWatch, await_gpu_release, top_pids
 from autoresearch.runners.ending import classify
-from autoresearch.runners.pump import LogPump
+from autoresearch.runners.pump import LogPump, UntilDeadline, demux_chunks
 
 if TYPE_CHECKING:
     from autoresearch.config import DockerSettings, Settings
@@ -205,7 +206,7 @@ class DockerRunner:
         self, client: Any, spec: RunSpec, files: RunFiles, cache: Path | None, chosen: list[GpuDevice], name: str
     ) -> Any:
         host_env = os.environ if self._host_env is None else self._host_env
-        eval_data = spec.kind == "evaluate" and spec.eval_data is not None
+        eval_data = spec.kind in ("evaluate", "prepare") and spec.eval_data is not None
         opts = docker_spec.create_options(
             settings=self.settings,
             spec=spec,
@@ -222,15 +223,22 @@ class DockerRunner:
     def _run_container(
         self, container: Any, spec: RunSpec, files: RunFiles, chosen: list[GpuDevice], on_started: OnStarted
     ) -> RunOutcome:
-        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink, contextlib.ExitStack() as stack:
             # Attach before start so no output is missed (logs=False: the "none" log driver keeps no history).
-            stream = self._api("attach", lambda: container.attach(stdout=True, stderr=True, stream=True, logs=False))
+            # With a stdout_path the stream comes demultiplexed, so stdout can be kept apart for the metric.
+            demux = spec.stdout_path is not None
+            stream = self._api("attach", lambda: container.attach(stdout=True, stderr=True, stream=True, logs=False,
+                                                                  demux=demux))
             self._api("start the container", container.start)
             started = time.monotonic()
             on_started(self._handle(container.id, spec, files))
             live = self._watch(container, chosen)
             output_closed = threading.Event()
-            pump = LogPump(stream, sink, output_closed.set).start()
+            chunks = stream
+            if spec.stdout_path is not None:
+                copy = stack.enter_context(CappedLog(spec.stdout_path, spec.log_cap_bytes))
+                chunks = demux_chunks(stream, UntilDeadline(copy, started + spec.deadline_s))
+            pump = LogPump(chunks, sink, output_closed.set).start()
             try:
                 ending = wait_for_end(
                     container=container,

@@ -109,7 +109,8 @@ def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: Dock
     """The snapshot read-only, the target read-write (not for evaluate), /output, /eval, the cache, extras.
 
     /output is the engine volume of a writing run (train, prepare), else the training run's output
-    folder read-only; /eval (evaluate only) and the cache (writable for prepare only) are binds.
+    folder read-only; /eval (read-only for evaluate, writable for prepare) and the cache (writable for
+    prepare only) are binds.
     """
     out = [Mount(WORKSPACE, str(files.workspace), type="bind", read_only=True)]
     if files.target is not None:
@@ -119,8 +120,9 @@ def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: Dock
         out.append(output_mount(files.volume))
     elif not files.writes_output and files.output.is_dir():
         out.append(Mount(OUTPUT, str(files.output), type="bind", read_only=True))
-    if spec.kind == "evaluate" and spec.eval_data is not None:
-        out.append(Mount(EVAL, str(spec.eval_data.resolve()), type="bind", read_only=True))
+    if spec.kind in ("evaluate", "prepare") and spec.eval_data is not None:
+        spec.eval_data.mkdir(parents=True, exist_ok=True)  # prepare writes the held-out split there
+        out.append(Mount(EVAL, str(spec.eval_data.resolve()), type="bind", read_only=spec.kind == "evaluate"))
     if cache_dir is not None:
         out.append(Mount(CACHE, cache_dir, type="bind", read_only=spec.kind != "prepare"))
     for entry in settings.mounts:

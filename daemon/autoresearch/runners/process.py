@@ -12,8 +12,10 @@ owner mark in bwrap's own environment lets it find one that was never journaled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -35,7 +37,7 @@ from autoresearch.runners.ending import classify, exit_cause
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
-from autoresearch.runners.pump import LogPump, pipe_chunks
+from autoresearch.runners.pump import LogPump, StdoutTee, pipe_chunks
 
 log = structlog.get_logger("autoresearch.runner.process")
 
@@ -97,22 +99,24 @@ class ProcessRunner:
         box = self._launch(spec, root)
         started = time.monotonic()
         on_started({**box.handle(), "lane": None if self.lane is None else self.lane.index})
-        stdout = box.proc.stdout
-        assert stdout is not None
         gate = threading.Event()
-        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink:
-            pump = LogPump(pipe_chunks(stdout.fileno(), gate), sink, gate=gate).start()
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as sink, contextlib.ExitStack() as stack:
+            pumps = self._pumps(box, spec, sink, gate, started, stack)
             sampler = None if isinstance(self.gpu, NoGpu) else PeakSampler(self.gpu, box.pids).start()
             stopped_for = self._wait(box, spec, started)
             latency = None
             if stopped_for:
-                pump.close()  # the deadline: nothing printed from now on counts
+                for pump in pumps:
+                    pump.close()  # the deadline: nothing printed from now on counts
                 latency = box.terminate(self.kill_timeout_s, self.poll_s)
             box.kill()  # stragglers of a bare group; a sandbox is already gone with its pid 1
-            pump.join(timeout=5)  # drains what the run printed before it ended
-            pump.close()
-            pump.join(timeout=1)
-            stdout.close()
+            for pump in pumps:
+                pump.join(timeout=5)  # drains what the run printed before it ended
+                pump.close()
+                pump.join(timeout=1)
+            for stream in (box.proc.stdout, box.proc.stderr):
+                if stream is not None:
+                    stream.close()
             peak_mb = sampler.stop() if sampler is not None else None
         cause, detail = classify(stopped_for or exit_cause(box.proc.returncode),
                                  changed=changed_files(before, hash_files(root, watched)))
@@ -129,17 +133,33 @@ class ProcessRunner:
             log_truncated=sink.truncated,
         )
 
+    def _pumps(
+        self, box: process_box.Box, spec: RunSpec, sink: CappedLog, gate: threading.Event, started: float,
+        stack: contextlib.ExitStack,
+    ) -> list[LogPump]:
+        """One pump for the merged output, or (``spec.stdout_path``) one per stream: stdout also goes to its
+        own file, up to the deadline, for a metric read from stdout alone."""
+        out, err = box.proc.stdout, box.proc.stderr
+        assert out is not None
+        if err is None or spec.stdout_path is None:
+            return [LogPump(pipe_chunks(out.fileno(), gate), sink, gate=gate).start()]
+        copy = stack.enter_context(CappedLog(spec.stdout_path, spec.log_cap_bytes))
+        tee = StdoutTee(sink, copy, started + spec.deadline_s)
+        return [LogPump(pipe_chunks(out.fileno(), gate), tee, gate=gate).start(),
+                LogPump(pipe_chunks(err.fileno(), gate), sink, gate=gate).start()]
+
     def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
         mark = self._marks()
         pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", self.lane.cpu_list)
+        stderr = subprocess.PIPE if spec.stdout_path is not None else subprocess.STDOUT  # stdout kept apart
         if self.bwrap is None:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
             env = {**_bare_env(spec, self.settings, host), **mark}
-            return process_box.launch(spec.command, None, None, env, root, prefix=pin)
+            return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=pin)
         sandbox = run_sandbox(spec, root, self.settings, host)
         return process_box.launch(spec.command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
-                                  prefix=pin)
+                                  stderr=stderr, prefix=pin)
 
     def _marks(self) -> dict[str, str]:
         if not self.repo_id:
@@ -219,6 +239,6 @@ def _bare_env(spec: RunSpec, settings: ProcessSettings, host: Mapping[str, str])
     }
     if spec.output_dir is not None:
         fixed["AUTORESEARCH_OUTPUT"] = str(spec.output_dir)
-    if spec.eval_data is not None and spec.kind == "evaluate":
+    if spec.eval_data is not None and spec.kind in ("evaluate", "prepare"):
         fixed["AUTORESEARCH_EVAL_DATA"] = str(spec.eval_data)
     return allowed_environment(spec.env, host, settings.env_allow, settings.env, fixed)

@@ -83,22 +83,25 @@ class Box:
 
 def launch(
     command: str, sandbox: Sandbox | None, bwrap: str | None, env: Mapping[str, str], cwd: Path,
-    stdout: int | IO[bytes] = subprocess.PIPE, prefix: Sequence[str] = (),
+    stdout: int | IO[bytes] = subprocess.PIPE,
+    stderr: int | IO[bytes] = subprocess.STDOUT,
+    prefix: Sequence[str] = (),
 ) -> Box:
     """Start ``command`` (through /bin/sh) in the sandbox, or as a bare process group when ``sandbox`` is None.
 
-    Output (stdout and stderr together) goes to ``stdout`` (by default a pipe: ``proc.stdout``). ``env`` is
+    Output (stdout and stderr together, unless ``stderr`` says otherwise) goes to ``stdout`` (by default a
+    pipe: ``proc.stdout``). ``env`` is
     the environment of bwrap itself (the sandbox's own is in ``sandbox.env``) or of the bare command.
     ``prefix`` execs first and must exec the rest in the same process (``taskset -c 2,3``: a lane's cores).
     """
     shell: Sequence[str] = ["/bin/sh", "-c", command]
     if sandbox is None or bwrap is None:
-        proc = _popen([*prefix, *shell], env, cwd, (), stdout)
+        proc = _popen([*prefix, *shell], env, cwd, (), stdout, stderr)
         return Box(proc, start_ticks=procs.start_ticks(proc.pid))
     read_end, write_end = os.pipe()
     try:
         argv = [*prefix, *sandbox.argv(shell, bwrap=bwrap, info_fd=write_end)]
-        proc = _popen(argv, env, Path("/"), (write_end,), stdout)
+        proc = _popen(argv, env, Path("/"), (write_end,), stdout, stderr)
     finally:
         os.close(write_end)
     with contextlib.closing(os.fdopen(read_end, "rb")) as info:
@@ -110,10 +113,11 @@ def launch(
 
 
 def _popen(
-    argv: list[str], env: Mapping[str, str], cwd: Path, fds: tuple[int, ...], stdout: int | IO[bytes]
+    argv: list[str], env: Mapping[str, str], cwd: Path, fds: tuple[int, ...], stdout: int | IO[bytes],
+    stderr: int | IO[bytes] = subprocess.STDOUT,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
+        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
         start_new_session=True, pass_fds=fds,
     )  # fmt: skip
 

@@ -74,7 +74,7 @@ def run_environment(spec: RunSpec, settings: ProcessSettings, host_env: Mapping[
         fixed["AUTORESEARCH_OUTPUT"] = OUTPUT_MOUNT
     if spec.cache_dir is not None:
         fixed["AUTORESEARCH_CACHE"] = CACHE
-    if spec.eval_data is not None and spec.kind == "evaluate":
+    if spec.eval_data is not None and spec.kind in ("evaluate", "prepare"):
         fixed["AUTORESEARCH_EVAL_DATA"] = EVAL_MOUNT
     env = allowed_environment(spec.env, host_env, settings.env_allow, settings.env, fixed)
     for key in ("AUTORESEARCH_CACHE", "AUTORESEARCH_OUTPUT", "AUTORESEARCH_EVAL_DATA"):
@@ -93,8 +93,9 @@ def run_sandbox(spec: RunSpec, root: Path, settings: ProcessSettings, host_env: 
         binds.append(Bind(spec.output_dir, OUTPUT_MOUNT, writable=spec.kind in ("train", "prepare")))
     if spec.cache_dir is not None:
         binds.append(Bind(spec.cache_dir, CACHE, writable=spec.kind == "prepare"))
-    if spec.eval_data is not None and spec.kind == "evaluate":
-        binds.append(Bind(spec.eval_data, EVAL_MOUNT))
+    if spec.eval_data is not None and spec.kind in ("evaluate", "prepare"):
+        spec.eval_data.mkdir(parents=True, exist_ok=True)
+        binds.append(Bind(spec.eval_data, EVAL_MOUNT, writable=spec.kind == "prepare"))  # prepare writes it
     devices = gpu_devices(settings.gpus)
     if devices:
         binds.append(Bind(Path("/sys"), "/sys", optional=True))  # the CUDA driver and NVML read the PCI tree

@@ -12,13 +12,53 @@ import contextlib
 import os
 import select
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import structlog
 
 from autoresearch.runners.base import CappedLog
 
 log = structlog.get_logger("autoresearch.runners")
+
+
+class Sink(Protocol):
+    def write(self, chunk: bytes) -> None: ...
+
+
+class UntilDeadline:
+    """A sink that takes only what arrives before ``deadline`` (monotonic): the copy of a run's stdout the
+    metric is read from, so a line printed after the deadline never counts."""
+
+    def __init__(self, sink: Sink, deadline: float) -> None:
+        self._sink, self._deadline = sink, deadline
+
+    def write(self, chunk: bytes) -> None:
+        if time.monotonic() < self._deadline:
+            self._sink.write(chunk)
+
+
+class StdoutTee:
+    """The sink for a run's stdout pipe: the log, and the stdout copy up to the deadline."""
+
+    def __init__(self, log: Sink, copy: Sink, deadline: float) -> None:
+        self._log, self._copy = log, UntilDeadline(copy, deadline)
+
+    def write(self, chunk: bytes) -> None:
+        self._log.write(chunk)
+        self._copy.write(chunk)
+
+
+def demux_chunks(frames: Iterable[tuple[bytes | None, bytes | None]], stdout: Sink) -> Iterator[bytes]:
+    """Chunks for the log from a demultiplexed stream of (stdout, stderr) frames (Docker's attach with
+    ``demux=True``); stdout's parts also go to ``stdout``."""
+    for out, err in frames:
+        if out:
+            stdout.write(out)
+            yield out
+        if err:
+            yield err
 
 
 class LogPump:
@@ -28,7 +68,7 @@ class LogPump:
     def __init__(
         self,
         chunks: Iterable[bytes],
-        sink: CappedLog,
+        sink: CappedLog | Sink,
         on_end: Callable[[], None] = lambda: None,
         gate: threading.Event | None = None,
     ) -> None:

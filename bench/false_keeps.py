@@ -1,0 +1,85 @@
+"""How often a change that does nothing is kept, on the bundled example with its evaluator.
+
+    python3 bench/false_keeps.py [--proposals N] [--budget S] [--repeats R] [--z Z] [--max-repeats K]
+
+A command agent appends a comment to train.py (a no-op) N times; the loop runs each for S seconds
+of training, evaluates it, and judges it with the noise-aware keep rule. A keep of a no-op is a
+false keep. Prints σ, the false-keep rate, and what confirmations cost: extra runs ÷ runs, where
+extra runs are the `confirm:` rows after the first proposal: a candidate's re-runs and the best's fresh
+runs it is compared with (the baseline's repeats are counted apart).
+``--repeats 0 --z 0`` gives the seed's rule (keep any lower number) for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from autoresearch.commands import build_loop, init_repo
+from autoresearch.example import write_example
+from autoresearch.noise import sigma
+
+AGENT = """\
+import sys, time
+from pathlib import Path
+target = Path(sys.argv[1])
+target.write_text(target.read_text() + f"# no-op {time.time_ns()}\\n")
+Path(".autoresearch-description").write_text("append a comment\\n")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proposals", type=int, default=20)
+    parser.add_argument("--budget", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--z", type=float, default=2.0)
+    parser.add_argument("--max-repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="false-keeps-") as tmp:
+        root = Path(tmp)
+        repo = write_example(root / "example")
+        (root / "agent.py").write_text(AGENT)
+        os.environ.update({
+            "AUTORESEARCH_CACHE_DIR": str(root / "cache"),
+            "AUTORESEARCH_EVAL_DATA": str(root / "eval"),
+            "AUTORESEARCH_AGENT": "command",
+            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {root / 'agent.py'} {{target}}",
+            "AUTORESEARCH_NOISE__REPEATS": str(args.repeats),
+            "AUTORESEARCH_NOISE__Z": str(args.z),
+            "AUTORESEARCH_NOISE__MAX_REPEATS": str(args.max_repeats),
+        })
+        init_repo(repo, "bench", {})
+        loop = build_loop(repo, {"budget": args.budget, "grace": 120.0, "runner": "process"})
+        started = time.monotonic()
+        while True:
+            state = loop.journal.load()
+            proposals = [e for e in state.recorded() if e.get("agent") == "command"]
+            if len(proposals) >= args.proposals and state.recorded()[-1].get("decision") != "remeasure":
+                break
+            loop.settings.limits.max_experiments = len(state.recorded()) + 1
+            loop.run()
+        state = loop.journal.load()
+        done = state.recorded()
+        candidates = {e.n for e in done if e.get("agent") == "command"}
+        kept = {int(e.get("confirm_of", e.n)) for e in done if e.status == "keep"} & candidates
+        # Re-measurements before the first proposal are the baseline's repeats; after it, confirmations
+        # (of a candidate, or fresh runs of the best to confirm one against).
+        start = min(candidates, default=len(done))
+        confirmations = [e for e in done if e.get("agent") == "judge" and e.n > start]
+        repeats = [e for e in done if e.get("agent") == "judge" and e.n < start]
+        print(f"runs: {len(done)} (baseline 1, repeats {len(repeats)}, proposals {len(candidates)}, "
+              f"confirmations {len(confirmations)}) in {time.monotonic() - started:.0f} s, budget {args.budget:g} s")
+        print(f"metrics: {' '.join(f'{e.metric:.4f}' for e in done if e.metric is not None)}")
+        print(f"sigma: {sigma(state):.6f}")
+        print(f"false_keeps: {len(kept)} of {len(candidates)}")
+        print(f"confirmation_cost: {len(confirmations) / len(done):.3f} (extra runs / runs)")
+        print(f"false_keep_rate: {len(kept) / max(1, len(candidates)):.3f}")
+
+
+if __name__ == "__main__":
+    main()
