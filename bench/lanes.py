@@ -3,7 +3,7 @@ pipelined proposals.
 
     python3 bench/lanes.py [--budget S] [--per-lane K] [--lanes 1,2,4,8]
 
-The real loop (``Loop`` with one pinned process runner per lane, as ``runner_for_lane`` builds them)
+The real loop (``Loop`` with one pinned process runner per lane, as ``runners.lane_runners`` builds them)
 drives a training command that sleeps exactly its budget, on 8 fake GPUs (``FakeGpu``: each lane's
 runs get CUDA_VISIBLE_DEVICES of their own GPU). The agent sleeps A seconds per proposal.
 
@@ -38,9 +38,8 @@ from autoresearch.commands import init_repo, instance_id, repo_id
 from autoresearch.config import load_settings
 from autoresearch.gpu import FakeGpu, GpuDevice
 from autoresearch.journal import Experiment, JournalState
-from autoresearch.lanes import plan_lanes
 from autoresearch.loop import Loop
-from autoresearch.runners import runner_for_lane
+from autoresearch.runners import lane_runners
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import load_session
 from autoresearch.status import lane_of
@@ -108,8 +107,7 @@ def session(root: Path, lanes: int, budget: float, agent_s: float, ahead: int, c
     ws = GitWorkspace.open(repo)
     settings = load_settings(repo, lanes=lanes, limits={"max_experiments": 1 + lanes * per_lane},
                              proposals={"ahead": ahead, "concurrency": concurrency})
-    plan = plan_lanes(settings, GPUS)
-    pinned = [(lane, runner_for_lane(settings, repo_id(repo), instance_id(), lane, gpu_probe=GPUS)) for lane in plan]
+    pinned = lane_runners(settings, repo_id(repo), instance_id(), gpu_probe=GPUS)
     agent = SlowAgent(agent_s)
     loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=agent,
                 notifier=Notifier(), lanes=pinned)

@@ -13,7 +13,7 @@ from autoresearch.config import Settings
 from autoresearch.errors import GpuError
 from autoresearch.gpu import FakeGpu, GpuDevice
 from autoresearch.lanes import Lane
-from autoresearch.runners import docker_spec, runner_for_lane
+from autoresearch.runners import docker_spec, lane_runners, runner_for_lane
 from autoresearch.runners.docker import DockerRunner
 from autoresearch.runners.docker_files import RunFiles
 from tests.runners.test_docker_spec import spec
@@ -132,3 +132,12 @@ def test_orphan_reaping_spares_the_other_lanes_run(make_runner, make_spec, docke
         s.cancel.set()
         thread.join(timeout=60)
     assert result and result[0].cause in ("docker", "interrupted", "signal:9", "exit:137")
+
+
+def test_lane_runners_pin_one_runner_per_planned_lane() -> None:
+    settings = Settings(runner="docker", docker={"gpus": "all"}, lanes="auto")
+    pairs = lane_runners(settings, "r", "i", gpu_probe=FakeGpu(list(GPUS)))
+    assert [lane.gpus for lane, _ in pairs] == [("0",), ("1",)]
+    runners = [runner for _, runner in pairs]
+    assert all(isinstance(r, DockerRunner) for r in runners)
+    assert [r.settings.gpus for r in runners if isinstance(r, DockerRunner)] == [["0"], ["1"]]

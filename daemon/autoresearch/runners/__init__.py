@@ -37,3 +37,15 @@ def runner_for_lane(
     from autoresearch.runners.process import ProcessRunner
 
     return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
+
+
+def lane_runners(
+    settings: Settings, repo_id: str, instance: str, gpu_probe: GpuProbe | None = None
+) -> list[tuple[Lane, Runner]]:
+    """Every lane the settings plan on this host (``lanes.plan_lanes``), each with its pinned runner: what
+    ``Loop.lanes`` takes. ConfigError (exit 2, naming ``lanes``/``gpus_per_lane``) for a plan that cannot be."""
+    from autoresearch.gpu import probe_from_environment
+    from autoresearch.lanes import plan_lanes
+
+    probe = gpu_probe if gpu_probe is not None else probe_from_environment()
+    return [(lane, runner_for_lane(settings, repo_id, instance, lane, probe)) for lane in plan_lanes(settings, probe)]
