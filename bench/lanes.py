@@ -105,8 +105,9 @@ def session(root: Path, lanes: int, budget: float, agent_s: float, ahead: int, c
     repo = make_repo(root)
     init_repo(repo, "bench", {"budget": budget, "runner": "process", "metric": "val_bpb"})
     ws = GitWorkspace.open(repo)
+    # No repeats of the baseline: the noise estimate is a one-time cost at the start, not the lanes'.
     settings = load_settings(repo, lanes=lanes, limits={"max_experiments": 1 + lanes * per_lane},
-                             proposals={"ahead": ahead, "concurrency": concurrency})
+                             proposals={"ahead": ahead, "concurrency": concurrency}, noise={"repeats": 0})
     pinned = lane_runners(settings, repo_id(repo), instance_id(), gpu_probe=GPUS)
     agent = SlowAgent(agent_s)
     loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=agent,
