@@ -26,7 +26,7 @@ from autoresearch.lanes import Lane, plan_lanes
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
 from autoresearch.privacy import protect_daemon
-from autoresearch.runners import runner_from_config
+from autoresearch.runners import lane_runners, runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
@@ -169,10 +169,12 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_settings(ws.root, **overrides)
-    runner = runner_from_config(settings, repo_id(ws.root), instance_id())
+    # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
+    lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
+    runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
     agent = agent_from_config(settings, ws.root)
     return Loop(settings=settings, session=session, workspace=ws, runner=runner, agent=agent,
-                notifier=notifier or Notifier.from_environment())
+                notifier=notifier or Notifier.from_environment(), lanes=lanes)
 
 
 def read_status(repo: Path) -> dict[str, Any]:
