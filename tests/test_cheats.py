@@ -62,7 +62,7 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {tmp_path / 'agent.py'} "
                                                   f"{tmp_path / 'cheats.json'} {{target}}",
            # The command agent runs jailed: its script and its list are mounted read-only.
-           "AUTORESEARCH_COMMAND_AGENT__MOUNTS": json.dumps([str(tmp_path / "agent.py"), str(tmp_path / "cheats.json")])}
+           "AUTORESEARCH_COMMAND_AGENT__MOUNTS": json.dumps([str(tmp_path / n) for n in ("agent.py", "cheats.json")])}
     init = cli("init", str(repo), "--tag", "cheats", env=env, timeout=600)
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "eval" / "eval.bin").exists() and not (tmp_path / "cache" / "eval.bin").exists()
