@@ -19,8 +19,10 @@ from rich.console import Console
 from autoresearch.agents import agent_from_config
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
 from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, RepoError
+from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
+from autoresearch.lanes import Lane, plan_lanes
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
 from autoresearch.privacy import protect_daemon
@@ -179,11 +181,22 @@ def read_status(repo: Path) -> dict[str, Any]:
     if not path.exists():
         raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {repo}` first")
     settings = load_settings(ws.root)
-    summary = summarize(Journal(path).load(), settings.direction)
+    summary = summarize(Journal(path).load(), settings.direction, lanes=_status_lanes(settings),
+                        budget=settings.budget)
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     return summary
+
+
+def _status_lanes(settings: Settings) -> list[Lane]:
+    """The lanes as the settings place them on this host (for their GPUs); one lane when that fails."""
+    if settings.lanes == 1:
+        return [Lane(0)]  # no NVML query for the usual case
+    try:
+        return plan_lanes(settings, probe_from_environment())
+    except AutoresearchError:  # the GPUs changed since: status still shows each lane's experiment
+        return [Lane(0)]
 
 
 def run_demo(

@@ -213,6 +213,8 @@ class ProcessSettings(Section):
     mounts: list[str] = Field(default_factory=list)
     """Extra host paths bound read-only into the sandbox (host[:inside]), e.g. a conda env or a CUDA toolkit.
     The daemon's own interpreter (sys.prefix) is always bound."""
+    gpu_min_free_mb: float = Field(default=1024.0, ge=0)
+    """With lanes: free memory each of a lane's GPUs must have before its run starts (else the lane waits)."""
 
 
 class NoiseSettings(Section):
@@ -265,6 +267,12 @@ class Settings(BaseSettings):
     """Size cap of one run.log; output beyond it is dropped (the run goes on)."""
     cache_dir: Path | None = None
     """Data/cache folder given to prepare and training (AUTORESEARCH_CACHE); default .git/autoresearch/cache."""
+    lanes: Literal["auto"] | int = Field(default=1, union_mode="left_to_right")
+    """Runs at the same time, each in its own lane pinned to its GPU(s) and a share of the CPU cores. auto:
+    one lane per GPU the runner may use (``docker.gpus``/``process.gpus``; one lane on a host without
+    GPUs); N: N lanes (on a host without GPUs they split the cores). 1 (the default): one unpinned lane."""
+    gpus_per_lane: int = Field(default=1, ge=1)
+    """GPUs each lane gets when the host has GPUs (``lanes = "auto"`` then makes GPUs / gpus_per_lane lanes)."""
     evaluate: str | None = None
     """Trusted evaluation command, run in a second fresh sandbox after each training run, from the commit's
     read-only files, with the run's output (AUTORESEARCH_OUTPUT) read-only and the eval data visible; its
@@ -305,6 +313,13 @@ class Settings(BaseSettings):
         target = info.data.get("target")
         if target in value:
             raise ValueError(f"the target {target!r} cannot also be read-only")
+        return value
+
+    @field_validator("lanes")
+    @classmethod
+    def _check_lanes(cls, value: Literal["auto"] | int) -> Literal["auto"] | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError('must be "auto" or a whole number of lanes, at least 1')
         return value
 
     @field_validator("metric")

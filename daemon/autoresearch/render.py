@@ -43,8 +43,11 @@ def status_table(s: dict[str, Any]) -> Table:
         table.add_row("claims far from evaluation", ", ".join(f"#{n}" for n in s["claim_flags"][-10:]))
     imp = s.get("improvement")
     table.add_row("improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%)")
+    lanes = s.get("lanes") or []
+    for lane in lanes if len(lanes) > 1 else []:
+        table.add_row(f"lane {lane['lane']}", lane_line(lane))
     run = s.get("running")
-    if run:
+    if run and len(lanes) <= 1:
         elapsed = run.get("phase_elapsed_s")
         since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
         table.add_row("running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
@@ -63,6 +66,17 @@ def status_table(s: dict[str, Any]) -> Table:
     if s.get("stopped"):
         table.add_row("last stop", str(s["stopped"]))
     return table
+
+
+def lane_line(lane: dict[str, Any]) -> str:
+    """``gpu 3  #12 running 121s/300s  lr 0.04``: where the lane runs, and what, for how long."""
+    if lane.get("n") is None:
+        return f"{lane['where']}  idle"
+    elapsed, budget = lane.get("elapsed_s"), lane.get("budget_s")
+    clock = "" if elapsed is None else f" {elapsed:.0f}s"
+    if clock and lane.get("phase") == "running" and budget:
+        clock += f"/{budget:.0f}s"
+    return f"{lane['where']}  #{lane['n']} {lane['phase']}{clock}  {lane.get('description') or ''}".rstrip()
 
 
 def _num(value: Any) -> str:

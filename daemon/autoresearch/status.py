@@ -7,7 +7,8 @@ import datetime as dt
 from typing import Any
 
 from autoresearch import noise
-from autoresearch.journal import JournalState
+from autoresearch.journal import Experiment, JournalState
+from autoresearch.lanes import Lane
 
 
 def total_cost(state: JournalState) -> float:
@@ -31,7 +32,10 @@ def gpu_hours(state: JournalState) -> float:
     return sum(f.wall_s * max(f.gpu_count, 1) for f in finished) / 3600
 
 
-def summarize(state: JournalState, direction: str, now: dt.datetime | None = None) -> dict[str, Any]:
+def summarize(
+    state: JournalState, direction: str, now: dt.datetime | None = None, lanes: list[Lane] | None = None,
+    budget: float | None = None,
+) -> dict[str, Any]:
     done = state.recorded()
     counts = {s: sum(1 for e in done if e.status == s) for s in ("keep", "discard", "crash")}
     # A re-run of the best is kept too, but it is not a new best.
@@ -75,6 +79,7 @@ def summarize(state: JournalState, direction: str, now: dt.datetime | None = Non
         "failed_proposals_in_a_row": len(state.failed_in_a_row),
         "last_proposal_error": state.failed_in_a_row[-1].error if state.failed_in_a_row else None,
         "waiting": _waiting(state, now),
+        "lanes": lane_lines(state, lanes or [Lane(0)], budget, now),
         "stopped": state.stops[-1].reason if state.stops else None,
     }
 
@@ -91,3 +96,32 @@ def _waiting(state: JournalState, now: dt.datetime | None) -> dict[str, Any] | N
     if wait is None:
         return None
     return {"what": wait.what, "reason": wait.reason, "elapsed_s": _elapsed(wait.at, now)}
+
+
+def lane_of(exp: Experiment) -> int:
+    """The lane an experiment runs in: journaled in its phase records as ``lane`` (0 before lanes)."""
+    typed = getattr(exp, "lane", None)  # Experiment.lane where the fold types the field
+    lane = typed if typed is not None else exp.extra.get("lane")
+    return lane if isinstance(lane, int) else 0
+
+
+def lane_lines(
+    state: JournalState, lanes: list[Lane], budget: float | None, now: dt.datetime | None
+) -> list[dict[str, Any]]:
+    """One entry per lane: where it runs (GPU or cores), its open experiment if any, and how long the
+    experiment has been in its phase (the run's elapsed time against the budget while it trains)."""
+    open_ = {lane_of(e): e for e in state.ordered() if not e.done}  # the newest open one of each lane
+    known = {lane.index: lane for lane in lanes}
+    for index in open_:
+        known.setdefault(index, Lane(index))  # a lane the current settings no longer have, still in flight
+    out = []
+    for index in sorted(known):
+        lane, exp = known[index], open_.get(index)
+        entry: dict[str, Any] = {"lane": index, "where": lane.where,
+                                 "gpus": list(lane.gpus), "n": None, "phase": None, "description": None,
+                                 "elapsed_s": None, "budget_s": budget}
+        if exp is not None:
+            since = exp.phase_at(exp.phase) or exp.phase_at("proposed")
+            entry.update(n=exp.n, phase=exp.phase, description=exp.description, elapsed_s=_elapsed(since, now))
+        out.append(entry)
+    return out

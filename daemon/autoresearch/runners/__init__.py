@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from autoresearch.config import Settings
+    from autoresearch.gpu import GpuProbe
+    from autoresearch.lanes import Lane
     from autoresearch.runners.base import Runner
 
 
@@ -18,3 +20,32 @@ def runner_from_config(settings: Settings, repo_id: str, instance: str) -> Runne
     from autoresearch.runners.process import ProcessRunner
 
     return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance)
+
+
+def runner_for_lane(
+    settings: Settings, repo_id: str, instance: str, lane: Lane, gpu_probe: GpuProbe | None = None
+) -> Runner:
+    """The configured runner, pinned to ``lane``: its GPUs only (Docker: device_requests, or
+    CUDA_VISIBLE_DEVICES in explicit mode; process: CUDA_VISIBLE_DEVICES) and its CPU cores (Docker:
+    cpuset; process: CPU affinity). Its orphan reaping spares the other lanes' runs of this instance.
+    Before each run it checks the lane's GPUs (GpuError for this lane only: missing, or held by a dead run).
+    ``gpu_probe``: NVML when None (``FakeGpu`` in tests and benchmarks)."""
+    if settings.runner == "docker":
+        from autoresearch.runners.docker import DockerRunner
+
+        return DockerRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
+    from autoresearch.runners.process import ProcessRunner
+
+    return ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
+
+
+def lane_runners(
+    settings: Settings, repo_id: str, instance: str, gpu_probe: GpuProbe | None = None
+) -> list[tuple[Lane, Runner]]:
+    """Every lane the settings plan on this host (``lanes.plan_lanes``), each with its pinned runner: what
+    ``Loop.lanes`` takes. ConfigError (exit 2, naming ``lanes``/``gpus_per_lane``) for a plan that cannot be."""
+    from autoresearch.gpu import probe_from_environment
+    from autoresearch.lanes import plan_lanes
+
+    probe = gpu_probe if gpu_probe is not None else probe_from_environment()
+    return [(lane, runner_for_lane(settings, repo_id, instance, lane, probe)) for lane in plan_lanes(settings, probe)]

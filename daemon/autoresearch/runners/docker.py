@@ -36,6 +36,7 @@ from autoresearch.runners.pump import LogPump, UntilDeadline, demux_chunks
 
 if TYPE_CHECKING:
     from autoresearch.config import DockerSettings, Settings
+    from autoresearch.lanes import Lane
 
 log = structlog.get_logger("autoresearch.runners.docker")
 T = TypeVar("T")
@@ -62,10 +63,13 @@ class DockerRunner:
         instance: str,
         gpu_probe: GpuProbe | None = None,
         host_env: Mapping[str, str] | None = None,
+        lane: Lane | None = None,
     ) -> None:
         self.settings = settings
         self.repo_id = repo_id
         self.instance = instance
+        self.lane = lane
+        """The lane this runner serves (its cores; its GPUs are ``settings.gpus``); None = the only one."""
         self._probe = gpu_probe
         self._host_env = host_env
         self._client: Any = None
@@ -73,8 +77,15 @@ class DockerRunner:
         self._pending_volumes: set[str] = set()
 
     @classmethod
-    def from_config(cls, settings: Settings, *, repo_id: str, instance: str) -> DockerRunner:
-        return cls(settings.docker, repo_id=repo_id, instance=instance)
+    def from_config(
+        cls, settings: Settings, *, repo_id: str, instance: str, lane: Lane | None = None,
+        gpu_probe: GpuProbe | None = None,
+    ) -> DockerRunner:
+        """The runner of ``lane``: runs get only its GPUs (in place of ``docker.gpus``) and its cores."""
+        docker = settings.docker
+        if lane is not None and lane.gpus:
+            docker = docker.model_copy(update={"gpus": list(lane.gpus)})
+        return cls(docker, repo_id=repo_id, instance=instance, lane=lane, gpu_probe=gpu_probe)
 
     # -- the engine ---------------------------------------------------------------------------
 
@@ -140,11 +151,20 @@ class DockerRunner:
         api = self._engine().api
         label = f"{docker_spec.LABEL_PREFIX}repo={self.repo_id}"
         found = self._api("list containers", lambda: api.containers(all=True, filters={"label": label}))
+        found = [c for c in found if self._orphan(c.get("Labels"))]
         runs = sum(self._remove(c["Id"], why="orphan") and docker_output.ROLE_LABEL not in c["Labels"] for c in found)
         volumes = self._api("list volumes", lambda: api.volumes(filters={"label": label}))
         for volume in (volumes or {}).get("Volumes") or []:
-            self._remove_volume(volume["Name"], why="orphan")
+            if self._orphan(volume.get("Labels")):
+                self._remove_volume(volume["Name"], why="orphan")
         return runs
+
+    def _orphan(self, labels: Mapping[str, str] | None) -> bool:
+        """Left over, as seen from this runner: never another lane's live run of this same daemon."""
+        return docker_spec.is_orphan(labels or {}, self.instance, None if self.lane is None else self.lane.index)
+
+    def _labels(self, spec: RunSpec) -> dict[str, str]:
+        return docker_spec.labels(self.repo_id, self.instance, spec, None if self.lane is None else self.lane.index)
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         client = self._engine()
@@ -197,8 +217,9 @@ class DockerRunner:
             cache_dir=str(cache) if cache else None,
             env=docker_spec.environment(spec.env, host_env, self.settings, cache is not None, eval_data),
             chosen=chosen,
-            labels=docker_spec.labels(self.repo_id, self.instance, spec),
+            labels=self._labels(spec),
             name=name,
+            cpuset=() if self.lane is None else self.lane.cpus,
         )
         return self._api("create the container", lambda: client.containers.create(**opts))
 
@@ -282,6 +303,7 @@ class DockerRunner:
             "container_id": container_id,
             "repo": self.repo_id,
             "instance": self.instance,
+            "lane": None if self.lane is None else self.lane.index,
             "n": spec.n,
             "engine": self.address,
             "workspace": str(files.private),  # the run's target copy, removed by reap() after a crash
@@ -295,7 +317,7 @@ class DockerRunner:
     def _hold_output(self, client: Any, spec: RunSpec, files: RunFiles, name: str) -> None:
         """Create the run's size-limited /output volume and start the keeper that holds it mounted."""
         api = client.api
-        labels = docker_spec.labels(self.repo_id, self.instance, spec)
+        labels = self._labels(spec)
         volume, opts = f"{name}-output", docker_output.volume_options(self.settings)
         self._api("create the output volume", lambda: api.create_volume(volume, "local", opts, labels))
         files.volume = volume

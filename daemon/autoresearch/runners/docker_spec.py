@@ -54,14 +54,25 @@ def command(text: str) -> list[str]:
     return ["/bin/sh", "-c", text]
 
 
-def labels(repo_id: str, instance: str, spec: RunSpec) -> dict[str, str]:
+def labels(repo_id: str, instance: str, spec: RunSpec, lane: int | None = None) -> dict[str, str]:
     return {
         f"{LABEL_PREFIX}repo": repo_id,
         f"{LABEL_PREFIX}experiment": str(spec.n),
         f"{LABEL_PREFIX}instance": instance,
+        f"{LABEL_PREFIX}lane": "" if lane is None else str(lane),
         f"{LABEL_PREFIX}kind": spec.kind,
         f"{LABEL_PREFIX}commit": spec.commit or "",
     }
+
+
+def is_orphan(container_labels: Mapping[str, str], instance: str, lane: int | None) -> bool:
+    """Whether a container of this repo is left over, seen from the runner of ``lane`` in ``instance``.
+
+    Another lane's container of this same daemon is live: never an orphan. A single-lane runner (lane
+    None) owns every run of its daemon."""
+    if lane is None or container_labels.get(f"{LABEL_PREFIX}instance") != instance:
+        return True
+    return container_labels.get(f"{LABEL_PREFIX}lane") == str(lane)
 
 
 def container_name(repo_id: str, n: int, token: str) -> str:
@@ -165,6 +176,7 @@ def create_options(
     chosen: list[GpuDevice],
     labels: dict[str, str],
     name: str,
+    cpuset: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Keyword arguments of ``containers.create``: the hardened sandbox for one run."""
     memory = parse_size(settings.memory)
@@ -204,4 +216,6 @@ def create_options(
     }
     if settings.cpus is not None:
         opts["nano_cpus"] = int(settings.cpus * 1e9)
+    if cpuset:
+        opts["cpuset_cpus"] = ",".join(str(c) for c in cpuset)  # the lane's cores (cgroup-enforced)
     return opts

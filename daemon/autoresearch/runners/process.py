@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,8 +28,9 @@ import structlog
 
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import ProcessSettings, Settings
-from autoresearch.errors import RunnerError
-from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment
+from autoresearch.errors import ConfigError, RunnerError
+from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment, select_devices
+from autoresearch.lanes import Lane
 from autoresearch.runners import process_box, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.runners.ending import classify, exit_cause
@@ -42,6 +44,10 @@ log = structlog.get_logger("autoresearch.runner.process")
 OWNER_ENV = "AUTORESEARCH_RUN_OWNER"
 """Set in bwrap's environment (a bare run's own, without a sandbox) to the repo id, so a restarted
 daemon can find a run it never journaled."""
+INSTANCE_ENV = "AUTORESEARCH_RUN_INSTANCE"
+LANE_ENV = "AUTORESEARCH_RUN_LANE"
+"""Beside the owner mark: which daemon and which of its lanes started the run, so reaping one lane's
+leftovers never kills another lane's live run."""
 UNSAFE = ('process.sandbox = "none": runs execute unsandboxed with the daemon\'s rights (its files, .git, '
           "network, Docker socket); unsafe with an LLM or command agent")
 
@@ -56,15 +62,24 @@ class ProcessRunner:
     host_env: Mapping[str, str] | None = None
     poll_s: float = 0.05
     name: str = "process"
+    instance: str = ""
+    lane: Lane | None = None
+    """The lane this runner serves (its GPUs are ``settings.gpus``, its cores ``lane.cpus``); None = the only one."""
+    taskset: str | None = None
+    """The taskset binary that pins a lane's runs to its cores (None: no pinning)."""
 
     @classmethod
-    def from_config(cls, settings: Settings, repo_id: str = "", instance: str = "") -> ProcessRunner:
-        ps = settings.process
+    def from_config(
+        cls, settings: Settings, repo_id: str = "", instance: str = "", lane: Lane | None = None,
+        gpu_probe: GpuProbe | None = None,
+    ) -> ProcessRunner:
+        ps = _for_lane(settings.process, lane)
         bwrap = check_bwrap() if ps.sandbox == "bwrap" else None  # ConfigError (exit 2) naming the fix
         if bwrap is None:
             log.warning("process.unsandboxed", warning=UNSAFE)
-        gpu = NoGpu() if ps.gpus == "none" else probe_from_environment()
-        return cls(gpu=gpu, settings=ps, repo_id=repo_id, bwrap=bwrap)
+        taskset = _taskset(settings) if lane is not None and lane.cpus else None
+        gpu = gpu_probe or (NoGpu() if ps.gpus == "none" else probe_from_environment())
+        return cls(gpu=gpu, settings=ps, repo_id=repo_id, bwrap=bwrap, instance=instance, lane=lane, taskset=taskset)
 
     @property
     def kill_timeout_s(self) -> float:
@@ -76,13 +91,14 @@ class ProcessRunner:
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         root = _snapshot(spec)
+        self._check_lane_gpus()
         watched = (spec.target, *spec.readonly)
         before = hash_files(root, watched)  # the snapshot is the commit: these are the committed hashes
         if spec.output_dir is not None:
             spec.output_dir.mkdir(parents=True, exist_ok=True)
         box = self._launch(spec, root)
         started = time.monotonic()
-        on_started(box.handle())
+        on_started({**box.handle(), "lane": None if self.lane is None else self.lane.index})
         gate = threading.Event()
         with CappedLog(spec.log_path, spec.log_cap_bytes) as sink, contextlib.ExitStack() as stack:
             pumps = self._pumps(box, spec, sink, gate, started, stack)
@@ -112,7 +128,7 @@ class ProcessRunner:
             wall_s=time.monotonic() - started,
             kill_latency_s=latency,
             peak_memory_gb=None if not peak_mb else peak_mb / 1024,
-            gpu_count=len(self.gpu.devices()) if sampler is not None else 0,
+            gpu_count=self._gpu_count() if sampler is not None else 0,
             detail=detail,
             log_truncated=sink.truncated,
         )
@@ -134,15 +150,30 @@ class ProcessRunner:
 
     def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
-        mark = {OWNER_ENV: self.repo_id} if self.repo_id else {}
+        mark = self._marks()
+        pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", self.lane.cpu_list)
         stderr = subprocess.PIPE if spec.stdout_path is not None else subprocess.STDOUT  # stdout kept apart
         if self.bwrap is None:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
-            return process_box.launch(spec.command, None, None, {**_bare_env(spec, self.settings, host), **mark}, root,
-                                      stderr=stderr)
+            env = {**_bare_env(spec, self.settings, host), **mark}
+            return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=pin)
         sandbox = run_sandbox(spec, root, self.settings, host)
         return process_box.launch(spec.command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
-                                  stderr=stderr)
+                                  stderr=stderr, prefix=pin)
+
+    def _marks(self) -> dict[str, str]:
+        if not self.repo_id:
+            return {}
+        lane = {} if self.lane is None else {LANE_ENV: str(self.lane.index)}
+        return {OWNER_ENV: self.repo_id, INSTANCE_ENV: self.instance, **lane}
+
+    def _check_lane_gpus(self) -> None:
+        """A lane's GPUs must be there and free (a dead run may still hold one): GpuError stops this lane only."""
+        if self.lane is not None and self.lane.gpus:
+            select_devices(self.gpu, list(self.lane.gpus), self.settings.gpu_min_free_mb)
+
+    def _gpu_count(self) -> int:
+        return len(self.lane.gpus) if self.lane is not None and self.lane.gpus else len(self.gpu.devices())
 
     def _wait(self, box: process_box.Box, spec: RunSpec, started: float) -> str | None:
         """Wait for exit; return 'timeout' or 'interrupted' if the daemon has to stop it."""
@@ -163,7 +194,33 @@ class ProcessRunner:
         sandbox): runs of a daemon that died, including one killed before it journaled the handle."""
         if not self.repo_id:
             return 0
-        return procs.kill_marked(f"{OWNER_ENV}={self.repo_id}".encode())
+        mark = f"{OWNER_ENV}={self.repo_id}".encode()
+        return procs.kill_where(lambda environ: mark in environ and self._orphan(environ))
+
+    def _orphan(self, environ: list[bytes]) -> bool:
+        """A marked run is left over unless it is another lane's run of this same daemon (that one is live)."""
+        if self.lane is None:
+            return True
+        values = dict(entry.split(b"=", 1) for entry in environ if b"=" in entry)
+        if values.get(INSTANCE_ENV.encode()) != self.instance.encode():
+            return True
+        return values.get(LANE_ENV.encode()) == str(self.lane.index).encode()
+
+
+def _for_lane(settings: ProcessSettings, lane: Lane | None) -> ProcessSettings:
+    """A lane's runs see only its GPUs, numbered as NVML numbers them (CUDA's default order may differ)."""
+    if lane is None or not lane.gpus:
+        return settings
+    env = {**settings.env, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    return settings.model_copy(update={"gpus": list(lane.gpus), "env": env})
+
+
+def _taskset(settings: Settings) -> str:
+    found = shutil.which("taskset")
+    if found is None:
+        raise ConfigError(f"lanes ({settings.source_of('lanes')}): pinning a lane's runs to its CPU cores needs "
+                          f"taskset (util-linux): install it, or set lanes = 1")
+    return found
 
 
 def _snapshot(spec: RunSpec) -> Path:

@@ -85,20 +85,23 @@ def launch(
     command: str, sandbox: Sandbox | None, bwrap: str | None, env: Mapping[str, str], cwd: Path,
     stdout: int | IO[bytes] = subprocess.PIPE,
     stderr: int | IO[bytes] = subprocess.STDOUT,
+    prefix: Sequence[str] = (),
 ) -> Box:
     """Start ``command`` (through /bin/sh) in the sandbox, or as a bare process group when ``sandbox`` is None.
 
     Output (stdout and stderr together, unless ``stderr`` says otherwise) goes to ``stdout`` (by default a
     pipe: ``proc.stdout``). ``env`` is
     the environment of bwrap itself (the sandbox's own is in ``sandbox.env``) or of the bare command.
+    ``prefix`` execs first and must exec the rest in the same process (``taskset -c 2,3``: a lane's cores).
     """
     shell: Sequence[str] = ["/bin/sh", "-c", command]
     if sandbox is None or bwrap is None:
-        proc = _popen(list(shell), env, cwd, (), stdout, stderr)
+        proc = _popen([*prefix, *shell], env, cwd, (), stdout, stderr)
         return Box(proc, start_ticks=procs.start_ticks(proc.pid))
     read_end, write_end = os.pipe()
     try:
-        proc = _popen(sandbox.argv(shell, bwrap=bwrap, info_fd=write_end), env, Path("/"), (write_end,), stdout, stderr)
+        argv = [*prefix, *sandbox.argv(shell, bwrap=bwrap, info_fd=write_end)]
+        proc = _popen(argv, env, Path("/"), (write_end,), stdout, stderr)
     finally:
         os.close(write_end)
     with contextlib.closing(os.fdopen(read_end, "rb")) as info:

@@ -130,11 +130,16 @@ def read_environ(pid: int) -> list[bytes]:
 
 def kill_marked(mark: bytes) -> int:
     """SIGKILL every process (not this one) whose environment holds ``mark``; returns how many."""
+    return kill_where(lambda environ: mark in environ)
+
+
+def kill_where(select: Callable[[list[bytes]], bool]) -> int:
+    """SIGKILL every process (not this one) whose environment (``NAME=value`` entries) ``select`` picks."""
     killed = 0
     for entry in PROC.iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        if mark in read_environ(int(entry.name)):
+        if select(read_environ(int(entry.name))):
             try:
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed += 1
