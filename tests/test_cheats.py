@@ -55,12 +55,15 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     assert seed_line in train.read_text()
     train.write_text(train.read_text().replace(seed_line, "seed = 0"))  # the daemon varies it per run
     git(repo, "commit", "-qam", "pin the seed")
-    (tmp_path / "cheats.json").write_text(json.dumps(CHEATS))
-    (tmp_path / "agent.py").write_text(AGENT)
+    agent = tmp_path / "agent"  # the command agent runs jailed: this folder is its one writable mount
+    agent.mkdir()
+    (agent / "cheats.json").write_text(json.dumps(CHEATS))
+    (agent / "agent.py").write_text(AGENT)
     env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
            "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
-           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {tmp_path / 'agent.py'} "
-                                                  f"{tmp_path / 'cheats.json'} {{target}}"}
+           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
+                                                  f"{agent / 'cheats.json'} {{target}}",
+           "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}
     init = cli("init", str(repo), "--tag", "cheats", env=env, timeout=600)
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "eval" / "eval.bin").exists() and not (tmp_path / "cache" / "eval.bin").exists()

@@ -97,7 +97,9 @@ class Steps:
         stdout_path.unlink(missing_ok=True)
         with p.snapshot(f"{exp.n}-{kind}", commit) as snap:
             spec = p.spec(exp.n, kind, command, log_path, commit, self.cancel, snap, seed=exp.seed)
+            # The training run's output (read-only at /output for evaluate and check), eval data for evaluate only.
             spec = dataclasses.replace(spec, budget=timeout, grace=0.0, stdout_path=stdout_path,
+                                       output_dir=p.output_dir(exp.n),
                                        eval_data=p.eval_data() if kind == "evaluate" else None,
                                        env={**spec.env, **p.mount_env(exp.n, kind)})
             outcome = p.runner.run(spec, lambda _handle: None)

@@ -38,7 +38,8 @@ def summarize(
 ) -> dict[str, Any]:
     done = state.recorded()
     counts = {s: sum(1 for e in done if e.status == s) for s in ("keep", "discard", "crash")}
-    keeps = [e for e in done if e.status == "keep" and e.metric is not None]
+    # A re-run of the best is kept too, but it is not a new best.
+    keeps = [e for e in done if e.status == "keep" and e.metric is not None and e.reason != "repeat"]
     baseline, best = (keeps[0], keeps[-1]) if keeps else (None, None)
     improvement = None
     if baseline is not None and best is not None and baseline.metric and best.metric is not None:

@@ -50,11 +50,15 @@ def y_label(ledger: Ledger) -> str:
 
 
 def y_range(ledger: Ledger) -> tuple[float, float] | None:
-    """From the best to the baseline, plus 15% of the span (or of the value, if they coincide)."""
+    """From the best to the baseline (and the running best's levels, widened by the noise band), plus
+    15% of the span (or of the value, if they coincide)."""
     base, best = ledger.baseline, ledger.best
     if base is None or best is None or base.metric is None or best.metric is None:
         return None
-    lo, hi = sorted((base.metric, best.metric))
+    sigma = ledger.sigma or 0.0
+    levels = [y for _, y in ledger.running_best()]
+    lo = min(base.metric, best.metric, *(y - sigma for y in levels))
+    hi = max(base.metric, best.metric, *(y + sigma for y in levels))
     margin = (hi - lo) * 0.15 or abs(hi) * 0.01 or 0.01
     return lo - margin, hi + margin
 

@@ -173,6 +173,9 @@ class DockerRunner:
         cache = cache_dir_of(spec)
         if cache is not None and spec.kind == "prepare":
             let_container_write(cache, self.settings.user)
+        if spec.eval_data is not None and spec.kind == "prepare":  # prepare writes the held-out split too
+            spec.eval_data.mkdir(parents=True, exist_ok=True)
+            let_container_write(spec.eval_data, self.settings.user)
         files = RunFiles.create(spec)
         name = docker_spec.container_name(self.repo_id, spec.n, secrets.token_hex(3))
         container_id: str | None = None
