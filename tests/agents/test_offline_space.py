@@ -183,6 +183,16 @@ print(f"{SEED_LIKE}")
     assert display_only(source, names) == {"PEAK", "SHOWN", "LOGGED"}
 
 
+def test_constants_printed_in_the_metric_line_are_swept() -> None:
+    """The metric's own line is what the daemon judges: its inputs are never 'display only'."""
+    source = 'LR = 0.5\nWIDTH = 8\nPEAK = 9\nprint("val_bpb:   %.6f" % ((LR - 0.1) ** 2 + WIDTH))\n' \
+             'print(f"val_bpb: {LR}")\nprint(f"mfu: {PEAK}")\n'
+    assert display_only(source, {"LR", "WIDTH", "PEAK"}, judged=("val_bpb",)) == {"PEAK"}
+    assert display_only(source, {"LR", "WIDTH", "PEAK"}) == {"LR", "WIDTH", "PEAK"}
+    agent = OfflineAgent.from_config(Settings(target="train.py"), Path("."))
+    assert set(agent.tunable(source, ("val_bpb",))) == {"LR", "WIDTH"}
+
+
 def _loop(tmp_path: Path, ws: FakeWorkspace, runner: FakeRunner, total: int) -> Loop:
     session = Session(repo=tmp_path, state_dir=tmp_path / ".git" / "autoresearch", tag="t")
     # No drafting ahead: each proposal sees the crash before it (a draft made during a run could not).

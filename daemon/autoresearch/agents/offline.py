@@ -39,7 +39,7 @@ class OfflineAgent:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        constants = self.tunable(ctx.best_content)
+        constants = self.tunable(ctx.best_content, (ctx.metric,))
         current = {n: c.value for n, c in constants.items()}
         space = ctx.agent_state.get("space")
         if ctx.agent_state.get("space_rules") != sp.RULES_VERSION or not isinstance(space, dict):
@@ -66,10 +66,11 @@ class OfflineAgent:
             return self._proposal(content, constants, names, texts, state)
         raise ProposalRejected("the sweep found no untried setting of the constants")
 
-    def tunable(self, source: str) -> dict[str, Constant]:
-        """The constants the sweep may change: not excluded, not marked fixed, not display-only."""
+    def tunable(self, source: str, judged: tuple[str, ...] = ()) -> dict[str, Constant]:
+        """The constants the sweep may change: not excluded, not marked fixed, not display-only (a
+        constant printed in the ``judged`` metric's own line is the research, not a display)."""
         found = find_constants(source)
-        shown = display_only(source, set(found))
+        shown = display_only(source, set(found), judged)
         return {n: c for n, c in found.items() if n not in self.settings.exclude and not c.fixed and n not in shown}
 
     @staticmethod

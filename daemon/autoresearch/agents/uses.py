@@ -10,6 +10,7 @@ The analysis ignores scopes (a name is any ``Name`` node of that spelling), whic
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -19,8 +20,11 @@ DISPLAY_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "excep
 PURE_BUILTINS = frozenset({"int", "float", "round", "abs", "min", "max", "str", "format"})
 
 
-def display_only(source: str, names: set[str]) -> set[str]:
-    """The names among ``names`` that are used, and used only for display."""
+def display_only(source: str, names: set[str], judged: tuple[str, ...] = ()) -> set[str]:
+    """The names among ``names`` that are used, and used only for display.
+
+    A print of a line the daemon parses (``<judged>: value``, e.g. the metric) is no display: the
+    constants that feed it are what the research is about."""
     tree = ast.parse(source)
     parents: dict[ast.AST, ast.AST] = {}
     loads: dict[str, list[ast.Name]] = defaultdict(list)
@@ -34,22 +38,24 @@ def display_only(source: str, names: set[str]) -> set[str]:
     def only_display(name: str) -> bool:
         if name not in memo:
             memo[name] = True  # a cycle (x = x + C) adds nothing new: assume yes while deciding
-            memo[name] = all(_display_use(use, parents, only_display) for use in loads[name])
+            memo[name] = all(_display_use(use, parents, only_display, judged) for use in loads[name])
         return memo[name]
 
     return {n for n in names if loads[n] and only_display(n)}
 
 
-def _display_use(node: ast.AST, parents: dict[ast.AST, ast.AST], only_display: Callable[[str], bool]) -> bool:
+def _display_use(
+    node: ast.AST, parents: dict[ast.AST, ast.AST], only_display: Callable[[str], bool], judged: tuple[str, ...]
+) -> bool:
     child, parent = node, parents.get(node)
     while parent is not None and not isinstance(parent, ast.stmt):
         if isinstance(parent, ast.JoinedStr):
-            return True
+            return not _prints_judged(parent, judged)
         if isinstance(parent, ast.Call):
             if child is parent.func:
                 return False
             if _is_display_call(parent):
-                return True
+                return not _prints_judged(parent, judged)
             if not (isinstance(parent.func, ast.Name) and parent.func.id in PURE_BUILTINS):
                 return False
         elif isinstance(parent, ast.Lambda | ast.NamedExpr | ast.comprehension | ast.Subscript):
@@ -66,6 +72,12 @@ def _flows_to_display(stmt: ast.AST | None, child: ast.AST, only_display: Callab
     if isinstance(stmt, ast.AugAssign | ast.AnnAssign) and child is stmt.value and isinstance(stmt.target, ast.Name):
         return bool(only_display(stmt.target.id))
     return False
+
+
+def _prints_judged(node: ast.AST, judged: tuple[str, ...]) -> bool:
+    """Whether the text printed here has a ``<name>:`` label the daemon reads."""
+    texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    return any(re.search(rf"(?<![\w.]){re.escape(name)}\s*:", text) for name in judged for text in texts)
 
 
 def _is_display_call(call: ast.Call) -> bool:
