@@ -17,6 +17,7 @@ import structlog
 from rich.console import Console
 
 from autoresearch.agents import agent_from_config
+from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
 from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, RepoError
 from autoresearch.gpu import probe_from_environment
@@ -201,6 +202,26 @@ def _status_lanes(settings: Settings) -> list[Lane]:
         return [Lane(0)]
 
 
+SANDBOX_ENV = "AUTORESEARCH_PROCESS__SANDBOX"
+
+
+def demo_sandbox(runner: str | None, say: Callable[[str], None]) -> None:
+    """The demo without bubblewrap runs unsandboxed rather than not at all, and says so.
+
+    Only the demo: it runs the bundled example with the offline agent, which changes nothing but
+    numeric constants of our own script. ``run`` still refuses (issue: a sandbox is explicit to drop)."""
+    chosen = runner or os.environ.get("AUTORESEARCH_RUNNER") or "process"
+    if chosen != "process" or SANDBOX_ENV in os.environ:
+        return
+    try:
+        check_bwrap()
+    except ConfigError as exc:
+        os.environ[SANDBOX_ENV] = "none"  # this process only: init's prepare and the loop read it
+        say(f"warning: {str(exc).split(':', 1)[0]}; the demo runs its bundled example unsandboxed "
+            f"({SANDBOX_ENV}=none; the offline agent only changes numeric constants). "
+            "Install bubblewrap (apt-get install bubblewrap) for the sandbox.")
+
+
 def run_demo(
     folder: Path,
     experiments: int,
@@ -212,6 +233,7 @@ def run_demo(
     from autoresearch.example import write_example
     from autoresearch.render import progress_line, status_table
 
+    demo_sandbox(runner, console.print)
     if not (folder / ".git").exists():
         write_example(folder)
         console.print(f"example research repo written to {folder}")
