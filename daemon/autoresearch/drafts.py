@@ -9,8 +9,6 @@ conflicts is dropped (``draft_drop``, reason ``merge-conflict``) without costing
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from autoresearch import noise
 from autoresearch.agents.base import Agent, HistoryEntry, InFlight, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal
-from autoresearch.journal import Experiment, Journal, JournalState
+from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
 from autoresearch.records import DraftRecord
 from autoresearch.runners.base import log_tail
 from autoresearch.session import Session
@@ -32,11 +30,6 @@ log = structlog.get_logger("autoresearch.loop")
 
 RECENT_ERRORS = 5
 """Failed proposals' errors shown to the agent once it escalates."""
-
-
-def now_when() -> str:
-    """A commit date fixed at proposal time, so re-committing after a crash gives the same sha."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 @dataclass
@@ -77,7 +70,7 @@ class Drafter:
             self.journal.append({
                 "type": "draft", "id": draft_id, "parent": parent, "description": proposal.description,
                 "content": proposal.content, "agent": self.agent.name,
-                "content_sha256": hashlib.sha256(proposal.content.encode()).hexdigest(),
+                "content_sha256": content_sha256(proposal.content),
                 "meta": proposal.meta, "usage": proposal.usage.as_dict(), "propose_s": round(propose_s, 3),
             })
         log.info("proposal.drafted", draft=draft_id, description=proposal.description, parent=parent[:7])
@@ -96,10 +89,9 @@ class Drafter:
                             best=best.commit[:7])
                 return False
             content, meta["drafted_on"] = merged, draft.parent
-        self.journal.phase(
-            n, "proposed", parent=best.commit, baseline=False, description=draft.description, content=content,
-            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent=draft.agent, meta=meta,
-            usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id, when=now_when(), seed=n,
+        self.journal.proposed(
+            n, parent=best.commit, baseline=False, description=draft.description, content=content,
+            agent=draft.agent, meta=meta, usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id,
         )
         return True
 

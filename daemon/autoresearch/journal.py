@@ -13,6 +13,7 @@ folded. A torn last line (a crash mid-write) is skipped on load.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import threading
@@ -34,6 +35,15 @@ __all__ = ["PHASES", "Experiment", "Journal", "JournalState", "now_iso"]
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def now_when() -> str:
+    """A commit date fixed at proposal time, so re-committing after a crash gives the same sha."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def content_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Journal:
@@ -71,6 +81,18 @@ class Journal:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}")
         self.append({"type": "phase", "n": n, "phase": phase, **fields})
+
+    def proposed(self, n: int, *, content: str, **fields: Any) -> None:
+        """The ``proposed`` phase of experiment ``n``: its target's hash is derived here, and unless given,
+        the commit date is now and the seed is ``n``."""
+        fields.setdefault("when", now_when())
+        fields.setdefault("seed", n)
+        self.phase(n, "proposed", content=content, content_sha256=content_sha256(content), **fields)
+
+    @property
+    def shared(self) -> Journal:
+        """The journal without a lane (what a lane's journal writes through)."""
+        return self
 
     def for_lane(self, lane: int) -> LaneJournal:
         """This journal, with ``lane`` written into every phase record."""
@@ -163,6 +185,10 @@ class LaneJournal(Journal):
         self._shared = shared
         self.lock = shared.lock
         self.lane = lane
+
+    @property
+    def shared(self) -> Journal:
+        return self._shared
 
     def append(self, record: dict[str, Any]) -> None:
         self._shared.append(record)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ import structlog
 from autoresearch import limits, noise
 from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
-from autoresearch.drafts import Drafter, now_when
+from autoresearch.drafts import Drafter
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
 from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
@@ -213,11 +212,9 @@ class Loop:
     def _journal_baseline(self, n: int, lane: int) -> None:
         head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
         content = self.workspace.read(head, self.settings.target)
-        self.journal.phase(
-            n, "proposed", parent=head, baseline=True, description="baseline", content=content,
-            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent="baseline", meta={},
-            usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0,
-            when=now_when(), lane=lane, seed=n,
+        self.journal.proposed(
+            n, parent=head, baseline=True, description="baseline", content=content, agent="baseline", meta={},
+            usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
         )
 
     def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
@@ -230,10 +227,9 @@ class Loop:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
         content = self.workspace.read(todo.commit, self.settings.target)
         extra = {} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}
-        self.journal.phase(
-            n, "proposed", parent=parent, baseline=False, description=todo.description, content=content,
-            content_sha256=hashlib.sha256(content.encode()).hexdigest(), agent="judge", meta={}, propose_s=0.0,
-            when=now_when(), lane=lane, seed=n, measure_commit=todo.commit, confirm_of=todo.of, **extra,
+        self.journal.proposed(
+            n, parent=parent, baseline=False, description=todo.description, content=content, agent="judge",
+            meta={}, propose_s=0.0, lane=lane, measure_commit=todo.commit, confirm_of=todo.of, **extra,
         )
 
     def _start_drafts(self, state: JournalState) -> None:

@@ -10,12 +10,9 @@ so a crash never makes two.
 
 from __future__ import annotations
 
-import hashlib
-
 import structlog
 
 from autoresearch.config import Settings
-from autoresearch.drafts import now_when
 from autoresearch.journal import Experiment, Journal
 from autoresearch.workspace import Workspace
 
@@ -45,12 +42,9 @@ def journal_rebase(journal: Journal, exp: Experiment, best: Experiment, content:
         if existing is not None:
             return existing  # journaled before a crash: judged again, not rebased twice
         n = state.next_n()
-        journal.append({
-            "type": "phase", "n": n, "phase": "proposed", "parent": best.commit, "baseline": False,
-            "description": f"{exp.description} (rebased)", "content": content,
-            "content_sha256": hashlib.sha256(content.encode()).hexdigest(), "agent": exp.agent,
-            "meta": {**exp.meta, "rebased_from": exp.commit}, "usage": {}, "propose_s": 0.0,
-            "rebase_of": exp.n, "when": now_when(), "seed": n,
-        })
+        journal.shared.proposed(  # no lane: the rebased experiment waits for whichever lane is free
+            n, parent=best.commit, baseline=False, description=f"{exp.description} (rebased)", content=content,
+            agent=exp.agent, meta={**exp.meta, "rebased_from": exp.commit}, usage={}, propose_s=0.0, rebase_of=exp.n,
+        )
     log.info("experiment.rebased", n=exp.n, rebased_as=n, onto=best.commit[:7])
     return n
