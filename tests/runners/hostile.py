@@ -51,14 +51,18 @@ def as_user(argv: list[str], user: str) -> list[str]:
     except KeyError:
         groups = str(NOBODY)
     drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", f"--groups={groups}", *argv]
-    prefix = Path(sys.prefix).resolve()
-    if not os.access(prefix, os.R_OK) or not _world_traversable(prefix):
+    # A venv's interpreter is its base's: both prefixes must be readable by nobody.
+    hidden = sorted({p for p in (Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+                     if not os.access(p, os.R_OK) or not _world_traversable(p)})
+    if hidden:
         # The interpreter lives under a 0700 home (pyenv in /root): show it to nobody in a private mount namespace.
-        script = (f"mkdir -p /tmp/.ar-py-$$ && mount --bind {prefix} /tmp/.ar-py-$$ && "
-                  f"mount -t tmpfs -o mode=755 tmpfs /root && mkdir -p {prefix} && "
-                  f"mount --bind /tmp/.ar-py-$$ {prefix} && rmdir /tmp/.ar-py-$$ 2>/dev/null; exec {shlex.join(drop)}")
-        if not str(prefix).startswith("/root/"):
-            pytest.skip(f"the interpreter at {prefix} is not readable by nobody")
+        if not all(str(p).startswith("/root/") for p in hidden):
+            pytest.skip(f"the interpreter at {hidden[0]} is not readable by nobody")
+        keep = "".join(f"mkdir -p /tmp/.ar-py-$$-{i} && mount --bind {p} /tmp/.ar-py-$$-{i} && "
+                       for i, p in enumerate(hidden))
+        back = "".join(f"mkdir -p {p} && mount --bind /tmp/.ar-py-$$-{i} {p} && rmdir /tmp/.ar-py-$$-{i} 2>/dev/null; "
+                       for i, p in enumerate(hidden))
+        script = f"{keep}mount -t tmpfs -o mode=755 tmpfs /root && {back}exec {shlex.join(drop)}"
         return ["unshare", "-m", "sh", "-c", script]
     return drop
 
