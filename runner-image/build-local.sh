@@ -46,9 +46,17 @@ fi
 docker info >/dev/null 2>&1 || { echo "build-local.sh: no Docker engine reachable (is dockerd running?)" >&2; exit 1; }
 
 # uv: the host's binary if there is one, else the one inside PyPI's uv wheel (no install on the host).
+# `command -v uv` can be a wrapper script (a pyenv shim, say) that cannot run in the image: only an
+# ELF binary is copied; a copy left by an earlier run that is not one is replaced.
+is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
+[ -e "$here/uv" ] && ! is_elf "$here/uv" && rm -f "$here/uv"
+host_uv=""
+for cand in "$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null)" "$(command -v uv 2>/dev/null)"; do
+  if [ -n "$cand" ] && is_elf "$cand"; then host_uv=$cand; break; fi
+done
 if [ ! -x "$here/uv" ]; then
-  if command -v uv >/dev/null 2>&1; then
-    cp "$(command -v uv)" "$here/uv"
+  if [ -n "$host_uv" ]; then
+    cp "$host_uv" "$here/uv"
   else
     dl=$(mktemp -d)
     python3 -m pip download -q --no-deps --only-binary=:all: -d "$dl" uv 2>&1 | quiet_pip
