@@ -205,13 +205,17 @@ def logs_cmd(
 
     ws = GitWorkspace.open(repo)
     files = sessions.find(ws.root, ws.state_dir(), tag)
+    def emit(line: str) -> None:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.file.flush()  # a pipe (| grep) sees each line as it comes
+
     shown, offset = journal_view.last_lines(files.journal, lines)
     for line in shown:
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        emit(line)
     if follow:
+        err.print(f"following {files.journal}; Ctrl-C to stop", markup=False, highlight=False)
         try:
-            journal_view.follow(files.journal, offset, lambda line: out.print(line, markup=False, highlight=False,
-                                                                               soft_wrap=True), threading.Event())
+            journal_view.follow(files.journal, offset, emit, threading.Event())
         except KeyboardInterrupt:
             return
 

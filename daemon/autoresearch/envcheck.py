@@ -20,12 +20,10 @@ NOT_SETTINGS: dict[str, str] = {
     "AUTORESEARCH_TIME_BUDGET": "the training budget, given to each run",
     "AUTORESEARCH_CACHE": "the data folder, given to prepare and runs",
     "AUTORESEARCH_OUTPUT": "a run's output folder",
-    "AUTORESEARCH_EVAL_DATA": "the evaluation data folder, given to prepare and the evaluator",
     "AUTORESEARCH_SEED": "a run's seed",
     "AUTORESEARCH_RUN_OWNER": "the process runner's mark on its runs",
     "AUTORESEARCH_RUN_INSTANCE": "the process runner's mark on its runs",
     "AUTORESEARCH_RUN_LANE": "the process runner's mark on its runs",
-    "AUTORESEARCH_TARGET": "the command agent's target file",
     "AUTORESEARCH_CONTEXT": "the command agent's context file",
     "AUTORESEARCH_DESCRIPTION_FILE": "the command agent's description file",
     "AUTORESEARCH_NOTES_FILE": "the command agent's notes file",
@@ -44,7 +42,8 @@ NOT_SETTINGS: dict[str, str] = {
     "AUTORESEARCH_DAEMON_PID": "tests: the hostile harness's daemon pid",
     "AUTORESEARCH_CREDS": "tests: the hostile harness's credentials folder",
 }
-"""``AUTORESEARCH_*`` names that are not settings, and who uses each (docs/operations.md lists them)."""
+"""``AUTORESEARCH_*`` names that are not settings, and who uses each (docs/operations.md lists them).
+``AUTORESEARCH_EVAL_DATA`` and ``AUTORESEARCH_TARGET``, also given to runs and agents, are settings too."""
 
 
 def setting_names(model: type[BaseModel]) -> list[str]:
