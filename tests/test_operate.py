@@ -223,3 +223,13 @@ def test_status_watch_on_a_terminal_follows_the_journal(initialised: Path) -> No
     assert code == -signal.SIGKILL  # still watching until killed
     assert shown.count("autoresearch t1") >= 3, "redrawn"
     assert "in flight" in shown and "a run seen live" in shown
+
+
+def test_watch_off_a_terminal_prints_frame_after_frame() -> None:
+    summaries = iter([{"experiments": n, "keep": n, "discard": 0, "crash": 0, "gpu_hours": 0.0, "cost_usd": 0.0,
+                       "rows": [], "runs": []} for n in (1, 2)])
+    buffer = StringIO()
+    watch(lambda: next(summaries), Console(file=buffer, width=100), 0.01, threading.Event(), frames=2)
+    text = buffer.getvalue()
+    assert "1 (keep 1, discard 0, crash 0)" in text and "2 (keep 2, discard 0, crash 0)" in text
+    assert "\x1b[" not in text, "no cursor movement in a file"

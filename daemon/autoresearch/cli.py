@@ -184,6 +184,7 @@ def stop(
     from autoresearch.control import stop_daemon
     from autoresearch.workspace import GitWorkspace
 
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
     ws = GitWorkspace.open(repo)
     pid = stop_daemon(ws.state_dir(), timeout, say=lambda line: out.print(line, highlight=False))
     if pid is None:
@@ -203,6 +204,7 @@ def logs_cmd(
     from autoresearch import journal_view, sessions
     from autoresearch.workspace import GitWorkspace
 
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
     ws = GitWorkspace.open(repo)
     files = sessions.find(ws.root, ws.state_dir(), tag)
     def emit(line: str) -> None:
@@ -229,6 +231,7 @@ def sessions_cmd(
     from autoresearch.commands import list_sessions
     from autoresearch.render import sessions_table
 
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
     entries = list_sessions(repo)
     if as_json:
         out.print_json(json.dumps(entries))

@@ -54,7 +54,15 @@ def watch(
     frames: int | None = None,
 ) -> None:
     """Redraw ``view(read())`` every ``interval_s`` until ``stop`` is set (or after ``frames`` redraws).
-    A read that fails (the session was archived meanwhile) shows its error and the watch goes on."""
+    A read that fails (the session was archived meanwhile) shows its error and the watch goes on. Not on a
+    terminal (a pipe, a file), each frame is printed after the last instead of redrawn."""
+    if not console.is_terminal:
+        drawn = 0
+        while True:
+            console.print(_frame(read))
+            drawn += 1
+            if (frames is not None and drawn >= frames) or stop.wait(interval_s):
+                return
     with Live(_frame(read), console=console, auto_refresh=False, transient=False) as live:
         drawn = 1
         while (frames is None or drawn < frames) and not stop.wait(interval_s):
