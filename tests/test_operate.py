@@ -233,3 +233,18 @@ def test_watch_off_a_terminal_prints_frame_after_frame() -> None:
     text = buffer.getvalue()
     assert "1 (keep 1, discard 0, crash 0)" in text and "2 (keep 2, discard 0, crash 0)" in text
     assert "\x1b[" not in text, "no cursor movement in a file"
+
+
+def test_the_holder_is_read_from_proc_locks_as_this_namespace_sees_it() -> None:
+    from autoresearch.control import _flock_holder
+
+    dev = os.makedev(0xFE, 0)
+    table = ("1: POSIX  ADVISORY  WRITE 77 fe:00:42 0 EOF\n"  # an fcntl lock on the same inode: not the daemon's
+             "2: FLOCK  ADVISORY  WRITE 4242 fe:00:42 0 EOF\n"
+             "2: -> FLOCK  ADVISORY  WRITE 99 fe:00:42 0 EOF\n")  # a waiter
+    assert _flock_holder(dev, 42, "7", table) == 4242  # a container's daemon wrote 7; the host sees 4242
+    assert _flock_holder(dev, 43, "7", table) is None
+    overlay = os.makedev(0, 0x55)  # stat() on overlayfs names another device: the written pid must agree
+    assert _flock_holder(overlay, 42, "4242", table) == 4242
+    assert _flock_holder(overlay, 42, "7", table) is None
+    assert _flock_holder(dev, 42, "7", "1: FLOCK  ADVISORY  READ 5 fe:00:42 0 EOF\n") is None

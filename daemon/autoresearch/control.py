@@ -24,7 +24,11 @@ class StopFailed(AutoresearchError):
 
 
 def lock_holder(state_dir: Path, proc_locks: Path = PROC_LOCKS) -> int | None:
-    """The pid of the daemon (or init) holding the repo's lock, or None when nobody holds it."""
+    """The pid of the daemon (or init) holding the repo's lock, or None when nobody holds it.
+
+    The pid is the one /proc/locks shows, i.e. as this process's PID namespace sees it: a daemon in a
+    container, seen from the host, has its host pid (the one written in the file is the container's).
+    A holder this namespace cannot see is not listed by the kernel, so it reads as None."""
     lock = state_dir / LOCK_FILE
     try:
         st = lock.stat()
@@ -32,28 +36,27 @@ def lock_holder(state_dir: Path, proc_locks: Path = PROC_LOCKS) -> int | None:
     except OSError:
         return None
     try:
-        held = _flocked(st.st_dev, st.st_ino, written, proc_locks.read_text())
+        table = proc_locks.read_text()
     except OSError:  # no /proc (not Linux, or hidden): fall back to a non-blocking probe
-        held = _probe(lock)
-    if not held:
-        return None
-    return int(written) if written.isdigit() else None
+        return (int(written) if written.isdigit() else None) if _probe(lock) else None
+    return _flock_holder(st.st_dev, st.st_ino, written, table)
 
 
-def _flocked(dev: int, ino: int, pid: str, table: str) -> bool:
-    """Whether ``/proc/locks`` lists an exclusive flock on the file (``1: FLOCK ADVISORY WRITE pid MAJ:MIN:INO ...``).
+def _flock_holder(dev: int, ino: int, written: str, table: str) -> int | None:
+    """The pid of the exclusive flock on the file in ``/proc/locks`` (``1: FLOCK ADVISORY WRITE pid MAJ:MIN:INO ...``).
 
-    The inode must match, and the device or the pid: on overlayfs stat() reports the overlay's device
-    while /proc/locks names the layer's."""
+    The inode must match, and the device or the pid written in the file: on overlayfs stat() reports the
+    overlay's device while /proc/locks names the layer's."""
     device = f"{os.major(dev):02x}:{os.minor(dev):02x}"
     for line in table.splitlines():
         fields = line.split()
         if "->" in fields or len(fields) < 6:  # a waiter on a lock, not a holder
             continue
         kind, mode, holder, where = fields[1], fields[3], fields[4], fields[5].rsplit(":", 1)
-        if kind == "FLOCK" and mode == "WRITE" and where[-1] == str(ino) and (where[0] == device or holder == pid):
-            return True
-    return False
+        if (kind == "FLOCK" and mode == "WRITE" and where[-1] == str(ino) and holder.isdigit()
+                and (where[0] == device or holder == written)):
+            return int(holder)
+    return None
 
 
 def _probe(lock: Path) -> bool:
