@@ -248,3 +248,37 @@ def test_the_holder_is_read_from_proc_locks_as_this_namespace_sees_it() -> None:
     assert _flock_holder(overlay, 42, "4242", table) == 4242
     assert _flock_holder(overlay, 42, "7", table) is None
     assert _flock_holder(dev, 42, "7", "1: FLOCK  ADVISORY  READ 5 fe:00:42 0 EOF\n") is None
+
+
+def test_log_lines_for_every_record_kind_and_a_replaced_journal(tmp_path: Path) -> None:
+    from autoresearch.journal_view import follow, last_lines, line
+
+    at = "2026-12-02T10:00:00.000+00:00"
+    assert line({"at": at, "type": "stop", "reason": "signal SIGTERM"}) == \
+        "2026-12-02 10:00:00  stopped: signal SIGTERM (exit 0)"
+    assert line({"at": at, "type": "phase", "n": 4, "lane": 1, "phase": "finished", "cause": "timeout",
+                 "metric": None, "wall_s": 31.0, "detail": "killed\nafter 31 s"}).endswith(
+        "#4 finished lane 1  timeout  31.0s  (killed after 31 s)")
+    assert line({"type": "usage", "n": 3, "error": "API\noverloaded"}).endswith("proposal failed at #3: API overloaded")
+    assert line({"type": "phase", "n": 2, "phase": "recorded", "status": "discard", "reason": "within noise",
+                 "confidence": 1.23, "best_metric": 1.5, "row_description": "LR 0.1"}).endswith(
+        "#2 discard (within noise)  1.2σ  best 1.500000  LR 0.1")
+    assert '"type": "future"' in line({"type": "future", "content": "x" * 1000})  # unknown kinds: raw, short
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(json.dumps({"type": "stop", "reason": "a"}) + "\n" + '{"torn')
+    shown, offset = last_lines(journal, None)
+    assert len(shown) == 1 and offset == journal.read_bytes().index(b'{"torn')
+    emitted: list[str] = []
+    stop = threading.Event()
+    worker = threading.Thread(target=follow, args=(journal, offset, emitted.append, stop, 0.05))
+    worker.start()
+    time.sleep(0.3)
+    with journal.open("a") as fh:
+        fh.write('"}\n')  # the torn line completed: not valid JSON, skipped
+        fh.write(json.dumps({"type": "stop", "reason": "b"}) + "\n")
+    time.sleep(0.3)
+    journal.rename(tmp_path / "old.jsonl")  # a new session archived this one
+    journal.write_text("")
+    worker.join(timeout=5)
+    assert not worker.is_alive(), "follow ends when the journal is replaced"
+    assert emitted[0].endswith("stopped: b (exit 0)") and "a new session started" in emitted[-1]
