@@ -93,3 +93,17 @@ def test_archive_order_and_lookup(tmp_path: Path) -> None:
     newest = find(repo, state, "a")
     assert (newest.folder / "runs" / "mark").read_text() == "2" and newest.results.read_text() == "commit\n2\n"
     assert archive_active(repo, state) is None  # no active session: nothing to move
+
+
+def test_remove_an_archived_session(initialised: Path) -> None:
+    repo = initialised
+    assert cli("run", str(repo), "--max-experiments", "1").returncode == 0
+    assert cli("init", str(repo), "--tag", "t2").returncode == 0
+    folder = find(repo, repo / ".git/autoresearch", "t1").folder
+    active = cli("sessions", str(repo), "--remove", "t2")
+    assert active.returncode == 2 and "session 't2' is the active one" in active.stderr
+    removed = cli("sessions", str(repo), "--remove", "t1")
+    assert removed.returncode == 0, removed.stderr
+    assert not folder.exists() and git(repo, "rev-parse", "--verify", "autoresearch/t1"), "the branch stays"
+    assert list(_sessions(repo)) == ["t2"]
+    assert cli("sessions", str(repo), "--remove", "t1").returncode == 2

@@ -226,12 +226,19 @@ def logs_cmd(
 def sessions_cmd(
     repo: RepoArg,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    remove: Annotated[str | None, typer.Option(
+        help="Delete this archived session's files (journal, logs, report, results.tsv); its branch stays.")] = None,
 ) -> None:
     """List the repo's sessions: tag, state, experiments, best, and the PID of a running daemon."""
-    from autoresearch.commands import list_sessions
+    from autoresearch.commands import list_sessions, remove_session
     from autoresearch.render import sessions_table
 
     logs.configure(stream=sys.stderr)  # stdout holds the answer alone
+    if remove is not None:
+        gone = remove_session(repo, remove)
+        out.print(f"removed {gone.folder}; the branch {gone.branch} and refs/autoresearch/{gone.tag}/ stay "
+                  f"(git branch -D {gone.branch} deletes the branch)", highlight=False, markup=False)
+        return
     entries = list_sessions(repo)
     if as_json:
         out.print_json(json.dumps(entries))

@@ -279,3 +279,10 @@ def select_session(repo: Path, tag: str, say: Callable[[str], None]) -> None:
 def list_sessions(repo: Path) -> list[dict[str, Any]]:
     ws = GitWorkspace.open(repo)
     return snapshot.session_list(ws.root, ws.state_dir(), load_settings(ws.root).direction)
+
+
+def remove_session(repo: Path, tag: str) -> sessions.SessionFiles:
+    """``sessions --remove``: under the lock, so it never races an init or a ``run --tag`` restoring it."""
+    ws = GitWorkspace.open(repo)
+    with daemon_lock(ws.state_dir(), action=f"remove session {tag}"):
+        return sessions.remove_archived(ws.root, ws.state_dir(), tag)

@@ -132,3 +132,14 @@ def archived_note(repo: Path, files: SessionFiles) -> str:
     return (f"the previous session {files.tag!r} is archived in {files.folder} (its branch {files.branch}, "
             f"results.tsv, journal, run logs and report are kept): `autoresearch status {repo} --tag {files.tag}` "
             f"shows it, `autoresearch run {repo} --tag {files.tag}` resumes it")
+
+
+def remove_archived(repo: Path, state_dir: Path, tag: str) -> SessionFiles:
+    """Delete an archived session's folder (journal, run logs, report, results.tsv); its branch and
+    experiment refs stay in git. The active session is refused: it is what `run` resumes."""
+    files = find(repo, state_dir, tag)
+    if files.active:
+        raise RepoError(f"session {tag!r} is the active one; only archived sessions are removed "
+                        f"(`autoresearch init {repo} --tag NEW` archives it)")
+    shutil.rmtree(files.folder)
+    return files
