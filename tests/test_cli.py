@@ -14,6 +14,7 @@ import pytest
 from autoresearch.runners import procs
 from tests.conftest import cli, git, make_repo
 from tests.runners.process_helpers import marked_pids, token
+from tests.subprocs import reaped
 
 
 def _snapshot(repo: Path) -> tuple[str, str, list[str]]:
@@ -203,14 +204,15 @@ def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) ->
     assert cli("init", str(repo), "--tag", "s", "--runner", "process", "--budget", "60").returncode == 0
     daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    log = repo / ".git/autoresearch/runs/0/run.log"
-    deadline = time.monotonic() + 60
-    while not (log.exists() and "pid" in log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    status = json.loads(cli("status", str(repo), "--json").stdout)
-    assert status["running"]["n"] == 0 and status["running"]["phase"] == "running"
-    daemon.send_signal(signal.SIGTERM)
-    out, _ = daemon.communicate(timeout=30)
+    with reaped(daemon):
+        log = repo / ".git/autoresearch/runs/0/run.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "pid" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = json.loads(cli("status", str(repo), "--json").stdout)
+        assert status["running"]["n"] == 0 and status["running"]["phase"] == "running"
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=30)
     assert daemon.returncode == 0
     assert procs.wait_gone(lambda: marked_pids(mark), 5.0), "the training process survived SIGTERM"
     rows = (repo / "results.tsv").read_text().splitlines()[1:]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from autoresearch.guards import daemon_lock, watchdog
 from autoresearch.journal import Journal
 from autoresearch.sdnotify import Notifier
 from tests.conftest import GIT_ENV, cli, git, make_repo
+from tests.subprocs import terminated
 
 
 def test_second_daemon_on_a_repo_is_refused(tmp_path: Path) -> None:
@@ -76,7 +76,6 @@ def test_init_while_a_daemon_runs_is_refused_and_the_daemon_goes_on(tmp_path: Pa
         assert git(repo, "branch", "--list", "autoresearch/b") == ""
         assert journal.load().tag == "a" and daemon.poll() is None
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        _, err = daemon.communicate(timeout=60)
+        _, err = terminated(daemon)
     assert daemon.returncode == 0, err.decode()[-2000:]
     assert [e.cause for e in journal.load().recorded()] == ["interrupted"]

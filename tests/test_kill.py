@@ -16,6 +16,7 @@ import pytest
 from autoresearch.journal import Journal
 from autoresearch.ledger import parse_results
 from tests.conftest import FAST_TRAIN, GIT_ENV, cli, git, make_repo
+from tests.subprocs import reaped
 
 KILLS = 22
 TOTAL = 30
@@ -48,8 +49,8 @@ def kill_and_restart(repo: Path, extra: tuple[str, ...] = (), seed: int = 7) -> 
         time.sleep(rng.uniform(0.2, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = _daemon(repo, extra)
-    _, err = final.communicate(timeout=600)
+    with reaped(_daemon(repo, extra)) as final:
+        _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err.decode()[-3000:]
 
 

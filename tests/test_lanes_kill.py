@@ -17,6 +17,7 @@ import pytest
 from autoresearch.journal import Journal
 from autoresearch.ledger import parse_results
 from tests.conftest import FAST_TRAIN, GIT_ENV, cli, git, make_repo
+from tests.subprocs import reaped
 
 KILLS = 8
 TOTAL = 12
@@ -43,8 +44,8 @@ def test_kill_nine_with_two_lanes_in_flight(tmp_path: Path) -> None:
         time.sleep(rng.uniform(1.0, 3.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    final = _daemon(repo)
-    _, err = final.communicate(timeout=600)
+    with reaped(_daemon(repo)) as final:
+        _, err = final.communicate(timeout=600)
     assert final.returncode == 0, err.decode()[-3000:]
 
     journal = Journal(repo / ".git/autoresearch/journal.jsonl")

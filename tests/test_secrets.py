@@ -25,6 +25,7 @@ import pytest
 
 from autoresearch.privacy import helper_env, take_from_environ
 from tests.conftest import GIT_ENV, make_repo
+from tests.subprocs import terminated
 
 KEY = "sk-ant-secrets-test-0123456789abcdef"
 OTHER = {"OPENAI_API_KEY": "sk-openai-secrets-0123456789", "GITHUB_TOKEN": "ghp_secrets0123456789"}
@@ -184,7 +185,6 @@ def test_a_run_cannot_read_the_daemon_or_inherit_its_key(user_repo: Path) -> Non
         if os.geteuid() == 0:
             assert KEY.encode() not in Path(f"/proc/{daemon.pid}/environ").read_bytes()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=60)
+        out, err = terminated(daemon)
     assert daemon.returncode == 0, err
     assert KEY not in out + err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from autoresearch.runners.base import FakeRunner
 from autoresearch.status import summarize
 from tests.conftest import GIT_ENV, NO_REPEATS, cli, make_repo
 from tests.loop_fakes import fake_loop, ok
+from tests.subprocs import terminated
 
 BUSY = GpuDevice(index=0, uuid="GPU-0", name="Fake H100", total_mb=81559.0, free_mb=300.0)
 FREE = GpuDevice(index=0, uuid="GPU-0", name="Fake H100", total_mb=81559.0, free_mb=80000.0)
@@ -157,8 +157,7 @@ def test_a_daemon_whose_agent_only_fails_shows_it_in_status_and_escalates(tmp_pa
             assert daemon.poll() is None and time.monotonic() < deadline, daemon.communicate()[1][-3000:]
             time.sleep(0.5)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=60)
+        out, err = terminated(daemon)
     assert daemon.returncode == 0, err[-3000:]
     assert summary["experiments"] == 1 and "train.py does not compile" in summary["last_proposal_error"]
     events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]

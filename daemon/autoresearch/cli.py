@@ -1,30 +1,57 @@
-"""The ``autoresearch`` command line: example, init, run, status, demo, report."""
+"""The ``autoresearch`` command line: example, init, run, status, stop, logs, sessions, demo, report."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import structlog
 import typer
 from rich.console import Console
 
 from autoresearch import logs
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A daemon that does ML research overnight.")
 out = Console()
 err = Console(stderr=True)
 
 RepoArg = Annotated[Path, typer.Argument(help="The research repo (a git repository).")]
+TagOpt = Annotated[str | None, typer.Option(help="The session's tag (default: the active session).")]
 # Choices are checked by the CLI itself, so a typo is refused with the flag's name (exit 2).
 Direction = Literal["min", "max"]
 RunnerName = Literal["process", "docker"]
 AgentName = Literal["offline", "anthropic", "command"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"autoresearch {_version()}", highlight=False)
+        raise typer.Exit()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autoresearch")
+    except PackageNotFoundError:  # run from a source tree without an install
+        from autoresearch import __version__
+
+        return __version__
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """A daemon that does ML research overnight."""
 
 
 def main() -> None:
@@ -78,35 +105,147 @@ def run_cmd(
     grace: Annotated[float | None, typer.Option(help="Seconds past the budget before a run is killed.")] = None,
     agent: Annotated[AgentName | None, typer.Option(help="Who proposes the changes.")] = None,
     runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
-    log_level: Annotated[LogLevel, typer.Option(help="The least severe log level shown.")] = "info",
+    log_level: Annotated[LogLevel | None, typer.Option(
+        help="The least severe log level shown (default: info; warning on a terminal, which shows a table)."
+    )] = None,
+    tag: TagOpt = None,
 ) -> None:
     """Run the experiment loop until a limit is reached or a signal arrives (resumes where it stopped)."""
-    from autoresearch.commands import build_loop
+    from autoresearch.commands import build_loop, select_session
+    from autoresearch.progress import show_progress
 
-    logs.configure(level=log_level)
+    table = sys.stdout.isatty()  # a person watching: one row per experiment; else JSON logs only
+    logs.configure(level=log_level or ("warning" if table else "info"))
+    if tag is not None:
+        select_session(repo, tag, say=lambda line: err.print(line, highlight=False, markup=False))
     overrides: dict[str, Any] = {"budget": budget, "grace": grace, "agent": agent, "runner": runner}
     if max_experiments is not None:
         overrides["limits"] = {"max_experiments": max_experiments}
     loop = build_loop(repo, overrides)
     _stop_on_signals(loop.stop_event)
+    if table:
+        show_progress(loop, out)
     result = loop.run()
+    if table:
+        from autoresearch.commands import read_status
+        from autoresearch.render import status_table
+
+        out.print(status_table(read_status(repo)))
     raise typer.Exit(result.exit_code)
 
 
 @app.command()
 def status(
     repo: RepoArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (errors too, as JSON).")] = False,
+    tag: TagOpt = None,
+    watch: Annotated[bool, typer.Option(help="Redraw every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
 ) -> None:
-    """Show the session's progress (reads the journal; safe while the daemon runs)."""
+    """Show the session's progress, rows, runs and daemon PID (reads the journal; safe while the daemon runs)."""
     from autoresearch.commands import read_status
     from autoresearch.render import status_table
 
-    summary = read_status(repo)
+    logs.configure(stream=sys.stderr)  # stdout holds the status alone (JSON with --json)
     if as_json:
+        if watch:
+            _json_error(ConfigError("--watch and --json do not go together; poll `status --json` instead"))
+        try:
+            summary = read_status(repo, tag)
+        except Exception as exc:  # any failure: still one JSON object on stdout
+            _json_error(exc)
         out.print_json(json.dumps(summary))
+        return
+    if watch:
+        from autoresearch.watch import watch as watch_loop
+
+        stop = threading.Event()
+        try:
+            watch_loop(lambda: read_status(repo, tag), out, interval, stop)
+        except KeyboardInterrupt:
+            stop.set()
+        return
+    out.print(status_table(read_status(repo, tag)))
+
+
+def _json_error(exc: BaseException) -> NoReturn:
+    """``{"error": ..., "kind": ..., "exit_code": N}`` on stdout, and that exit code."""
+    code = exc.exit_code if isinstance(exc, AutoresearchError) else 1
+    out.print_json(json.dumps({"error": str(exc), "kind": type(exc).__name__, "exit_code": code}))
+    raise typer.Exit(code)
+
+
+@app.command()
+def stop(
+    repo: RepoArg,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to wait for the daemon to stop.")] = 120.0,
+) -> None:
+    """Stop the daemon running on REPO: SIGTERM, then wait while it records the running experiment."""
+    from autoresearch.control import stop_daemon
+    from autoresearch.workspace import GitWorkspace
+
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
+    ws = GitWorkspace.open(repo)
+    pid = stop_daemon(ws.state_dir(), timeout, say=lambda line: out.print(line, highlight=False))
+    if pid is None:
+        out.print(f"no autoresearch daemon runs on {ws.root}; nothing to stop", highlight=False)
     else:
-        out.print(status_table(summary))
+        out.print(f"stopped pid {pid}", highlight=False)
+
+
+@app.command("logs")
+def logs_cmd(
+    repo: RepoArg,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new records until Ctrl-C.")] = False,
+    lines: Annotated[int | None, typer.Option("-n", "--lines", min=0, help="Only the last N records.")] = None,
+    tag: TagOpt = None,
+) -> None:
+    """The session's journal, one readable line per record: phases and results of every run, waits, stops."""
+    from autoresearch import journal_view, sessions
+    from autoresearch.workspace import GitWorkspace
+
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
+    ws = GitWorkspace.open(repo)
+    files = sessions.find(ws.root, ws.state_dir(), tag)
+    def emit(line: str) -> None:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.file.flush()  # a pipe (| grep) sees each line as it comes
+
+    shown, offset = journal_view.last_lines(files.journal, lines)
+    for line in shown:
+        emit(line)
+    if follow:
+        err.print(f"following {files.journal}; Ctrl-C to stop", markup=False, highlight=False)
+        try:
+            journal_view.follow(files.journal, offset, emit, threading.Event())
+        except KeyboardInterrupt:
+            return
+
+
+@app.command("sessions")
+def sessions_cmd(
+    repo: RepoArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    remove: Annotated[str | None, typer.Option(
+        help="Delete this archived session's files (journal, logs, report, results.tsv); its branch stays.")] = None,
+) -> None:
+    """List the repo's sessions: tag, state, experiments, best, and the PID of a running daemon."""
+    from autoresearch.commands import list_sessions, remove_session
+    from autoresearch.render import sessions_table
+
+    logs.configure(stream=sys.stderr)  # stdout holds the answer alone
+    if remove is not None:
+        gone = remove_session(repo, remove)
+        out.print(f"removed {gone.folder}; the branch {gone.branch} and refs/autoresearch/{gone.tag}/ stay "
+                  f"(git branch -D {gone.branch} deletes the branch)", highlight=False, markup=False)
+        return
+    entries = list_sessions(repo)
+    if as_json:
+        out.print_json(json.dumps(entries))
+    elif not entries:
+        out.print(f"no sessions in {repo}; start one with `autoresearch init {repo}`", highlight=False)
+    else:
+        out.print(sessions_table(entries))
 
 
 @app.command()
@@ -133,6 +272,7 @@ def report(
     watch: Annotated[bool, typer.Option(help="Regenerate after every recorded experiment, until Ctrl-C.")] = False,
     notebook: Annotated[bool, typer.Option(help="Also write analysis.ipynb (an existing one is kept).")] = False,
     interval: Annotated[float, typer.Option(min=0.5, help="Seconds between polls with --watch.")] = 5.0,
+    tag: TagOpt = None,
 ) -> None:
     """Write progress.png and report.md into .git/autoresearch/report/ (and optionally the analysis notebook)."""
     from autoresearch.report.command import Rendered, report_command
@@ -140,7 +280,7 @@ def report(
     def shown(rendered: Rendered) -> None:
         out.print(f"{rendered.stats.title}: " + ", ".join(str(p) for p in rendered.paths))
 
-    report_command(repo, output, watch, notebook, interval, on_render=shown)
+    report_command(repo, output, watch, notebook, interval, on_render=shown, tag=tag)
 
 
 def _stop_on_signals(event: Any) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 import structlog
 from rich.console import Console
 
+from autoresearch import sessions, snapshot
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
-from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed, RepoError
+from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed
 from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
@@ -68,7 +69,11 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
             config_text = None if config_path.exists() else _toml(given)
             session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
             _prepare(session, ws, settings)
-            return start_session(ws, settings, tag, config_text)
+            previous = sessions.active(ws.root, ws.state_dir())
+            session = start_session(ws, settings, tag, config_text)
+            if previous is not None:
+                (say or (lambda _line: None))(sessions.archived_note(repo, sessions.archived(ws.state_dir())[-1]))
+            return session
     except PrepareFailed:
         if not state_existed:  # the lock file was all that was left: a failed init leaves nothing
             shutil.rmtree(ws.state_dir(), ignore_errors=True)
@@ -178,14 +183,16 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
                 notifier=notifier or Notifier.from_environment(), lanes=lanes)
 
 
-def read_status(repo: Path) -> dict[str, Any]:
+def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
+    """The session's summary (the active one, or ``tag``'s), with its rows, runs and the daemon's pid."""
     ws = GitWorkspace.open(repo)
-    path = ws.state_dir() / JOURNAL_FILE
-    if not path.exists():
-        raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {repo}` first")
+    files = sessions.find(ws.root, ws.state_dir(), tag)
     settings = load_settings(ws.root)
-    summary = summarize(Journal(path).load(), settings.direction, lanes=_status_lanes(settings),
-                        budget=settings.budget)
+    state = Journal(files.journal).load()
+    summary = summarize(state, settings.direction, lanes=_status_lanes(settings), budget=settings.budget)
+    summary.update(snapshot.session_fields(files, ws.state_dir()))
+    summary["rows"] = snapshot.rows(files)
+    summary["runs"] = snapshot.runs(state, files)
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
@@ -258,3 +265,24 @@ def run_demo(
     console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
                   f"(writes {ws.state_dir() / 'report'})")
     return result.exit_code
+
+
+def select_session(repo: Path, tag: str, say: Callable[[str], None]) -> None:
+    """``run --tag``: make that session the active one (an archived one comes back; the active one is
+    archived in its place, and ``say`` tells where)."""
+    ws = GitWorkspace.open(repo)
+    _, moved = sessions.switch_to(ws.root, ws.state_dir(), tag)
+    if moved is not None:
+        say(f"session {tag!r} is active again; " + sessions.archived_note(repo, moved))
+
+
+def list_sessions(repo: Path) -> list[dict[str, Any]]:
+    ws = GitWorkspace.open(repo)
+    return snapshot.session_list(ws.root, ws.state_dir(), load_settings(ws.root).direction)
+
+
+def remove_session(repo: Path, tag: str) -> sessions.SessionFiles:
+    """``sessions --remove``: under the lock, so it never races an init or a ``run --tag`` restoring it."""
+    ws = GitWorkspace.open(repo)
+    with daemon_lock(ws.state_dir(), action=f"remove session {tag}"):
+        return sessions.remove_archived(ws.root, ws.state_dir(), tag)

@@ -5,6 +5,7 @@ Later sources win. Unknown keys are errors."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import (
 )
 
 from autoresearch.config_sources import Sources
+from autoresearch.envcheck import check_environment
 from autoresearch.errors import ConfigError
 
 CONFIG_FILE = "autoresearch.toml"
@@ -379,6 +381,7 @@ def load_settings(repo: Path, **overrides: Any) -> Settings:
     """
     path = repo / CONFIG_FILE
     flags = {k: v for k, v in overrides.items() if v is not None}
+    check_environment(Settings, os.environ)  # a mistyped AUTORESEARCH_* variable is an error, not ignored
     sources = Sources.read(path, flags)
     # The TOML path is per repo, so each load gets a subclass bound to its own file.
     bound = type("RepoSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from autoresearch.journal import Experiment
 
@@ -25,6 +27,10 @@ def status_table(s: dict[str, Any]) -> Table:
     table.add_column("what")
     table.add_column("value")
     metric = s.get("metric", "metric")
+    session = s.get("session")
+    if session:
+        who = f"running, pid {s['pid']}" if s.get("pid") else str(session.get("state"))
+        table.add_row("session", f"{session['tag']} on {session['branch']} ({who})")
     table.add_row("experiments", f"{s['experiments']} (keep {s['keep']}, discard {s['discard']}, crash {s['crash']})")
     table.add_row(f"baseline {metric}", _num(s.get("baseline")))
     best = _num(s.get("best_mean", s.get("best")))
@@ -81,3 +87,15 @@ def lane_line(lane: dict[str, Any]) -> str:
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{float(value):.6f}"
+
+
+def sessions_table(entries: list[dict[str, Any]]) -> Table:
+    """``autoresearch sessions``: one line per session, oldest first."""
+    table = Table(title="sessions (archived ones in .git/autoresearch/archive/)")
+    for column in ("tag", "state", "experiments", "keep", "best", "pid", "archive"):
+        table.add_column(column)
+    for e in entries:
+        archive = Path(str(e["folder"])).name if e["state"] == "archived" else "-"
+        table.add_row(str(e["tag"]), str(e["state"]), str(e["experiments"]), str(e["keep"]), _num(e.get("best")),
+                      "-" if e.get("pid") is None else str(e["pid"]), Text(archive))
+    return table

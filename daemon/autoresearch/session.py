@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from autoresearch.config import CONFIG_FILE, Settings
 from autoresearch.errors import RepoError
 from autoresearch.journal import Journal
 from autoresearch.ledger import RESULTS_FILE, header, write_atomic
+from autoresearch.sessions import archive_active
 from autoresearch.workspace import Workspace
 
 JOURNAL_FILE = "journal.jsonl"
@@ -95,7 +95,7 @@ def mentions_metric(text: str, metric: str) -> bool:
 def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str | None) -> Session:
     """Create the branch (committing a new autoresearch.toml there), results.tsv and the journal."""
     state_dir = ws.state_dir()
-    _archive_previous(state_dir)
+    _archive_previous(ws.root, state_dir)
     ws.create_branch(f"autoresearch/{tag}")
     if config_text is not None:
         when = dt.datetime.now(dt.UTC).isoformat()
@@ -108,14 +108,7 @@ def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str 
     return session
 
 
-def _archive_previous(state_dir: Path) -> None:
-    """An earlier session's journal and logs move to archive/<tag>/ (the cache stays shared)."""
-    journal = Journal(state_dir / JOURNAL_FILE)
-    old_tag = journal.load().tag
-    if not old_tag:
-        return
-    dest = state_dir / "archive" / f"{old_tag}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-    dest.mkdir(parents=True)
-    for name in (JOURNAL_FILE, "runs"):
-        if (state_dir / name).exists():
-            shutil.move(str(state_dir / name), str(dest / name))
+def _archive_previous(repo: Path, state_dir: Path) -> None:
+    """An earlier session's journal, logs, report and results.tsv move to archive/<tag>-<time>/ (the cache
+    stays shared); `autoresearch sessions` lists it, and --tag reaches it."""
+    archive_active(repo, state_dir)

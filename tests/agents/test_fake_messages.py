@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from autoresearch.agents.fake_messages import FakeMessagesAPI, ToyResearcher, check_request, message, text, tool_use
 from autoresearch.agents.tools import EditSession
 from tests.agents.conftest import AgentFactory, make_ctx, request_text
+from tests.subprocs import interruptible, reaped
 
 USER = {"role": "user", "content": "hi"}
 
@@ -63,16 +65,16 @@ def test_toy_researcher_drives_three_iterations(
 
 
 def test_command_line_serves_until_interrupted() -> None:
+    # Ctrl-C reaches the server even when pytest runs as a background job (SIGINT ignored there).
     proc = subprocess.Popen(
         [sys.executable, "-m", "autoresearch.agents.fake_messages", "--target", "train.py"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, text=True, preexec_fn=interruptible,
     )  # fmt: skip
-    try:
+    with reaped(proc):
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("ANTHROPIC_BASE_URL=http://127.0.0.1:")
-    finally:
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
 
 

@@ -14,14 +14,18 @@ from pathlib import Path
 import pytest
 
 from autoresearch.commands import repo_id
-from tests.ops.conftest import ROOT, docker
+from tests.ops.conftest import ROOT, docker, unavailable
+from tests.subprocs import reaped
 
-yaml = pytest.importorskip("yaml")
+try:
+    import yaml
+except ImportError:  # comes with docker-compose, and with the dev extra
+    yaml = None
 
 
 def compose_config(cwd: Path = ROOT, **env: str) -> dict:
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose missing (.ci/ops-check.sh installs it)")
+    if shutil.which("docker-compose") is None or yaml is None:
+        unavailable("docker-compose or pyyaml missing (.ci/ops-check.sh installs docker-compose)")
     proc = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "compose.yaml"), "config"],
         cwd=cwd,
@@ -130,56 +134,73 @@ def test_entrypoint_runs_a_repo_or_the_demo(tmp_path: Path) -> None:
     assert _entrypoint(tmp_path, repo, "autoresearch", "status", str(repo)) == f"autoresearch status {repo}"
 
 
+def readme_compose_line() -> str:
+    """The README's compose command, as written (the line that runs scripts/compose-up.sh)."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if "compose-up.sh" in line]
+    assert len(lines) == 1, lines
+    return lines[0].split("#")[0].strip()
+
+
+def test_the_readme_line_builds_what_the_demo_needs() -> None:
+    """From a clean clone the runner image (the demo trains in it) and the daemon image must be built first."""
+    assert readme_compose_line() == "scripts/compose-up.sh"
+    script = (ROOT / "scripts" / "compose-up.sh").read_text()
+    assert "runner-image/build-local.sh" in script and "scripts/build-daemon-image.sh" in script
+    assert re.search(r'up --no-build "\$@"', script), "compose must not build the image itself (no network there)"
+
+
 @pytest.mark.docker
 @pytest.mark.slow
-def test_compose_up_runs_the_demo_and_stops_cleanly(daemon_image: str, tmp_path: Path) -> None:
-    """`docker-compose up` with nothing set up: the demo starts in ./research/demo as the image's user,
-    reaches the engine through the socket's group, trains in the Docker runner's containers, and `stop`
-    (SIGTERM) ends it with exit 0."""
+def test_compose_up_runs_the_demo_and_stops_cleanly(engine: None, tmp_path: Path) -> None:
+    """The README's line in a clean export of this commit, as root would run it: both images are built (the
+    runner image is reused when present), `up` starts the demo in ./research/demo as the image's user, it
+    reaches the engine through the socket's group and trains in the Docker runner's containers, and `stop`
+    (SIGTERM) ends it with exit 0. The daemon image gets a throwaway tag (AUTORESEARCH_IMAGE), removed after."""
     if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose missing (.ci/ops-check.sh installs it)")
+        unavailable("docker-compose missing (.ci/ops-check.sh installs it)")
     project = f"arops{uuid.uuid4().hex[:8]}"
-    (tmp_path / "research").mkdir()
-    if os.geteuid() == 0:
-        os.chown(tmp_path / "research", 10001, 10001)  # the image's user, as docs/operations.md says
-    sock = Path("/var/run/docker.sock")
-    env = {
-        **os.environ,
-        "PWD": str(tmp_path),
-        "AUTORESEARCH_IMAGE": daemon_image,
-        "DOCKER_GID": str(sock.stat().st_gid) if sock.exists() else "999",
-        "AUTORESEARCH_UID": "10001" if os.geteuid() == 0 else str(os.getuid()),
-        "AUTORESEARCH_GID": "10001" if os.geteuid() == 0 else str(os.getgid()),
-    }
-    base = ["docker-compose", "-p", project, "-f", str(ROOT / "compose.yaml")]
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(clone)], input=archive, check=True)
+    image = f"autoresearch-compose-test:{project}"
+    env = {**os.environ, "PWD": str(clone), "COMPOSE_PROJECT_NAME": project, "AUTORESEARCH_IMAGE": image}
+    for name in ("AUTORESEARCH_UID", "AUTORESEARCH_GID", "DOCKER_GID"):
+        env.pop(name, None)  # the script's defaults, as for a newcomer
+    base = ["docker-compose", "-p", project, "-f", str(clone / "compose.yaml")]
 
     def compose(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*base, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([*base, *args], cwd=clone, env=env, capture_output=True, text=True, timeout=timeout)
 
+    log = tmp_path / "up.log"
     try:
-        up = compose("up", "-d", "--no-build", "autoresearch")
-        assert up.returncode == 0, up.stderr
-        container = f"{project}_autoresearch_1"
-        demo = tmp_path / "research" / "demo"
-        # init writes results.tsv before the loop starts.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (demo / "results.tsv").exists():
-            time.sleep(1)
-        assert (demo / "results.tsv").exists(), compose("logs", "--no-color").stdout
-        assert docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "true"
-        # The runs are the runner's containers, labelled with the demo repo's id (its path, same on the host).
-        label = f"label=autoresearch.repo={repo_id(demo)}"
-        while time.monotonic() < deadline + 120 and not docker("ps", "-aq", "--filter", label).stdout.strip():
-            time.sleep(0.5)
-        assert docker("ps", "-aq", "--filter", label).stdout.strip(), compose("logs", "--no-color").stdout
-        ping = docker("exec", container, "python3", "-c", "import docker; print(docker.from_env().ping())")
-        assert ping.stdout.strip() == "True", ping.stderr
-        assert docker("exec", container, "id", "-u").stdout.strip() != "0"
-        t0 = time.monotonic()
-        stop = compose("stop")
-        assert stop.returncode == 0, stop.stderr
-        assert time.monotonic() - t0 < 30
-        state = docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip()
-        assert state == "0", compose("logs", "--no-color").stdout
+        with log.open("w") as out, reaped(subprocess.Popen(["bash", "-c", readme_compose_line()], cwd=clone, env=env,
+                                                           stdout=out, stderr=subprocess.STDOUT)) as up:
+            demo = clone / "research" / "demo"
+            deadline = time.monotonic() + 900  # the image build, then init writes results.tsv before the loop
+            while time.monotonic() < deadline and not (demo / "results.tsv").exists():
+                assert up.poll() is None, log.read_text()[-3000:]
+                time.sleep(1)
+            assert (demo / "results.tsv").exists(), log.read_text()[-3000:]
+            if os.geteuid() == 0:
+                assert (clone / "research").stat().st_uid == 10001, "the script hands ./research to the image's user"
+            container = f"{project}_autoresearch_1"
+            assert docker("inspect", "-f", "{{.State.Running}}", container).stdout.strip() == "true"
+            # The runs are the runner's containers, labelled with the demo repo's id (its path, same on the host).
+            label = f"label=autoresearch.repo={repo_id(demo)}"
+            while time.monotonic() < deadline + 120 and not docker("ps", "-aq", "--filter", label).stdout.strip():
+                time.sleep(0.5)
+            assert docker("ps", "-aq", "--filter", label).stdout.strip(), log.read_text()[-3000:]
+            ping = docker("exec", container, "python3", "-c", "import docker; print(docker.from_env().ping())")
+            assert ping.stdout.strip() == "True", ping.stderr
+            assert docker("exec", container, "id", "-u").stdout.strip() != "0"
+            t0 = time.monotonic()
+            stop = compose("stop")
+            assert stop.returncode == 0, stop.stderr
+            assert time.monotonic() - t0 < 30
+            state = docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip()
+            assert state == "0", log.read_text()[-3000:]
+            assert up.wait(timeout=60) == 0, "the foreground `up` ends when its service stops"
     finally:
         compose("down", "--volumes", "--remove-orphans")
+        docker("rmi", image, check=False)

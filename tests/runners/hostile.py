@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.subprocs import reaped
+
 NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"ANTHROPIC_API_KEY": "sk-ant-hostile1", "OPENAI_API_KEY": "sk-hostile2", "GITHUB_TOKEN": "ghp_hostile3"}
@@ -90,8 +92,8 @@ def start_daemon(dir_: Path, script: str, user: str, budget: float = 0.5, grace:
 
 def run_daemon(dir_: Path, script: str, user: str, **kw: Any) -> tuple[dict[str, Any], str]:
     """Run one experiment in a stand-in daemon; (its outcome, the run's log). The daemon must exit 0."""
-    proc = start_daemon(dir_, script, user, **kw)
-    out, err = proc.communicate(timeout=120)
+    with reaped(start_daemon(dir_, script, user, **kw)) as proc:  # killed if it outlives the timeout
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     outcome = json.loads(out.strip().splitlines()[-1])
     assert outcome["uid"] == (0 if user == "root" else NOBODY)

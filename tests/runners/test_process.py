@@ -18,6 +18,7 @@ from autoresearch.errors import ConfigError, RunnerError
 from autoresearch.runners import procs
 from autoresearch.runners.process import ProcessRunner
 from tests.runners.process_helpers import make_runner, make_spec, marked_pids, token
+from tests.subprocs import reaped
 
 MODES = ["bwrap", "none"]
 
@@ -156,12 +157,13 @@ def test_a_run_without_a_snapshot_is_refused(tmp_path: Path) -> None:
 def test_reap_kills_a_bare_group_left_by_a_dead_daemon() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import os, time\nos.fork()\ntime.sleep(60)\n"],
                             start_new_session=True)
-    time.sleep(0.3)
-    handle = {"kind": "process", "pgid": proc.pid, "start_ticks": procs.start_ticks(proc.pid)}
-    runner = make_runner("none")
-    assert runner.reap({**handle, "start_ticks": -1}) is False  # a recycled PID is never signalled
-    assert runner.reap(handle) is True
-    proc.wait(timeout=5)
+    with reaped(proc, group=True):  # the group dies even if reap fails
+        time.sleep(0.3)
+        handle = {"kind": "process", "pgid": proc.pid, "start_ticks": procs.start_ticks(proc.pid)}
+        runner = make_runner("none")
+        assert runner.reap({**handle, "start_ticks": -1}) is False  # a recycled PID is never signalled
+        assert runner.reap(handle) is True
+        proc.wait(timeout=5)
 
 
 def test_config_refuses_a_missing_bwrap_and_warns_when_unsandboxed(monkeypatch: Any) -> None:

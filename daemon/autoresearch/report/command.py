@@ -17,6 +17,7 @@ from autoresearch.report.notebook import NOTEBOOK_FILE, write_notebook
 
 if TYPE_CHECKING:
     from autoresearch.report.plot import PlotStats
+    from autoresearch.sessions import SessionFiles
 
 PNG_FILE = "progress.png"
 MARKDOWN_FILE = "report.md"
@@ -140,13 +141,28 @@ def report_command(
     on_render: Callable[[Rendered], None] | None = None,
     stop: threading.Event | None = None,
     max_cycles: int | None = None,
+    tag: str | None = None,
 ) -> list[Path]:
     """The CLI entry: the files go to ``.git/autoresearch/report/`` unless ``out_dir`` says otherwise.
-    With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths."""
+    With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths.
+    ``tag`` names a session (an archived one's report goes into its archive folder)."""
     from autoresearch.config import load_settings
 
     repo = repo.resolve()
     settings = load_settings(repo)
+    if tag is not None:
+        archived = _archived_session(repo, tag)
+        if archived is not None:
+            if watch or notebook:
+                raise ConfigError(f"session {tag!r} is archived: it does not change (no --watch), and the notebook "
+                                  "reads the active session (no --notebook)")
+            out = (out_dir or archived.report_dir).resolve()
+            check_out_dir(repo, out, notebook)
+            ledger = load_ledger(repo, settings.metric, settings.direction, folder=archived.folder)
+            rendered = _render(repo, out, ledger, notebook, 150)
+            if on_render is not None:
+                on_render(rendered)
+            return rendered.paths
     if not (state_dir(repo) / JOURNAL_FILE).exists() and not (repo / RESULTS_FILE).exists():
         raise RepoError(f"{repo} has no autoresearch session (no journal, no {RESULTS_FILE}); nothing to report. "
                         f"Start one with `autoresearch init {repo}` and `autoresearch run {repo}`")
@@ -179,3 +195,11 @@ def check_out_dir(repo: Path, out_dir: Path, notebook: bool) -> None:
     if tracked:
         raise ConfigError(f"-o {out_dir} would overwrite {', '.join(tracked)}, tracked by git; give another folder "
                           f"(the default is {state_dir(repo) / REPORT_DIR})")
+
+
+def _archived_session(repo: Path, tag: str) -> SessionFiles | None:
+    """The archived session ``tag``; None when it is the active one (RepoError when there is none)."""
+    from autoresearch.sessions import find
+
+    files = find(repo, state_dir(repo), tag)
+    return None if files.active else files

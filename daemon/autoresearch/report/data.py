@@ -158,9 +158,10 @@ def state_dir(repo: Path) -> Path:
     return ws.state_dir() if ws is not None else repo / ".git" / "autoresearch"
 
 
-def load_ledger(repo: Path, metric: str, direction: Direction) -> Ledger:
-    """Read the journal if there is one, else ``results.tsv``, else an empty ledger."""
-    state = state_dir(repo)
+def load_ledger(repo: Path, metric: str, direction: Direction, folder: Path | None = None) -> Ledger:
+    """Read the journal if there is one, else ``results.tsv``, else an empty ledger. ``folder``: an archived
+    session's folder (its journal and run logs) instead of the active session's."""
+    state = folder or state_dir(repo)
     journal = state / JOURNAL_FILE
     ledger = Ledger(metric=metric, direction=direction, state_dir=state)
     if journal.exists():
