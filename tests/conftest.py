@@ -46,6 +46,10 @@ GIT_ENV = {
 
 NO_REPEATS = {"AUTORESEARCH_NOISE__REPEATS": "0"}
 
+# Never a per-run cgroup on the test host: its cgroups belong to the machine's supervisor. The limits
+# tests make cgroups inside a container with its own cgroup namespace (tests/runners/test_limits_cgroups.py).
+os.environ.setdefault("AUTORESEARCH_PROCESS__CGROUPS", "off")
+
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,
