@@ -78,10 +78,11 @@ def _world_traversable(path: Path) -> bool:
 
 
 def start_daemon(dir_: Path, script: str, user: str, budget: float = 0.5, grace: float = 0.5,
-                 repo_id: str = "hostile", env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+                 repo_id: str = "hostile", env: dict[str, str] | None = None,
+                 settings: dict[str, Any] | None = None) -> subprocess.Popen[str]:
     config = dir_ / "config.json"
     config.write_text(json.dumps({"dir": str(dir_), "script": script, "budget": budget, "grace": grace,
-                                  "repo_id": repo_id}))
+                                  "repo_id": repo_id, "settings": settings or {}}))
     config.chmod(0o644)
     environ = {**os.environ, **SECRETS, "PYTHONPATH": f"{ROOT / 'daemon'}:{ROOT}", **(env or {})}
     return subprocess.Popen(daemon_argv(config, user), cwd=ROOT, env=environ, stdout=subprocess.PIPE,

@@ -1,0 +1,155 @@
+"""Per-run cgroups for real (issue 18 item 6), inside a container with its own cgroup namespace: the test
+host's cgroups belong to its supervisor and are never written.
+
+The container is made from an empty image with the host's /usr, /etc, the interpreter and this checkout
+bound read-only; it gets CAP_SYS_ADMIN to mount its own (namespaced) cgroup hierarchies read-write: v1 where
+the host runs v1 (memory, pids, cpuset), v2 where it runs v2 (the daemon then gets a group of its own, as
+systemd's Delegate=yes gives it). The hostile harness runs one experiment there with the bubblewrap runner
+and ``process.cgroups`` = that version, and reports the outcome and the run groups left behind.
+Needs a Docker engine: skips without one, fails under AUTORESEARCH_REQUIRE_DOCKER=1 (CI).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUIRE = os.environ.get("AUTORESEARCH_REQUIRE_DOCKER") == "1"
+Run = Callable[..., dict[str, Any]]
+
+PREPARE_V1 = ("for c in memory pids cpuset; do umount /sys/fs/cgroup/$c && "
+              "mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done")
+"""Docker mounts the namespaced hierarchies read-only: mount them again, read-write (still the container's own)."""
+PREPARE_V2 = (
+    "umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/init && "
+    "for p in $(cat /sys/fs/cgroup/cgroup.procs); do echo $p > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null; done; "
+    "echo '+memory +pids +cpuset' > /sys/fs/cgroup/cgroup.subtree_control"
+)
+DAEMON_GROUP_V2 = "mkdir -p /sys/fs/cgroup/daemon && echo $$ > /sys/fs/cgroup/daemon/cgroup.procs && "
+"""On v2 the stand-in daemon starts in a group of its own, as a systemd unit does."""
+
+
+def _docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=180, **kw)
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(f"{reason} (AUTORESEARCH_REQUIRE_DOCKER=1)")
+    pytest.skip(reason)
+
+
+def _host_version() -> str:
+    return "v2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "v1"
+
+
+def _empty_image(tag: str) -> None:
+    """An image holding only mount points and the merged-/usr links; everything else is bound from the host."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("bin", "lib", "lib64", "sbin"):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, f"usr/{name}"
+            tar.addfile(link)
+        for name in ("usr", "etc", "tmp", "proc", "sys", "dev", "root", "run"):
+            folder = tarfile.TarInfo(name)
+            folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(folder)
+    subprocess.run(["docker", "import", "-", tag], input=buf.getvalue(), capture_output=True, check=True, timeout=60)
+
+
+def _binds() -> list[str]:
+    roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)} | {ROOT}
+    extra = sorted(str(r) for r in roots if not str(r).startswith("/usr/"))
+    return [arg for path in ("/usr", "/etc", *extra) for arg in ("-v", f"{path}:{path}:ro")]
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[tuple[str, str]]:
+    """(container, cgroup version) of a running container with its own cgroup namespace."""
+    if shutil.which("docker") is None or _docker("info", check=False).returncode != 0:
+        _unavailable("no Docker engine reachable")
+    tag = f"autoresearch-limits-test:{uuid.uuid4().hex[:8]}"
+    name = f"ar-limits-{uuid.uuid4().hex[:8]}"
+    _empty_image(tag)
+    try:
+        # SYS_ADMIN to mount its own cgroups; systempaths=unconfined so bubblewrap can mount a /proc inside.
+        unconfined = [a for o in ("seccomp", "apparmor", "systempaths") for a in ("--security-opt", f"{o}=unconfined")]
+        _docker("run", "-d", "--name", name, "--label", "autoresearch.test=limits", "--cgroupns=private",
+                "--cap-add", "SYS_ADMIN", *unconfined, "--tmpfs", "/tmp:exec", *_binds(), tag, "sleep", "infinity")
+        version = _host_version()
+        prepared = _docker("exec", name, "sh", "-c", PREPARE_V2 if version == "v2" else PREPARE_V1, check=False)
+        assert prepared.returncode == 0, prepared.stderr
+        yield name, version
+    finally:
+        _docker("rm", "-f", name, check=False)
+        _docker("rmi", "-f", tag, check=False)
+
+
+@pytest.fixture
+def run(box: tuple[str, str]) -> Run:
+    name, version = box
+
+    def go(script: str, budget: float = 30, **config: Any) -> dict[str, Any]:
+        where = f"/tmp/run-{uuid.uuid4().hex[:8]}"
+        settings = {"cgroups": version, **config.pop("settings", {})}
+        cfg = {"dir": where, "script": script, "budget": budget, "grace": 5, "repo_id": "limits",
+               "settings": settings, **config}
+        daemon = (f"mkdir -p {where} && cat > {where}/config.json && cd {ROOT} && "
+                  + (DAEMON_GROUP_V2 if version == "v2" else "")
+                  + f"PYTHONPATH={ROOT / 'daemon'}:{ROOT} exec {sys.executable} -m tests.runners.hostile_harness "
+                  f"{where}/config.json")
+        done = _docker("exec", "-i", name, "sh", "-c", daemon, input=json.dumps(cfg), check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        out["log"] = _docker("exec", name, "cat", f"{where}/run/run.log", check=False).stdout
+        return out
+
+    return go
+
+
+def test_a_run_over_its_memory_limit_is_oom_and_its_group_goes(run: Run) -> None:
+    script = "b = b'x' * (1536 << 20)\nprint('allocated', len(b))\nprint('val_bpb: 1.0')\n"
+    out = run(script, settings={"memory": "256m"})
+    assert out["cause"] == "oom", out
+    assert "allocated" not in out["log"]
+    assert out["notice"]["not_enforced"] == [] and out["notice"]["enforcer"].startswith("cgroup")
+    assert out["groups_left"] == []
+
+
+def test_a_run_within_its_memory_limit_is_ok_and_measured(run: Run) -> None:
+    out = run("b = b'x' * (64 << 20)\nprint('val_bpb: 1.0')\n", settings={"memory": "512m"})
+    assert out["cause"] == "ok", out
+    assert out["peak_memory_gb"] is not None and 0.06 < out["peak_memory_gb"] < 0.5  # the run's own, from its group
+
+
+def test_300_processes_fail_at_the_pids_limit(run: Run) -> None:
+    script = (
+        "import subprocess\nprocs, failed = [], 0\n"
+        "for _ in range(300):\n"
+        "    try: procs.append(subprocess.Popen(['sleep', '30']))\n"
+        "    except OSError: failed += 1\n"
+        "print('spawned', len(procs), 'failed', failed, flush=True)\n"
+    )
+    out = run(script, settings={"pids_limit": 64})
+    spawned, failed = (int(w) for w in out["log"].split("spawned", 1)[1].split()[::2][:2])
+    assert spawned < 64 and failed == 300 - spawned, out["log"]
+    assert out["groups_left"] == []  # the sleeps were killed with the group
+
+
+def test_the_lanes_cpuset_pins_the_run(run: Run) -> None:
+    script = "import os\nprint('cpus', sorted(os.sched_getaffinity(0)))\n"
+    out = run(script, cpus=[0])
+    assert out["cause"] == "ok" and "cpus [0]" in out["log"], out
