@@ -18,7 +18,7 @@ from autoresearch import judge
 from autoresearch.runners import procs
 from autoresearch.workspace import GitWorkspace
 from tests.conftest import make_repo
-from tests.runners.hostile import SECRETS, run_daemon, start_daemon, workdir
+from tests.runners.hostile import FORK_300, SECRETS, run_daemon, spawned, start_daemon, workdir
 from tests.runners.process_helpers import make_runner, make_spec, marked_pids, token
 
 USERS = ["root", "nobody"]
@@ -287,15 +287,6 @@ def test_tmp_and_dev_shm_are_sized_tmpfs(user: str) -> None:
     assert f"/tmp {16 << 20}" in text and f"/dev/shm {8 << 20}" in text and "full 28" in text
 
 
-FORK_300 = (
-    "import subprocess\nprocs, failed = [], 0\n"
-    "for _ in range(300):\n"
-    "    try: procs.append(subprocess.Popen(['sleep', '30']))\n"
-    "    except OSError: failed += 1\n"
-    "print('spawned', len(procs), 'failed', failed, flush=True)\n"
-)
-
-
 def test_without_a_cgroup_a_non_root_daemon_says_so_and_rlimit_nproc_holds() -> None:
     """nobody cannot make a cgroup here: the fallback notice, and RLIMIT_NPROC stops 300 processes."""
     with workdir() as d:
@@ -303,8 +294,8 @@ def test_without_a_cgroup_a_non_root_daemon_says_so_and_rlimit_nproc_holds() -> 
     assert out["notice"]["enforcer"] == "rlimits" and out["notice"]["reason"], out["notice"]
     assert any(n.startswith("memory") for n in out["notice"]["not_enforced"])
     assert "RLIMIT_NPROC=32" in out["notice"]["applied"]
-    spawned = int(text.split("spawned", 1)[1].split()[0])
-    assert spawned < 32 and f"failed {300 - spawned}" in text, text
+    started, failed = spawned(text)
+    assert started < 32 and failed == 300 - started, text
 
 
 @pytest.mark.parametrize("user", USERS)

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.runners.hostile import FORK_300, spawned
+
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("AUTORESEARCH_REQUIRE_DOCKER") == "1"
 Run = Callable[..., dict[str, Any]]
@@ -136,16 +138,9 @@ def test_a_run_within_its_memory_limit_is_ok_and_measured(run: Run) -> None:
 
 
 def test_300_processes_fail_at_the_pids_limit(run: Run) -> None:
-    script = (
-        "import subprocess\nprocs, failed = [], 0\n"
-        "for _ in range(300):\n"
-        "    try: procs.append(subprocess.Popen(['sleep', '30']))\n"
-        "    except OSError: failed += 1\n"
-        "print('spawned', len(procs), 'failed', failed, flush=True)\n"
-    )
-    out = run(script, settings={"pids_limit": 64})
-    spawned, failed = (int(w) for w in out["log"].split("spawned", 1)[1].split()[::2][:2])
-    assert spawned < 64 and failed == 300 - spawned, out["log"]
+    out = run(FORK_300, settings={"pids_limit": 64})
+    started, failed = spawned(out["log"])
+    assert started < 64 and failed == 300 - started, out["log"]
     assert out["groups_left"] == []  # the sleeps were killed with the group
 
 

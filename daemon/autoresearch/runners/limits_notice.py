@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoresearch.runners.cgroups import Enforcer, Rlimits
+from autoresearch.runners.cgroups import NO_PRLIMIT, Enforcer, Rlimits
 
 if TYPE_CHECKING:
     from autoresearch.config import ProcessSettings
@@ -28,6 +28,8 @@ def notice(enforcer: Enforcer, settings: ProcessSettings) -> dict[str, Any]:
         applied.insert(0, f"RLIMIT_NPROC={settings.pids_limit}")
     else:
         applied[:0] = [f"memory {settings.memory}", f"pids {settings.pids_limit}"]
+    if NO_PRLIMIT in enforcer.not_enforced:
+        applied = [a for a in applied if not a.startswith("RLIMIT_")]
     return {"enforcer": enforcer.kind, "not_enforced": list(enforcer.not_enforced), "applied": applied,
             "reason": getattr(enforcer, "reason", ""), "at": time.time()}
 
