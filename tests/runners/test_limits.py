@@ -162,6 +162,15 @@ def test_unsandboxed_output_over_the_cap_is_write_cap(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir()) == []  # dropped, the folder still there for the evaluator
 
 
+def test_a_run_that_wrote_output_then_timed_out_stays_a_timeout(tmp_path: Path) -> None:
+    """Its output is still being streamed when the sandbox is killed: a copy cut short is no violation."""
+    script = "import time\nopen('/output/part', 'wb').write(b'x' * (300 << 20))\ntime.sleep(60)\n"
+    spec = make_spec(tmp_path, script, budget=2, grace=0.5, output_dir=tmp_path / "out")
+    out = make_runner(write_cap="1g", kill_timeout_s=0.1).run(spec, lambda h: None)
+    assert out.cause == "timeout" and out.wall_s < 30
+    assert (tmp_path / "out").is_dir()
+
+
 def test_the_start_notice_is_logged_and_shown_by_status(initialised: Path) -> None:
     assert os.environ["AUTORESEARCH_PROCESS__CGROUPS"] == "off"  # never a cgroup on the test host
     with capture_logs() as logs:

@@ -118,11 +118,13 @@ def output_cause(
 ) -> tuple[str, str]:
     """A run that filled /output is ``write_cap`` (its output is dropped); one whose /output stream could not
     be unpacked safely is a ``violation``. Without a sandbox, /output is the host folder: measured after."""
-    if cause in NOT_JUDGED or cause == "violation" or spec.output_dir is None or spec.kind not in WRITING:
+    if spec.output_dir is None or spec.kind not in WRITING:
         return cause, detail
     cap = parse_size(settings.write_cap)
     why = copy.finish() if copy is not None else _measured(spec.output_dir, cap)
     spec.output_dir.mkdir(parents=True, exist_ok=True)  # the evaluator still gets a (possibly empty) folder
+    if cause in (*NOT_JUDGED, "violation", "timeout"):
+        return cause, detail  # stopped by the daemon (a copy cut short says nothing) or already a violation
     if why is None:
         return cause, detail
     return ("write_cap" if "write cap" in why else "violation"), why
