@@ -99,6 +99,8 @@ class OutputCopy:
     def finish(self, timeout_s: float = 60.0) -> str | None:
         """Why the output is a violation, None if it was copied (or there was none)."""
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            return f"the copy of /output did not finish within {timeout_s:g} s after the run"
         return None if self.why == EMPTY else self.why
 
 
