@@ -249,7 +249,8 @@ def test_output_within_the_cap_reaches_the_host_as_the_daemons_files(user: str) 
         assert model.stat().st_uid == (0 if user == "root" else 65534)  # the daemon's own: it can delete it
 
 
-def test_a_run_writing_its_own_archive_into_the_output_stream_escapes_nothing() -> None:
+@pytest.mark.parametrize("user", USERS)
+def test_a_run_writing_its_own_archive_into_the_output_stream_escapes_nothing(user: str) -> None:
     """The stream's pipe is reachable through /proc as the run's uid: a forged archive only shapes its output."""
     script = (
         "import io, tarfile\n"
@@ -267,7 +268,7 @@ def test_a_run_writing_its_own_archive_into_the_output_stream_escapes_nothing() 
         "    except OSError: pass\n"
     )
     with workdir() as d:
-        out, text = run_daemon(d, script, "root", budget=30, settings={"write_cap": "2m"})
+        out, text = run_daemon(d, script, user, budget=30, settings={"write_cap": "2m"})
         assert "forged" in text, text
         assert out["cause"] in ("violation", "write_cap"), text
         assert not (d / "escaped").exists() and list((d / "output").iterdir()) == []

@@ -18,10 +18,12 @@ from autoresearch import retention
 from autoresearch.commands import build_loop
 from autoresearch.config import ProcessSettings, Settings
 from autoresearch.errors import ConfigError
+from autoresearch.lanes import Lane
 from autoresearch.runners.cgroups import (
     DAEMON_LEAF,
     CgroupV1,
     CgroupV2,
+    FakeEnforcer,
     Limits,
     Rlimits,
     V1Group,
@@ -136,6 +138,19 @@ def test_the_fallback_sets_rlimit_nproc() -> None:
     probe = "import resource; print(resource.getrlimit(resource.RLIMIT_NPROC))"
     done = subprocess.run([*group.prefix(), sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "(64, 64)"
+
+
+@pytest.mark.parametrize("oom", [True, False])
+def test_the_runner_opens_a_group_per_run_with_the_lanes_cores_and_reads_its_oom_kills(
+    tmp_path: Path, oom: bool,
+) -> None:
+    runner = make_runner(memory="2g", pids_limit=99)
+    runner.enforcer = fake = FakeEnforcer(oom=oom)
+    runner.lane = Lane(1, cpus=(0,))
+    out = runner.run(make_spec(tmp_path, "raise SystemExit(1)\n", budget=20, n=7), lambda h: None)
+    assert out.cause == ("oom" if oom else "exit:1")
+    [(tag, limits)] = fake.opened
+    assert tag.endswith("-1-train-7") and limits == Limits(memory=2 << 30, pids=99, cpus="0")
 
 
 def test_sized_tmpfs_and_output_on_the_bwrap_line(tmp_path: Path) -> None:

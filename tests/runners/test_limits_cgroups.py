@@ -11,6 +11,7 @@ Needs a Docker engine: skips without one, fails under AUTORESEARCH_REQUIRE_DOCKE
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -142,6 +143,21 @@ def test_300_processes_fail_at_the_pids_limit(run: Run) -> None:
     started, failed = spawned(out["log"])
     assert started < 64 and failed == 300 - started, out["log"]
     assert out["groups_left"] == []  # the sleeps were killed with the group
+
+
+def test_a_dead_daemons_run_group_is_swept(box: tuple[str, str], run: Run) -> None:
+    """A group left by a daemon killed mid-run (same repo, same lane) goes when the next one reaps."""
+    name, version = box
+    tag = hashlib.sha256(b"limits").hexdigest()[:8]
+    roots = ["/sys/fs/cgroup/daemon"] if version == "v2" else [f"/sys/fs/cgroup/{c}" for c in ("memory", "pids")]
+    left = [f"{r}/ar-run-{tag}-0-train-9-dead" for r in roots]
+    other = [f"{r}/ar-run-0000aaaa-0-train-9-other" for r in roots]  # another repo's: not ours to remove
+    _docker("exec", name, "mkdir", "-p", *left, *other)
+    try:
+        out = run("print('val_bpb: 1.0')\n")
+        assert out["cause"] == "ok" and out["groups_left"] == sorted(other), out
+    finally:
+        _docker("exec", name, "rmdir", *other, check=False)
 
 
 def test_the_lanes_cpuset_pins_the_run(run: Run) -> None:
