@@ -1,11 +1,12 @@
 """Per-run cgroups for real (issue 18 item 6), inside a container with its own cgroup namespace: the test
 host's cgroups belong to its supervisor and are never written.
 
-The container is made from an empty image with the host's /usr, /etc, the interpreter and this checkout
-bound read-only; it gets CAP_SYS_ADMIN to mount its own (namespaced) cgroup hierarchies read-write: v1 where
-the host runs v1 (memory, pids, cpuset), v2 where it runs v2 (the daemon then gets a group of its own, as
-systemd's Delegate=yes gives it). The hostile harness runs one experiment there with the bubblewrap runner
-and ``process.cgroups`` = that version, and reports the outcome and the run groups left behind.
+Each case is a fresh container from an empty image with the host's /usr, /etc, the interpreter and this
+checkout bound read-only; it gets CAP_SYS_ADMIN to mount its own (namespaced) cgroup hierarchies
+read-write: v1 where the host runs v1 (memory, pids, cpuset), v2 where it runs v2 (the daemon then gets a
+group of its own, as systemd's Delegate=yes gives it). The hostile harness, the container's only
+process, runs one experiment there with the bubblewrap runner and ``process.cgroups`` = that version,
+and reports the outcome and the run groups left behind.
 Needs a Docker engine: skips without one, fails under AUTORESEARCH_REQUIRE_DOCKER=1 (CI).
 """
 
@@ -36,12 +37,14 @@ PREPARE_V1 = ("for c in memory pids cpuset; do umount /sys/fs/cgroup/$c && "
               "mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c; done")
 """Docker mounts the namespaced hierarchies read-only: mount them again, read-write (still the container's own)."""
 PREPARE_V2 = (
-    "umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/init && "
-    "for p in $(cat /sys/fs/cgroup/cgroup.procs); do echo $p > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null; done; "
-    "echo '+memory +pids +cpuset' > /sys/fs/cgroup/cgroup.subtree_control"
+    "umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && cd /sys/fs/cgroup && "
+    "mkdir init && echo $$ > init/cgroup.procs && echo '+memory +pids +cpuset' > cgroup.subtree_control && "
+    "mkdir daemon && echo $$ > daemon/cgroup.procs && cd /"
 )
-DAEMON_GROUP_V2 = "mkdir -p /sys/fs/cgroup/daemon && echo $$ > /sys/fs/cgroup/daemon/cgroup.procs && "
-"""On v2 the stand-in daemon starts in a group of its own, as a systemd unit does."""
+"""v2: the namespace's root hands its controllers down (so it holds no process), and the stand-in daemon
+starts in a group of its own, as a systemd unit with Delegate=yes does. The container's only process is
+this shell (no ``docker exec`` ever joins the root later)."""
+LOG_MARK = "=== run.log ==="
 
 
 def _docker(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -80,44 +83,43 @@ def _binds() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def box() -> Iterator[tuple[str, str]]:
-    """(container, cgroup version) of a running container with its own cgroup namespace."""
+def image() -> Iterator[str]:
     if shutil.which("docker") is None or _docker("info", check=False).returncode != 0:
         _unavailable("no Docker engine reachable")
     tag = f"autoresearch-limits-test:{uuid.uuid4().hex[:8]}"
-    name = f"ar-limits-{uuid.uuid4().hex[:8]}"
     _empty_image(tag)
     try:
-        # SYS_ADMIN to mount its own cgroups; systempaths=unconfined so bubblewrap can mount a /proc inside.
-        unconfined = [a for o in ("seccomp", "apparmor", "systempaths") for a in ("--security-opt", f"{o}=unconfined")]
-        _docker("run", "-d", "--name", name, "--label", "autoresearch.test=limits", "--cgroupns=private",
-                "--cap-add", "SYS_ADMIN", *unconfined, "--tmpfs", "/tmp:exec", *_binds(), tag, "sleep", "infinity")
-        version = _host_version()
-        prepared = _docker("exec", name, "sh", "-c", PREPARE_V2 if version == "v2" else PREPARE_V1, check=False)
-        assert prepared.returncode == 0, prepared.stderr
-        yield name, version
+        yield tag
     finally:
-        _docker("rm", "-f", name, check=False)
         _docker("rmi", "-f", tag, check=False)
 
 
 @pytest.fixture
-def run(box: tuple[str, str]) -> Run:
-    name, version = box
+def run(image: str) -> Run:
+    """One experiment in a fresh container with its own cgroup namespace; the harness's outcome + the log."""
+    version = _host_version()
 
-    def go(script: str, budget: float = 30, **config: Any) -> dict[str, Any]:
-        where = f"/tmp/run-{uuid.uuid4().hex[:8]}"
+    def go(script: str, budget: float = 30, pre: str = "true", **config: Any) -> dict[str, Any]:
         settings = {"cgroups": version, **config.pop("settings", {})}
-        cfg = {"dir": where, "script": script, "budget": budget, "grace": 5, "repo_id": "limits",
+        cfg = {"dir": "/tmp/run", "script": script, "budget": budget, "grace": 5, "repo_id": "limits",
                "settings": settings, **config}
-        daemon = (f"mkdir -p {where} && cat > {where}/config.json && cd {ROOT} && "
-                  + (DAEMON_GROUP_V2 if version == "v2" else "")
-                  + f"PYTHONPATH={ROOT / 'daemon'}:{ROOT} exec {sys.executable} -m tests.runners.hostile_harness "
-                  f"{where}/config.json")
-        done = _docker("exec", "-i", name, "sh", "-c", daemon, input=json.dumps(cfg), check=False)
+        shell = (f"{PREPARE_V2 if version == 'v2' else PREPARE_V1} && {pre} && mkdir -p /tmp/run && "
+                 f"cat > /tmp/run/config.json && cd {ROOT} && PYTHONPATH={ROOT / 'daemon'}:{ROOT} "
+                 f"{sys.executable} -m tests.runners.hostile_harness /tmp/run/config.json && "
+                 f"echo '{LOG_MARK}' && cat /tmp/run/run/run.log")
+        name = f"ar-limits-{uuid.uuid4().hex[:8]}"
+        # SYS_ADMIN to mount its own cgroups; systempaths=unconfined so bubblewrap can mount a /proc inside.
+        unconfined = [a for o in ("seccomp", "apparmor", "systempaths") for a in ("--security-opt", f"{o}=unconfined")]
+        try:
+            done = _docker("run", "-i", "--rm", "--name", name, "--label", "autoresearch.test=limits",
+                           "--cgroupns=private", "--cap-add", "SYS_ADMIN", *unconfined, "--tmpfs", "/tmp:exec",
+                           *_binds(), image, "sh", "-c", shell, input=json.dumps(cfg), check=False)
+        finally:
+            _docker("rm", "-f", name, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
-        out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        out["log"] = _docker("exec", name, "cat", f"{where}/run/run.log", check=False).stdout
+        head, _, log = done.stdout.partition(LOG_MARK)
+        out: dict[str, Any] = json.loads(head.strip().splitlines()[-1])
+        out["log"] = log
         return out
 
     return go
@@ -145,19 +147,15 @@ def test_300_processes_fail_at_the_pids_limit(run: Run) -> None:
     assert out["groups_left"] == []  # the sleeps were killed with the group
 
 
-def test_a_dead_daemons_run_group_is_swept(box: tuple[str, str], run: Run) -> None:
+def test_a_dead_daemons_run_group_is_swept(run: Run) -> None:
     """A group left by a daemon killed mid-run (same repo, same lane) goes when the next one reaps."""
-    name, version = box
     tag = hashlib.sha256(b"limits").hexdigest()[:8]
-    roots = ["/sys/fs/cgroup/daemon"] if version == "v2" else [f"/sys/fs/cgroup/{c}" for c in ("memory", "pids")]
+    v1 = [f"/sys/fs/cgroup/{c}" for c in ("memory", "pids")]
+    roots = ["/sys/fs/cgroup/daemon"] if _host_version() == "v2" else v1
     left = [f"{r}/ar-run-{tag}-0-train-9-dead" for r in roots]
     other = [f"{r}/ar-run-0000aaaa-0-train-9-other" for r in roots]  # another repo's: not ours to remove
-    _docker("exec", name, "mkdir", "-p", *left, *other)
-    try:
-        out = run("print('val_bpb: 1.0')\n")
-        assert out["cause"] == "ok" and out["groups_left"] == sorted(other), out
-    finally:
-        _docker("exec", name, "rmdir", *other, check=False)
+    out = run("print('val_bpb: 1.0')\n", pre=f"mkdir {' '.join(left + other)}")
+    assert out["cause"] == "ok" and out["groups_left"] == sorted(other), out
 
 
 def test_the_lanes_cpuset_pins_the_run(run: Run) -> None:
