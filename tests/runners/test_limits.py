@@ -26,6 +26,8 @@ from autoresearch.runners.cgroups import (
     FakeEnforcer,
     Limits,
     Rlimits,
+    RunGroup,
+    Unavailable,
     V1Group,
     V2Group,
     detect,
@@ -151,6 +153,22 @@ def test_the_runner_opens_a_group_per_run_with_the_lanes_cores_and_reads_its_oom
     assert out.cause == ("oom" if oom else "exit:1")
     [(tag, limits)] = fake.opened
     assert tag.endswith("-1-train-7") and limits == Limits(memory=2 << 30, pids=99, cpus="0")
+
+
+class _Refusing(FakeEnforcer):
+    def open(self, tag: str, limits: Limits) -> RunGroup:
+        raise Unavailable("cannot make the run's cgroup: No space left on device")
+
+
+def test_a_group_that_cannot_be_made_falls_back_for_that_run(tmp_path: Path) -> None:
+    runner = make_runner(pids_limit=77)
+    runner.enforcer = _Refusing()
+    script = "import resource\nprint('nproc', resource.getrlimit(resource.RLIMIT_NPROC)[0])\n"
+    spec = make_spec(tmp_path, script, budget=20)
+    with capture_logs() as logs:
+        out = runner.run(spec, lambda h: None)
+    assert out.cause == "ok" and "nproc 77" in spec.log_path.read_text()
+    assert any(e["event"] == "process.limits_not_enforced" and e["log_level"] == "error" for e in logs)
 
 
 def test_sized_tmpfs_and_output_on_the_bwrap_line(tmp_path: Path) -> None:

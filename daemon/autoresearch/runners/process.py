@@ -34,7 +34,7 @@ from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environmen
 from autoresearch.lanes import Lane
 from autoresearch.runners import limits_notice, process_box, process_limits, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
-from autoresearch.runners.cgroups import Enforcer, Limits, NoGroup, Rlimits, RunGroup, detect
+from autoresearch.runners.cgroups import Enforcer, Limits, NoGroup, Rlimits, RunGroup, Unavailable, detect
 from autoresearch.runners.docker_spec import parse_size
 from autoresearch.runners.ending import classify, exit_cause
 from autoresearch.runners.environment import allowed_environment
@@ -122,7 +122,12 @@ class ProcessRunner:
             return NoGroup()
         cpus = "" if self.lane is None else self.lane.cpu_list
         limits = Limits(memory=parse_size(self.settings.memory), pids=self.settings.pids_limit, cpus=cpus)
-        return self.enforcer.open(f"{self._group_tag()}-{spec.kind}-{spec.n}", limits)
+        tag = f"{self._group_tag()}-{spec.kind}-{spec.n}"
+        try:
+            return self.enforcer.open(tag, limits)
+        except Unavailable as exc:  # e.g. the kernel's cgroup limit: this run gets what the fallback gives
+            log.error("process.limits_not_enforced", n=spec.n, reason=str(exc))
+            return Rlimits(str(exc), self.prlimit).open(tag, limits)
 
     def _group_tag(self) -> str:
         """This repo's and lane's run groups: a restart sweeps only its own leftovers."""
