@@ -12,7 +12,7 @@ from autoresearch.bwrap import check_bwrap
 from autoresearch.config import ProcessSettings
 from autoresearch.gpu import NoGpu
 from autoresearch.runners.base import RunSpec
-from autoresearch.runners.cgroups import detect
+from autoresearch.runners.enforcers import detect
 from autoresearch.runners.process import ProcessRunner
 
 

@@ -23,15 +23,13 @@ from autoresearch.runners.cgroups import (
     DAEMON_LEAF,
     CgroupV1,
     CgroupV2,
-    FakeEnforcer,
     Limits,
-    Rlimits,
     RunGroup,
     Unavailable,
     V1Group,
     V2Group,
-    detect,
 )
+from autoresearch.runners.enforcers import FakeEnforcer, Rlimits, detect
 from autoresearch.runners.process import ProcessRunner
 from autoresearch.runners.process_limits import sized
 from autoresearch.runners.process_sandbox import run_sandbox

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoresearch.runners.cgroups import NO_PRLIMIT, Enforcer, Rlimits
+from autoresearch.runners.cgroups import Enforcer
+from autoresearch.runners.enforcers import NO_PRLIMIT, Rlimits
 
 if TYPE_CHECKING:
     from autoresearch.config import ProcessSettings

@@ -34,9 +34,10 @@ from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environmen
 from autoresearch.lanes import Lane
 from autoresearch.runners import limits_notice, process_box, process_limits, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
-from autoresearch.runners.cgroups import Enforcer, Limits, NoGroup, Rlimits, RunGroup, Unavailable, detect
+from autoresearch.runners.cgroups import Enforcer, Limits, RunGroup, Unavailable
 from autoresearch.runners.docker_spec import parse_size
 from autoresearch.runners.ending import classify, exit_cause
+from autoresearch.runners.enforcers import NoGroup, Rlimits, detect
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
