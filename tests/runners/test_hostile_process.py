@@ -309,3 +309,14 @@ def test_every_file_a_run_writes_is_capped_by_rlimit_fsize(user: str) -> None:
         out, text = run_daemon(d, script, user, budget=30, settings={"write_cap": "4m"})
     assert "capped 27" in text, text  # EFBIG
     assert out["cause"] == "violation"  # the target changed: the committed version stands
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("plant", ["os.mkfifo('/output/fifo')", "os.symlink('/etc/passwd', '/output/link')"])
+def test_a_fifo_or_a_link_out_in_output_never_reaches_the_host(user: str, plant: str) -> None:
+    """Either would hang or mislead whoever reads the output next (the evaluator, hashing, retention)."""
+    with workdir() as d:
+        out, text = run_daemon(d, f"import os\n{plant}\nprint('planted', flush=True)\n", user, budget=30)
+        left = list((d / "output").iterdir())
+    assert "planted" in text and out["cause"] == "violation", (out, text)
+    assert left == [] and "/output cannot be copied out safely" in out["detail"]
