@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from autoresearch.journal import Experiment
 
@@ -57,7 +58,7 @@ def status_table(s: dict[str, Any]) -> Table:
         since = "" if elapsed is None else f" for {elapsed:.0f}s"
         table.add_row("waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
     if s.get("limits"):
-        table.add_row("run limits", notice_line(s["limits"]))
+        table.add_row("run limits", Text(notice_line(s["limits"])))  # paths and errors: never markup
     if s.get("failed_proposals_in_a_row"):
         last = (str(s.get("last_proposal_error") or "-").strip().splitlines() or ["-"])[0][:200]
         table.add_row("failed proposals", f"{s['failed_proposals_in_a_row']} in a row; last: {last}")
@@ -86,7 +87,7 @@ def _num(value: Any) -> str:
 
 
 def notice_line(info: dict[str, Any]) -> str:
-    """The process runner's limits as the daemon found them at its start (process_limits.notice)."""
+    """The process runner's limits as the daemon found them at its start (limits_notice.notice)."""
     head = f"{info.get('enforcer')}: " + ", ".join(info.get("applied") or [])
     missing = info.get("not_enforced") or []
     if not missing:
