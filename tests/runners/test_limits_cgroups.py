@@ -158,6 +158,14 @@ def test_a_dead_daemons_run_group_is_swept(run: Run) -> None:
     assert out["cause"] == "ok" and out["groups_left"] == sorted(other), out
 
 
+def test_unsandboxed_a_setsid_child_dies_with_the_runs_group(run: Run) -> None:
+    """process.sandbox = "none": the process group lets a setsid child escape, the run's cgroup does not."""
+    script = "import subprocess\nsubprocess.Popen(['setsid', 'sleep', '300'])\nprint('leader done', flush=True)\n"
+    out = run(script, mode="none")
+    assert out["cause"] == "ok" and "leader done" in out["log"]
+    assert out["groups_left"] == []  # removed, so emptied: the escaped sleep was killed with it
+
+
 def test_the_lanes_cpuset_pins_the_run(run: Run) -> None:
     script = "import os\nprint('cpus', sorted(os.sched_getaffinity(0)))\n"
     out = run(script, cpus=[0])
