@@ -1,6 +1,11 @@
 """Per-experiment overhead of the loop, per runner, and the GPU-busy fraction with a slow agent.
 
-    python3 bench/overhead.py [--experiments N] [--budget S] [--agent-seconds A] [--no-docker]
+    python3 bench/overhead.py [--experiments N] [--budget S] [--agent-seconds A] [--no-docker] [--cgroups MODE]
+
+``--cgroups`` (off, auto, v2, v1; default off) is the process runner's ``process.cgroups``: ``off`` measures
+the rlimit fallback; a cgroup mode gives every run its own cgroup, so run it only where the daemon owns
+its cgroup (a systemd unit with Delegate=yes, or a container with its own cgroup namespace, as
+tests/runners/test_limits_cgroups.py makes one), never on a shared host whose cgroups belong to others.
 
 Runners, measured side by side in one run: ``bwrap`` (the process runner in its bubblewrap sandbox),
 ``process`` (the process runner unsandboxed, ``process.sandbox = "none"``) and ``docker``.
@@ -63,11 +68,13 @@ RUNNERS = {"bwrap": ("process", "bwrap"), "process": ("process", "none"), "docke
 """Figure name -> (settings.runner, process.sandbox)."""
 
 
-def session(root: Path, name: str, n: int, budget: float, agent_s: float) -> tuple[JournalState, float]:
+def session(root: Path, name: str, n: int, budget: float, agent_s: float, cgroups: str = "off",
+            ) -> tuple[JournalState, float]:
     runner, sandbox = RUNNERS[name]
     repo = make_repo(root)
     init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})  # explicit runner
-    loop = build_loop(repo, {"limits": {"max_experiments": n}, "process": {"sandbox": sandbox, "gpus": "none"}})
+    process = {"sandbox": sandbox, "gpus": "none", "cgroups": cgroups}
+    loop = build_loop(repo, {"limits": {"max_experiments": n}, "process": process})
     loop.agent = SlowAgent(agent_s)
     t0 = time.monotonic()
     loop.run()
@@ -83,7 +90,7 @@ def overheads(state: JournalState, budget: float) -> list[float]:
     return out
 
 
-def kill_latency(root: Path, name: str) -> tuple[float, float]:
+def kill_latency(root: Path, name: str, cgroups: str = "off") -> tuple[float, float]:
     """A script that ignores its budget: seconds from the stop signal to gone, and past the deadline."""
     from autoresearch.commands import repo_id
     from autoresearch.config import load_settings
@@ -94,7 +101,7 @@ def kill_latency(root: Path, name: str) -> tuple[float, float]:
     root.mkdir(parents=True)
     (root / "train.py").write_text("import time\nwhile True: time.sleep(0.1)\n")
     settings = load_settings(root, runner=runner_name, budget=1.0, grace=0.5,
-                             process={"sandbox": sandbox, "gpus": "none"})
+                             process={"sandbox": sandbox, "gpus": "none", "cgroups": cgroups})
     runner = runner_from_config(settings, repo_id(root), "bench")
     spec = RunSpec(n=0, kind="train", command="python3 train.py", workdir=root, budget=1.0, grace=0.5,
                    env={"AUTORESEARCH_TIME_BUDGET": "1"}, log_path=root / "run.log", log_cap_bytes=1 << 20,
@@ -121,6 +128,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0)
     parser.add_argument("--agent-seconds", type=float, default=5.0)
     parser.add_argument("--no-docker", action="store_true")
+    parser.add_argument("--cgroups", choices=["off", "auto", "v2", "v1"], default="off",
+                        help="process.cgroups of the process runner's figures (see the module docstring)")
     args = parser.parse_args()
     from autoresearch import logs
 
@@ -129,15 +138,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runners = ["bwrap", "process"] + ([] if args.no_docker or not docker_ready() else ["docker"])
         for runner in runners:
-            state, wall = session(Path(tmp) / runner, runner, args.experiments, args.budget, 0.0)
+            state, wall = session(Path(tmp) / runner, runner, args.experiments, args.budget, 0.0, args.cgroups)
             values = overheads(state, args.budget)
-            print(f"{runner}: experiments={len(values)} budget_s={args.budget:g} "
+            print(f"{runner}: cgroups={args.cgroups} experiments={len(values)} budget_s={args.budget:g} "
                   f"overhead_mean_s={statistics.mean(values):.3f} overhead_median_s={statistics.median(values):.3f} "
                   f"overhead_max_s={max(values):.3f} session_wall_s={wall:.1f}")
             figures[runner] = statistics.mean(values)
-            latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner)
+            latency, late = kill_latency(Path(tmp) / f"kill-{runner}", runner, args.cgroups)
             print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
-        state, wall = session(Path(tmp) / "busy", "bwrap", args.experiments, args.budget, args.agent_seconds)
+        state, wall = session(Path(tmp) / "busy", "bwrap", args.experiments, args.budget, args.agent_seconds,
+                              args.cgroups)
         training = sum(e.wall_s for e in state.recorded())
         print(f"busy (bwrap): experiments={len(state.recorded())} agent_s={args.agent_seconds:g} "
               f"budget_s={args.budget:g} training_s={training:.1f} session_wall_s={wall:.1f}")

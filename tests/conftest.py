@@ -46,6 +46,12 @@ GIT_ENV = {
 
 NO_REPEATS = {"AUTORESEARCH_NOISE__REPEATS": "0"}
 
+NO_CGROUPS = {"AUTORESEARCH_PROCESS__CGROUPS": "off"}
+"""Never a per-run cgroup on the test host: its cgroups belong to the machine's supervisor (the limits tests
+make them in a container with its own cgroup namespace, tests/runners/test_limits_cgroups.py). Set for the
+whole session below; a test that starts the daemon with AUTORESEARCH_* stripped must add it back."""
+os.environ.update({k: os.environ.get(k, v) for k, v in NO_CGROUPS.items()})
+
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,

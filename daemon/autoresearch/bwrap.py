@@ -45,6 +45,8 @@ class Sandbox:
     devices: tuple[str, ...] = ()
     """Host device nodes bound in as they are (e.g. /dev/nvidia0)."""
     tmpfs: tuple[str, ...] = ("/tmp",)
+    tmpfs_sizes: Mapping[str, int] = field(default_factory=dict)
+    """Bytes of a tmpfs in ``tmpfs`` (bwrap ``--size``); unnamed ones are the kernel's default (half the RAM)."""
     uid: int | None = None
     """uid inside the sandbox; None keeps the caller's."""
     gid: int | None = None
@@ -69,7 +71,7 @@ class Sandbox:
         for node in self.devices:
             args += ["--dev-bind-try", node, node]
         for path in self.tmpfs:
-            args += ["--tmpfs", path]
+            args += [*(["--size", str(self.tmpfs_sizes[path])] if path in self.tmpfs_sizes else []), "--tmpfs", path]
         for bind in self.binds:
             flag = "--bind" if bind.writable else "--ro-bind"
             args += [flag + ("-try" if bind.optional else ""), str(bind.source), bind.dest]

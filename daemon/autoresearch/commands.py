@@ -30,6 +30,7 @@ from autoresearch.phases import Phases
 from autoresearch.privacy import protect_daemon
 from autoresearch.runners import lane_runners, runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
+from autoresearch.runners.limits_notice import read_notice, record_limits
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
 from autoresearch.status import summarize
@@ -178,6 +179,7 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
+    record_limits(session.state_dir, runner)
     agent = agent_from_config(settings, ws.root)
     return Loop(settings=settings, session=session, workspace=ws, runner=runner, agent=agent,
                 notifier=notifier or Notifier.from_environment(), lanes=lanes)
@@ -196,6 +198,7 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
+    summary["limits"] = read_notice(ws.state_dir())
     return summary
 
 

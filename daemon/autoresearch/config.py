@@ -223,6 +223,25 @@ class ProcessSettings(Section):
     The daemon's own interpreter (sys.prefix) is always bound."""
     gpu_min_free_mb: float = Field(default=1024.0, ge=0)
     """With lanes: free memory each of a lane's GPUs must have before its run starts (else the lane waits)."""
+    memory: str = "8g"
+    """Memory limit of each run (training, evaluation, prepare, checks): memory.max (cgroup v2) or
+    memory.limit_in_bytes (v1) of the run's own cgroup, swap off where the host allows; the pages of its
+    /tmp, /dev/shm and /output count against it. Exceeding it is cause oom. Not enforced where no cgroup
+    can be made (the daemon says so at start and in status)."""
+    pids_limit: int = Field(default=512, ge=16)
+    """Processes/threads of one run (pids.max; stops fork bombs). Without a cgroup: RLIMIT_NPROC, which
+    counts every process of the daemon's user and does not bind root."""
+    tmpfs_size: str = "1g"
+    """Size of the run's /tmp tmpfs (bwrap --size)."""
+    shm_size: str = "1g"
+    """Size of the run's /dev/shm tmpfs, for data-loader workers."""
+    write_cap: str = "20g"
+    """Size of /output of a writing run, a tmpfs inside the sandbox copied to the host after the run (a run
+    that fills it is cause write_cap and keeps no output), and RLIMIT_FSIZE of every file a run writes
+    (the target too)."""
+    cgroups: Literal["auto", "v2", "v1", "off"] = "auto"
+    """Per-run cgroups, nested under the daemon's own: auto (v2, else v1, else the rlimit fallback with a
+    notice), v2 or v1 (that one or exit 2), off (the rlimit fallback: no memory limit)."""
 
 
 class NoiseSettings(Section):
@@ -273,6 +292,9 @@ class Settings(BaseSettings):
     """Consecutive crashes for which the crash log is shown to the agent before it must move on."""
     log_cap_mb: float = Field(default=64.0, gt=0)
     """Size cap of one run.log; output beyond it is dropped (the run goes on)."""
+    keep_outputs: int | None = Field(default=20, ge=0)
+    """Run outputs (.git/autoresearch/runs/<n>/output) kept: the best's and the last N recorded runs'; older
+    ones are deleted after each recorded row (their logs stay). None keeps all."""
     cache_dir: Path | None = None
     """Data/cache folder given to prepare and training (AUTORESEARCH_CACHE); default .git/autoresearch/cache."""
     lanes: Literal["auto"] | int = Field(default=1, union_mode="left_to_right")

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from autoresearch import judge, noise, rebase
+from autoresearch import judge, noise, rebase, retention
 from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.evaluation import Steps, read_metric
@@ -257,7 +257,9 @@ class Phases:
             lineage=verdict.reason if verdict.reason in LINEAGES else None,
             rebased_as=rebased_as,
         )
-        write_results(self.session.repo, self.journal.load(), s.metric)
+        state = self.journal.load()
+        write_results(self.session.repo, state, s.metric)
+        retention.prune_outputs(state, s.keep_outputs, self.output_dir)
         self._log_finished(exp, status, description)
         if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
             tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)

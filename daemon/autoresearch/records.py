@@ -134,7 +134,7 @@ class Running(PhaseRecord):
 class Finished(PhaseRecord):
     phase: Literal["finished"]
     cause: str
-    """ok, exit:<code>, timeout, oom, violation, docker, interrupted."""
+    """ok, exit:<code>, timeout, oom, violation, write_cap, docker, interrupted."""
     exit_code: int | None = None
     metric: float | None = None
     memory_gb: float = 0.0

@@ -62,6 +62,8 @@ def status_table(s: dict[str, Any]) -> Table:
         elapsed = wait.get("elapsed_s")
         since = "" if elapsed is None else f" for {elapsed:.0f}s"
         table.add_row("waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
+    if s.get("limits"):
+        table.add_row("run limits", Text(notice_line(s["limits"])))  # paths and errors: never markup
     if s.get("failed_proposals_in_a_row"):
         last = (str(s.get("last_proposal_error") or "-").strip().splitlines() or ["-"])[0][:200]
         table.add_row("failed proposals", f"{s['failed_proposals_in_a_row']} in a row; last: {last}")
@@ -99,3 +101,13 @@ def sessions_table(entries: list[dict[str, Any]]) -> Table:
         table.add_row(str(e["tag"]), str(e["state"]), str(e["experiments"]), str(e["keep"]), _num(e.get("best")),
                       "-" if e.get("pid") is None else str(e["pid"]), Text(archive))
     return table
+
+
+def notice_line(info: dict[str, Any]) -> str:
+    """The process runner's limits as the daemon found them at its start (limits_notice.notice)."""
+    head = f"{info.get('enforcer')}: " + ", ".join(info.get("applied") or [])
+    missing = info.get("not_enforced") or []
+    if not missing:
+        return head
+    why = f" ({info['reason']})" if info.get("reason") else ""
+    return f"NOT enforced{why}: {'; '.join(missing)}. Applied: {head}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from autoresearch.agents.fake_messages import Fail, FakeMessagesAPI
 from tests.agents.conftest import KEY
-from tests.conftest import GIT_ENV, NO_REPEATS
+from tests.conftest import GIT_ENV, NO_CGROUPS, NO_REPEATS
 
 
 def autoresearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -17,7 +17,7 @@ def autoresearch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess
     clean.pop("CREDENTIALS_DIRECTORY", None)
     return subprocess.run(
         [sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, timeout=120,
-        env={**clean, **GIT_ENV, **NO_REPEATS, **env},
+        env={**clean, **GIT_ENV, **NO_REPEATS, **NO_CGROUPS, **env},
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import pytest
 from autoresearch.agents.fake_messages import FakeMessagesAPI, ToyResearcher
 from autoresearch.journal import Journal
 from tests.agents.conftest import KEY, request_text
-from tests.conftest import GIT_ENV, NO_REPEATS
+from tests.conftest import GIT_ENV, NO_CGROUPS, NO_REPEATS
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def autoresearch(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "AUTORESEARCH_"))}
     return subprocess.run(
         [sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, timeout=300,
-        env={**clean, **GIT_ENV, **NO_REPEATS, **(env or {})},
+        env={**clean, **GIT_ENV, **NO_REPEATS, **NO_CGROUPS, **(env or {})},
     )  # fmt: skip
 
 

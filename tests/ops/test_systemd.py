@@ -117,6 +117,10 @@ def notifications(sh: Callable[..., subprocess.CompletedProcess[str]]) -> list[s
 # test does not grant: the unit is under test here, the sandbox in tests/runners (RestrictNamespaces
 # allowing bwrap's namespaces is checked in test_units.py).
 NO_SANDBOX = "AUTORESEARCH_PROCESS__SANDBOX=none"
+# This container shares the host's cgroups (--cgroupns=host): per-run cgroups would be made in the test
+# host's hierarchy, which belongs to its supervisor. They are tested in their own namespace in
+# tests/runners/test_limits_cgroups.py; Delegate=yes is checked in test_units.py.
+NO_CGROUPS = "AUTORESEARCH_PROCESS__CGROUPS=off"
 
 
 def test_unit_under_systemd(machine: Callable[..., subprocess.CompletedProcess[str]]) -> None:
@@ -135,6 +139,7 @@ def test_unit_under_systemd(machine: Callable[..., subprocess.CompletedProcess[s
         runuser -u autoresearch -- env HOME=/home/autoresearch autoresearch example {REPO} >/dev/null
         runuser -u autoresearch -- env HOME=/home/autoresearch {NO_SANDBOX} autoresearch init {REPO} >/dev/null
         printf 'AUTORESEARCH_BUDGET=5\\nAUTORESEARCH_GRACE=30\\n{NO_SANDBOX}\\n' >/etc/autoresearch/demo.env
+        echo '{NO_CGROUPS}' >>/etc/autoresearch/demo.env
         mkdir -p /etc/systemd/system/{UNIT}.d
         printf '[Service]\\nWatchdogSec=5s\\nRestartSec=1s\\n' >/etc/systemd/system/{UNIT}.d/test.conf
         systemd-analyze log-level debug

@@ -78,13 +78,14 @@ def test_hardening(unit: tuple[str, dict[str, list[str]], str]) -> None:
         "PrivateTmp": "yes",
         "ProtectHome": "yes",
         "ProtectKernelTunables": "yes",
-        "ProtectControlGroups": "yes",
+        "Delegate": "yes",  # per-run cgroups under the unit's own (ProtectControlGroups would forbid them)
         "RestrictSUIDSGID": "yes",
         "User": "autoresearch",
         "SupplementaryGroups": "docker",
     }.items():
         assert one(svc, key) == value, key
     assert one(svc, "ReadWritePaths") == repo
+    assert "ProtectControlGroups" not in svc, "it makes the delegated subtree read-only"
     # These would hide /dev/nvidia* from the process runner (ProtectClock implies a device allow-list).
     for key in ("PrivateDevices", "DevicePolicy", "DeviceAllow", "ProtectClock", "MemoryDenyWriteExecute"):
         assert key not in svc, key

@@ -23,6 +23,20 @@ NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"ANTHROPIC_API_KEY": "sk-ant-hostile1", "OPENAI_API_KEY": "sk-hostile2", "GITHUB_TOKEN": "ghp_hostile3"}
 """In the stand-in daemon's environment (so in its /proc/<pid>/environ); none may reach a run's output."""
+FORK_300 = (
+    "import subprocess\nprocs, failed = [], 0\n"
+    "for _ in range(300):\n"
+    "    try: procs.append(subprocess.Popen(['sleep', '30']))\n"
+    "    except OSError: failed += 1\n"
+    "print('spawned', len(procs), 'failed', failed, flush=True)\n"
+)
+"""A run that tries to start 300 processes; ``spawned`` reads what it managed from its log."""
+
+
+def spawned(log: str) -> tuple[int, int]:
+    """(processes started, starts that failed) as FORK_300 printed them."""
+    words = log.split("spawned", 1)[1].split()
+    return int(words[0]), int(words[2])
 
 
 @contextmanager
@@ -80,10 +94,11 @@ def _world_traversable(path: Path) -> bool:
 
 
 def start_daemon(dir_: Path, script: str, user: str, budget: float = 0.5, grace: float = 0.5,
-                 repo_id: str = "hostile", env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+                 repo_id: str = "hostile", env: dict[str, str] | None = None,
+                 settings: dict[str, Any] | None = None) -> subprocess.Popen[str]:
     config = dir_ / "config.json"
     config.write_text(json.dumps({"dir": str(dir_), "script": script, "budget": budget, "grace": grace,
-                                  "repo_id": repo_id}))
+                                  "repo_id": repo_id, "settings": settings or {}}))
     config.chmod(0o644)
     environ = {**os.environ, **SECRETS, "PYTHONPATH": f"{ROOT / 'daemon'}:{ROOT}", **(env or {})}
     return subprocess.Popen(daemon_argv(config, user), cwd=ROOT, env=environ, stdout=subprocess.PIPE,

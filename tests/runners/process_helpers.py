@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,20 @@ from autoresearch.bwrap import check_bwrap
 from autoresearch.config import ProcessSettings
 from autoresearch.gpu import NoGpu
 from autoresearch.runners.base import RunSpec
+from autoresearch.runners.enforcers import detect
 from autoresearch.runners.process import ProcessRunner
 
 
 def make_runner(sandbox: str = "bwrap", repo_id: str = "", **settings: Any) -> ProcessRunner:
-    ps = ProcessSettings(sandbox=sandbox, kill_timeout_s=settings.pop("kill_timeout_s", 1.0), gpus="none", **settings)
+    """A process runner with the rlimit fallback, or (``cgroups=`` given: only inside a container with its
+    own cgroup namespace, never on the test host) the enforcer ``detect`` finds."""
+    cgroups = settings.pop("cgroups", None)
+    ps = ProcessSettings(sandbox=sandbox, kill_timeout_s=settings.pop("kill_timeout_s", 1.0), gpus="none",
+                         cgroups=cgroups or "off", **settings)
     bwrap = check_bwrap() if sandbox == "bwrap" else None  # fails (not skips) without bubblewrap
-    return ProcessRunner(gpu=NoGpu(), settings=ps, repo_id=repo_id, bwrap=bwrap)
+    prlimit = shutil.which("prlimit")
+    enforcer = detect(ps.cgroups, prlimit)
+    return ProcessRunner(gpu=NoGpu(), settings=ps, repo_id=repo_id, bwrap=bwrap, enforcer=enforcer, prlimit=prlimit)
 
 
 def make_spec(tmp_path: Path, script: str, budget: float = 0.5, grace: float = 0.5, **kw: Any) -> RunSpec:

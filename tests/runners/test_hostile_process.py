@@ -18,7 +18,7 @@ from autoresearch import judge
 from autoresearch.runners import procs
 from autoresearch.workspace import GitWorkspace
 from tests.conftest import make_repo
-from tests.runners.hostile import SECRETS, run_daemon, start_daemon, workdir
+from tests.runners.hostile import FORK_300, SECRETS, run_daemon, spawned, start_daemon, workdir
 from tests.runners.process_helpers import make_runner, make_spec, marked_pids, token
 
 USERS = ["root", "nobody"]
@@ -214,3 +214,109 @@ def _verdict(cause: str, metric: float | None) -> str:
     """The keep rule's action for a run against a best of 1.0 (no noise estimate)."""
     run = judge.Candidate(commit="run", cause=cause, metrics=() if metric is None else (metric,))
     return judge.decide(run, judge.Best(commit="best", metrics=(1.0,)), 0.0, judge.Policy()).action
+
+
+# Hard limits (issue 18 item 6): per-run cgroups are tested for real in test_limits_cgroups.py (a container with
+# its own cgroup namespace); here, on the test host, what holds without one.
+
+FILL_OUTPUT = (
+    "import os\n"
+    "for i in range(8):\n"
+    "    try:\n"
+    "        with open(f'/output/f{i}', 'wb') as f: f.write(b'x' * (3 << 20))\n"
+    "    except OSError as e: print('refused', i, e.errno, flush=True)\n"
+    "print('val_bpb: 0.5')\n"
+)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_output_over_the_write_cap_is_cause_write_cap_and_nothing_reaches_the_host(user: str) -> None:
+    with workdir() as d:
+        out, text = run_daemon(d, FILL_OUTPUT, user, budget=30, settings={"write_cap": "8m"})
+        left = list((d / "output").iterdir())
+    assert out["cause"] == "write_cap", text
+    assert "refused" in text and left == []  # ENOSPC (or EFBIG) inside; the output is dropped
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_output_within_the_cap_reaches_the_host_as_the_daemons_files(user: str) -> None:
+    script = "import os\nos.makedirs('/output/ckpt')\nopen('/output/ckpt/model.bin', 'wb').write(b'w' * 5000)\n"
+    with workdir() as d:
+        out, text = run_daemon(d, script, user, budget=30, settings={"write_cap": "8m"})
+        model = d / "output" / "ckpt" / "model.bin"
+        assert out["cause"] == "ok", text
+        assert model.read_bytes() == b"w" * 5000
+        assert model.stat().st_uid == (0 if user == "root" else 65534)  # the daemon's own: it can delete it
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_a_run_writing_its_own_archive_into_the_output_stream_escapes_nothing(user: str) -> None:
+    """The stream's pipe is reachable through /proc as the run's uid: a forged archive only shapes its output."""
+    script = (
+        "import io, tarfile\n"
+        "buf = io.BytesIO()\n"
+        "with tarfile.open(fileobj=buf, mode='w') as t:\n"
+        "    for name in ('./../escaped', './big'):\n"
+        "        i = tarfile.TarInfo(name); i.size = 4 << 20 if name.endswith('big') else 1\n"
+        "        t.addfile(i, io.BytesIO(b'x' * i.size))\n"
+        "import os, glob\n"
+        "mine = {os.readlink(f'/proc/self/fd/{n}') for n in (1, 2)}\n"
+        "for fd in glob.glob('/proc/[0-9]*/fd/*'):\n"
+        "    try:\n"
+        "        if os.readlink(fd).startswith('pipe:') and os.readlink(fd) not in mine:\n"
+        "            with open(fd, 'wb') as pipe: pipe.write(buf.getvalue()); print('forged', fd, flush=True)\n"
+        "    except OSError: pass\n"
+    )
+    with workdir() as d:
+        out, text = run_daemon(d, script, user, budget=30, settings={"write_cap": "2m"})
+        assert "forged" in text, text
+        assert out["cause"] in ("violation", "write_cap"), text
+        assert not (d / "escaped").exists() and list((d / "output").iterdir()) == []
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_tmp_and_dev_shm_are_sized_tmpfs(user: str) -> None:
+    script = (
+        "import os\n"
+        "for p in ('/tmp', '/dev/shm'):\n"
+        "    s = os.statvfs(p); print(p, s.f_blocks * s.f_frsize, flush=True)\n"
+        "try:\n    open('/tmp/fill', 'wb').write(b'x' * (20 << 20))\nexcept OSError as e: print('full', e.errno)\n"
+    )
+    with workdir() as d:
+        out, text = run_daemon(d, script, user, budget=30, settings={"tmpfs_size": "16m", "shm_size": "8m"})
+    assert out["cause"] == "ok", text
+    assert f"/tmp {16 << 20}" in text and f"/dev/shm {8 << 20}" in text and "full 28" in text
+
+
+def test_without_a_cgroup_a_non_root_daemon_says_so_and_rlimit_nproc_holds() -> None:
+    """nobody cannot make a cgroup here: the fallback notice, and RLIMIT_NPROC stops 300 processes."""
+    with workdir() as d:
+        out, text = run_daemon(d, FORK_300, "nobody", budget=30, settings={"cgroups": "auto", "pids_limit": 32})
+    assert out["notice"]["enforcer"] == "rlimits" and out["notice"]["reason"], out["notice"]
+    assert any(n.startswith("memory") for n in out["notice"]["not_enforced"])
+    assert "RLIMIT_NPROC=32" in out["notice"]["applied"]
+    started, failed = spawned(text)
+    assert started < 32 and failed == 300 - started, text
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_every_file_a_run_writes_is_capped_by_rlimit_fsize(user: str) -> None:
+    """RLIMIT_FSIZE (write_cap) holds for the target too, the one host file a run writes."""
+    script = (
+        "try:\n    open('train.py', 'ab').write(b'#' * (5 << 20))\nexcept OSError as e: print('capped', e.errno)\n"
+    )
+    with workdir() as d:
+        out, text = run_daemon(d, script, user, budget=30, settings={"write_cap": "4m"})
+    assert "capped 27" in text, text  # EFBIG
+    assert out["cause"] == "violation"  # the target changed: the committed version stands
+
+
+@pytest.mark.parametrize("user", USERS)
+@pytest.mark.parametrize("plant", ["os.mkfifo('/output/fifo')", "os.symlink('/etc/passwd', '/output/link')"])
+def test_a_fifo_or_a_link_out_in_output_never_reaches_the_host(user: str, plant: str) -> None:
+    """Either would hang or mislead whoever reads the output next (the evaluator, hashing, retention)."""
+    with workdir() as d:
+        out, text = run_daemon(d, f"import os\n{plant}\nprint('planted', flush=True)\n", user, budget=30)
+        left = list((d / "output").iterdir())
+    assert "planted" in text and out["cause"] == "violation", (out, text)
+    assert left == [] and "/output cannot be copied out safely" in out["detail"]

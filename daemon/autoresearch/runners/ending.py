@@ -1,7 +1,8 @@
 """How a run ended, classified the same way by every runner.
 
 Causes, as recorded in the journal and shown in a row's description: ok, exit:<code>, signal:<n>,
-timeout, oom, violation, docker (engine error), interrupted. A changed target or read-only file is a
+timeout, oom, violation, write_cap (the process runner's /output filled), docker (engine error),
+interrupted. A changed target or read-only file is a
 ``violation`` whatever else happened (also after a timeout), except when the daemon interrupted the
 run or the engine failed: then nothing about the script is known for sure.
 """

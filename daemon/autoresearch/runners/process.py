@@ -13,6 +13,7 @@ owner mark in bwrap's own environment lets it find one that was never journaled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -31,9 +32,12 @@ from autoresearch.config import ProcessSettings, Settings
 from autoresearch.errors import ConfigError, RunnerError
 from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment, select_devices
 from autoresearch.lanes import Lane
-from autoresearch.runners import process_box, procs
+from autoresearch.runners import limits_notice, process_box, process_limits, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.cgroups import Enforcer, Limits, RunGroup, Unavailable
+from autoresearch.runners.docker_spec import parse_size
 from autoresearch.runners.ending import classify, exit_cause
+from autoresearch.runners.enforcers import NoGroup, Rlimits, detect
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
@@ -67,6 +71,10 @@ class ProcessRunner:
     """The lane this runner serves (its GPUs are ``settings.gpus``, its cores ``lane.cpus``); None = the only one."""
     taskset: str | None = None
     """The taskset binary that pins a lane's runs to its cores (None: no pinning)."""
+    enforcer: Enforcer | None = None
+    """Per-run cgroups or the rlimit fallback (``process.cgroups``); None: none (tests that need no limits)."""
+    prlimit: str | None = None
+    """The prlimit binary that sets RLIMIT_FSIZE (``write_cap``) on every run; None: not set."""
 
     @classmethod
     def from_config(
@@ -79,7 +87,14 @@ class ProcessRunner:
             log.warning("process.unsandboxed", warning=UNSAFE)
         taskset = _taskset(settings) if lane is not None and lane.cpus else None
         gpu = gpu_probe or (NoGpu() if ps.gpus == "none" else probe_from_environment())
-        return cls(gpu=gpu, settings=ps, repo_id=repo_id, bwrap=bwrap, instance=instance, lane=lane, taskset=taskset)
+        prlimit = process_limits.check_sizes(ps)
+        enforcer = detect(ps.cgroups, prlimit)
+        if enforcer.not_enforced:  # said at every start (and in status): explicitly off is only info
+            level = log.info if ps.cgroups == "off" else log.warning
+            level("process.limits_not_enforced", enforcer=enforcer.kind, not_enforced=list(enforcer.not_enforced),
+                  reason=getattr(enforcer, "reason", ""))
+        return cls(gpu=gpu, settings=ps, repo_id=repo_id, bwrap=bwrap, instance=instance, lane=lane, taskset=taskset,
+                   enforcer=enforcer, prlimit=prlimit)
 
     @property
     def kill_timeout_s(self) -> float:
@@ -92,11 +107,47 @@ class ProcessRunner:
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         root = _snapshot(spec)
         self._check_lane_gpus()
+        group = self._open_group(spec)
+        try:
+            return self._run(spec, root, on_started, group)
+        finally:
+            group.close()  # kills whatever of the run is left (a bare run's escaped children too)
+
+    def limits_notice(self) -> dict[str, Any]:
+        """What the runs' limits are here and which are not enforced (``status`` shows it)."""
+        enforcer = self.enforcer or Rlimits("no enforcer configured", self.prlimit)
+        return limits_notice.notice(enforcer, self.settings)
+
+    def _open_group(self, spec: RunSpec) -> RunGroup:
+        if self.enforcer is None:
+            return NoGroup()
+        cpus = "" if self.lane is None else self.lane.cpu_list
+        limits = Limits(memory=parse_size(self.settings.memory), pids=self.settings.pids_limit, cpus=cpus)
+        tag = f"{self._group_tag()}-{spec.kind}-{spec.n}"
+        try:
+            return self.enforcer.open(tag, limits)
+        except Unavailable as exc:  # e.g. the kernel's cgroup limit: this run gets what the fallback gives
+            log.error("process.limits_not_enforced", n=spec.n, reason=str(exc))
+            return Rlimits(str(exc), self.prlimit).open(tag, limits)
+
+    def _group_tag(self) -> str:
+        """This repo's and lane's run groups: a restart sweeps only its own leftovers."""
+        owner = hashlib.sha256(self.repo_id.encode()).hexdigest()[:8]
+        return f"{owner}-{0 if self.lane is None else self.lane.index}"
+
+    def _run(self, spec: RunSpec, root: Path, on_started: OnStarted, group: RunGroup) -> RunOutcome:
         watched = (spec.target, *spec.readonly)
         before = hash_files(root, watched)  # the snapshot is the commit: these are the committed hashes
         if spec.output_dir is not None:
             spec.output_dir.mkdir(parents=True, exist_ok=True)
-        box = self._launch(spec, root)
+        copy = (process_limits.OutputCopy(spec.output_dir, parse_size(self.settings.write_cap)).start()
+                if self.bwrap is not None and spec.output_dir is not None and process_limits.capped_output(spec)
+                else None)
+        try:
+            box = self._launch(spec, root, group, copy)
+        finally:
+            if copy is not None:
+                copy.sent()
         started = time.monotonic()
         on_started({**box.handle(), "lane": None if self.lane is None else self.lane.index})
         gate = threading.Event()
@@ -118,8 +169,11 @@ class ProcessRunner:
                 if stream is not None:
                     stream.close()
             peak_mb = sampler.stop() if sampler is not None else None
+        if peak_mb is None and (peak := group.peak_bytes()):
+            peak_mb = peak / 2**20  # no GPU: the run's own memory, from its cgroup
         cause, detail = classify(stopped_for or exit_cause(box.proc.returncode),
-                                 changed=changed_files(before, hash_files(root, watched)))
+                                 changed=changed_files(before, hash_files(root, watched)), oom=group.oom_kills() > 0)
+        cause, detail = process_limits.output_cause(cause, detail, spec, copy, self.settings)
         if latency is not None:
             log.info("run.killed", n=spec.n, reason=stopped_for, kill_latency_s=round(latency, 3))
         return RunOutcome(
@@ -148,18 +202,24 @@ class ProcessRunner:
         return [LogPump(pipe_chunks(out.fileno(), gate), tee, gate=gate).start(),
                 LogPump(pipe_chunks(err.fileno(), gate), sink, gate=gate).start()]
 
-    def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
+    def _launch(
+        self, spec: RunSpec, root: Path, group: RunGroup, copy: process_limits.OutputCopy | None = None,
+    ) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
         mark = self._marks()
         pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", self.lane.cpu_list)
+        fsize = () if self.prlimit is None else (self.prlimit, f"--fsize={parse_size(self.settings.write_cap)}", "--")
+        prefix = (*group.prefix(), *fsize, *pin)  # each execs the next: the run starts inside its cgroup
         stderr = subprocess.PIPE if spec.stdout_path is not None else subprocess.STDOUT  # stdout kept apart
         if self.bwrap is None:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
             env = {**_bare_env(spec, self.settings, host), **mark}
-            return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=pin)
-        sandbox = run_sandbox(spec, root, self.settings, host)
-        return process_box.launch(spec.command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
-                                  stderr=stderr, prefix=pin)
+            return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=prefix)
+        sandbox = process_limits.sized(run_sandbox(spec, root, self.settings, host), spec, self.settings)
+        command = spec.command if copy is None else process_limits.wrapped(spec.command)
+        stdin = subprocess.DEVNULL if copy is None else copy.write_fd
+        return process_box.launch(command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
+                                  stderr=stderr, prefix=prefix, stdin=stdin)
 
     def _marks(self) -> dict[str, str]:
         if not self.repo_id:
@@ -195,7 +255,10 @@ class ProcessRunner:
         if not self.repo_id:
             return 0
         mark = f"{OWNER_ENV}={self.repo_id}".encode()
-        return procs.kill_where(lambda environ: mark in environ and self._orphan(environ))
+        killed = procs.kill_where(lambda environ: mark in environ and self._orphan(environ))
+        if self.enforcer is not None:
+            self.enforcer.sweep(self._group_tag())  # a dead daemon's run groups
+        return killed
 
     def _orphan(self, environ: list[bytes]) -> bool:
         """A marked run is left over unless it is another lane's run of this same daemon (that one is live)."""

@@ -86,6 +86,7 @@ def launch(
     stdout: int | IO[bytes] = subprocess.PIPE,
     stderr: int | IO[bytes] = subprocess.STDOUT,
     prefix: Sequence[str] = (),
+    stdin: int | IO[bytes] = subprocess.DEVNULL,
 ) -> Box:
     """Start ``command`` (through /bin/sh) in the sandbox, or as a bare process group when ``sandbox`` is None.
 
@@ -93,15 +94,16 @@ def launch(
     pipe: ``proc.stdout``). ``env`` is
     the environment of bwrap itself (the sandbox's own is in ``sandbox.env``) or of the bare command.
     ``prefix`` execs first and must exec the rest in the same process (``taskset -c 2,3``: a lane's cores).
+    ``stdin``: the command's (the /output copy's pipe, process_limits), by default /dev/null.
     """
     shell: Sequence[str] = ["/bin/sh", "-c", command]
     if sandbox is None or bwrap is None:
-        proc = _popen([*prefix, *shell], env, cwd, (), stdout, stderr)
+        proc = _popen([*prefix, *shell], env, cwd, (), stdout, stderr, stdin)
         return Box(proc, start_ticks=procs.start_ticks(proc.pid))
     read_end, write_end = os.pipe()
     try:
         argv = [*prefix, *sandbox.argv(shell, bwrap=bwrap, info_fd=write_end)]
-        proc = _popen(argv, env, Path("/"), (write_end,), stdout, stderr)
+        proc = _popen(argv, env, Path("/"), (write_end,), stdout, stderr, stdin)
     finally:
         os.close(write_end)
     with contextlib.closing(os.fdopen(read_end, "rb")) as info:
@@ -114,10 +116,10 @@ def launch(
 
 def _popen(
     argv: list[str], env: Mapping[str, str], cwd: Path, fds: tuple[int, ...], stdout: int | IO[bytes],
-    stderr: int | IO[bytes] = subprocess.STDOUT,
+    stderr: int | IO[bytes] = subprocess.STDOUT, stdin: int | IO[bytes] = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        argv, cwd=cwd, env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
         start_new_session=True, pass_fds=fds,
     )  # fmt: skip
 
