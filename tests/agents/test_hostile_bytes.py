@@ -8,6 +8,7 @@ such character reaches git, results.tsv or ``status``. As root and as nobody (a 
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+import structlog
 
+from autoresearch import logs
 from autoresearch.agents.scratch import changed_paths, manifest, read_inside
 from autoresearch.errors import ProposalRejected
 from autoresearch.ledger import parse_results
@@ -143,3 +146,15 @@ def test_hostile_description_and_fifo_through_a_real_daemon(user: str) -> None:
     assert CLEAN in history and CLEAN in status
     for text in (history, status, logs, (repo / "results.tsv").read_text() if repo.exists() else ""):
         assert unsafe(text) == []
+
+
+def test_the_console_log_shows_no_control_character() -> None:
+    """On a terminal (the console renderer) agent-written values are cleaned; JSON lines escape them."""
+    try:
+        for as_json in (False, True):
+            out = io.StringIO()
+            logs.configure(stream=out, json=as_json)
+            structlog.get_logger().info("command_agent.dropped_changes", paths=[HOSTILE], error=HOSTILE)
+            assert unsafe(out.getvalue()) == [] and "pwned" in out.getvalue(), out.getvalue()
+    finally:
+        structlog.reset_defaults()
