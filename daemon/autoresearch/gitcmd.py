@@ -6,7 +6,8 @@ every config file, ``.git/config`` included):
 
 - hooks off (``core.hooksPath=/dev/null``: ``reference-transaction``, ``post-checkout``, ...), no
   fsmonitor (``core.fsmonitor``), no pager, no SSH command, no transport (``protocol.allow=never``),
-  no signing program, no submodule recursion, no global attributes file;
+  no signing program, no credential helper, no submodule recursion, no global attributes or ignore
+  file (both default to files under ``$XDG_CONFIG_HOME/git``);
 - every filter driver (``filter.<name>.clean/smudge/process``) defined in the repository's own config
   (``local``/``worktree`` scope) emptied and made optional, re-read before each call because the file
   may change between calls (drivers of the system config, e.g. git-lfs installed with
@@ -42,6 +43,7 @@ HARDENING = (
     "core.pager=cat",
     "core.sshCommand=false",
     "core.attributesFile=/dev/null",
+    "core.excludesFile=/dev/null",
     "protocol.allow=never",
     "submodule.recurse=false",
     "commit.gpgSign=false",

@@ -20,8 +20,10 @@ import pytest
 import structlog
 
 from autoresearch import logs
+from autoresearch.agents.prompts import clean_description
 from autoresearch.agents.scratch import changed_paths, manifest, read_inside
 from autoresearch.errors import ProposalRejected
+from autoresearch.ledger import clean_description as ledger_clean
 from autoresearch.ledger import parse_results
 from autoresearch.records import Proposed
 from autoresearch.runners.hashing import file_hash
@@ -49,6 +51,7 @@ def unsafe(text: str) -> list[str]:
 
 def test_one_line_drops_controls_and_formats_and_keeps_the_rest() -> None:
     assert one_line(HOSTILE) == CLEAN
+    assert clean_description(HOSTILE) == CLEAN == ledger_clean(HOSTILE)  # the agents' and the TSV's cleaning
     assert one_line("é 中文 emoji 🙂 tab\there") == "é 中文 emoji 🙂 tab here"
     assert unsafe(one_line("".join(map(chr, range(0x2100))) + "\ud800\ufeff\u2066\u2069")) == []
 
