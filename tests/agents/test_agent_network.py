@@ -39,6 +39,7 @@ except OSError as exc:
     seen["abstract"] = f"refused {exc}"
 seen["ifaces"] = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])
 seen["resolv"] = open("/etc/resolv.conf").read()
+seen["uid"] = __import__("os").getuid()
 print(json.dumps(seen))
 """
 HARNESS = """
@@ -124,6 +125,7 @@ def test_the_agent_reaches_no_host_loopback_service(user: str) -> None:
     assert str(seen["127.0.0.1"]).startswith("refused") and str(seen["10.0.2.2"]).startswith("refused"), seen
     assert str(seen["abstract"]).startswith("refused"), seen
     assert seen["ifaces"] == ["lo", "tap0"] and seen["resolv"] == f"nameserver {SLIRP_DNS}\n", seen
+    assert seen["uid"] == (0 if user == "root" else 65534), seen  # the CLI keeps the daemon's uid
 
 
 def test_the_host_network_opt_in_is_the_control() -> None:

@@ -77,7 +77,11 @@ class AgentJail:
         if "PATH" not in fixed and "PATH" not in host_env:
             fixed["PATH"] = "/usr/local/bin:/usr/bin:/bin"
         env = allowed_environment({}, host_env, self.settings.env_allow, {}, fixed, drop_secrets=False)
-        return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True)
+        # Under unshare's --map-root-user a non-root daemon is uid 0 there: keep the CLI at its real uid
+        # (claude refuses --dangerously-skip-permissions as root).
+        own = resolv is not None
+        return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True,
+                       uid=os.getuid() if own else None, gid=os.getgid() if own else None)
 
     def run(
         self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
