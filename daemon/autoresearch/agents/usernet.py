@@ -8,8 +8,9 @@ stays outside bwrap's inner namespaces, so ``slirp4netns`` can join its network 
 with no race against bwrap's own setup. slirp4netns (``--disable-host-loopback``) gives it a
 ``tap0`` with NAT to the outside: 10.0.2.2 (the host's loopback) is refused, DNS is slirp's
 forwarder at 10.0.2.3 (the only sandbox-visible path to the host's resolver). The command waits
-(bwrap ``--block-fd``) until the network is up. slirp4netns ends when its exit fd closes: when the
-run ends, or when the daemon dies.
+(bwrap ``--block-fd``) until the network is up. slirp4netns parses the agent's packets, so it runs
+in its own sandbox with a seccomp filter (``--enable-sandbox --enable-seccomp``), and it ends when its
+exit fd closes: when the run ends, or when the daemon dies.
 
 User-mode networking still reaches services bound to the host's other addresses (its LAN or public
 IP): bind local services to 127.0.0.1.
@@ -71,7 +72,8 @@ class UserNet:
         exit_r, exit_w = os.pipe()
         try:
             proc = subprocess.Popen(
-                [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", f"--ready-fd={ready_w}",
+                [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp",
+                 f"--ready-fd={ready_w}",
                  f"--exit-fd={exit_r}", str(pid), "tap0"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(ready_w, exit_r), start_new_session=True,
