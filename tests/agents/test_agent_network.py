@@ -40,6 +40,7 @@ except OSError as exc:
 seen["ifaces"] = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").readlines()[2:])
 seen["resolv"] = open("/etc/resolv.conf").read()
 seen["uid"] = __import__("os").getuid()
+seen["capeff"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")][0]
 print(json.dumps(seen))
 """
 HARNESS = """
@@ -126,6 +127,7 @@ def test_the_agent_reaches_no_host_loopback_service(user: str) -> None:
     assert str(seen["abstract"]).startswith("refused"), seen
     assert seen["ifaces"] == ["lo", "tap0"] and seen["resolv"] == f"nameserver {SLIRP_DNS}\n", seen
     assert seen["uid"] == (0 if user == "root" else 65534), seen  # the CLI keeps the daemon's uid
+    assert seen["capeff"] == "0000000000000000", seen
 
 
 def test_the_host_network_opt_in_is_the_control() -> None:

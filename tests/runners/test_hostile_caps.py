@@ -7,15 +7,20 @@ tmpfs, make a device node, give a file away, and a fresh user namespace. As root
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from autoresearch.agents.sandbox import AgentJail
 from autoresearch.bwrap import Sandbox, bwrap_options, check_bwrap
-from autoresearch.config import CommandAgentSettings
+from autoresearch.config import CommandAgentSettings, ProcessSettings
+from autoresearch.runners.base import RunKind
+from autoresearch.runners.process_sandbox import run_sandbox
 from tests.runners.hostile import run_daemon, workdir
+from tests.runners.process_helpers import make_spec
 
 ATTEMPTS = (
     ("remount", "mount -o remount,bind,rw /workspace && echo x > /workspace/planted"),
@@ -59,6 +64,17 @@ def test_the_command_agent_has_no_capability(tmp_path: Path) -> None:
         code = jail.run(f"{os.environ.get('PYTHON', 'python3')} probe.py", tree, context, {}, out)
     assert code == 0, log.read_text()
     _check(log.read_text())
+
+
+@pytest.mark.parametrize("kind", get_args(RunKind))
+def test_every_run_kind_drops_every_capability(kind: str, tmp_path: Path) -> None:
+    """Training, prepare, the evaluator and the checks share one builder: each line has the flags
+    (``env``'s setup kind goes through it too)."""
+    spec = make_spec(tmp_path, "print(1)\n", output_dir=tmp_path / "out", eval_data=tmp_path / "eval")
+    assert spec.snapshot is not None
+    box = run_sandbox(dataclasses.replace(spec, kind=kind), spec.snapshot, ProcessSettings(gpus="none"), {})  # type: ignore[arg-type]
+    argv = box.argv(["true"], bwrap=check_bwrap())
+    assert argv[argv.index("--cap-drop") + 1] == "ALL" and "--disable-userns" in argv
 
 
 def test_user_namespaces_are_disabled_where_bwrap_can() -> None:
