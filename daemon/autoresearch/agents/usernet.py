@@ -2,15 +2,15 @@
 
 The agent's CLI needs its API (the internet), not the host: with the host's network it reached
 services on 127.0.0.1 and abstract unix sockets (those belong to a network namespace). So its
-sandbox gets a network namespace of its own, made by ``unshare --net`` (plus ``--user
---map-root-user`` for a non-root daemon) which then execs bwrap in the same process: that process
-stays outside bwrap's inner namespaces, so ``slirp4netns`` can join its network namespace by PID,
-with no race against bwrap's own setup. slirp4netns (``--disable-host-loopback``) gives it a
-``tap0`` with NAT to the outside: 10.0.2.2 (the host's loopback) is refused, DNS is slirp's
-forwarder at 10.0.2.3 (the only sandbox-visible path to the host's resolver). The command waits
-(bwrap ``--block-fd``) until the network is up. slirp4netns parses the agent's packets, so it runs
-in its own sandbox with a seccomp filter (``--enable-sandbox --enable-seccomp``), and it ends when its
-exit fd closes: when the run ends, or when the daemon dies.
+sandbox gets a network namespace of its own, made by ``unshare --user --map-root-user --net``,
+which then execs bwrap in the same process: that process stays outside bwrap's inner namespaces,
+so ``slirp4netns`` can join its network namespace by PID, with no race against bwrap's own setup.
+slirp4netns (``--disable-host-loopback``) gives it a ``tap0`` with NAT to the outside: 10.0.2.2
+(the host's loopback) is refused, DNS is slirp's forwarder at 10.0.2.3 (the only sandbox-visible
+path to the host's resolver). The command waits (bwrap ``--block-fd``) until the network is up.
+slirp4netns parses the agent's packets, so it runs in its own sandbox with a seccomp filter
+(``--enable-sandbox --enable-seccomp``); it ends when its exit fd closes: when the run ends, or
+when the daemon dies.
 
 User-mode networking still reaches services bound to the host's other addresses (its LAN or public
 IP): bind local services to 127.0.0.1.
@@ -48,8 +48,10 @@ def find_slirp() -> str:
 
 
 def netns_prefix() -> list[str]:
-    """What execs bwrap inside a new network namespace (a user namespace too when not root)."""
-    return ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+    """What execs bwrap inside a new network namespace. With a user namespace around it also for root:
+    a root daemon without CAP_SYS_ADMIN (a unit's empty ``CapabilityBoundingSet=``) could not unshare
+    the network alone, and the new user namespace gives its creator the capabilities it needs there."""
+    return ["unshare", "--user", "--map-root-user", "--net"]
 
 
 @dataclass
