@@ -8,13 +8,18 @@ workspace, its command agent's scratch checkout and a whole ``autoresearch run``
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from autoresearch import gitcmd
 from autoresearch.agents.scratch import changed_paths, manifest, scratch_checkout
+from autoresearch.config import CommandAgentSettings
 from autoresearch.workspace import GitWorkspace
 from tests.conftest import FAST_TRAIN, cli, git, make_repo
 
@@ -221,26 +226,97 @@ def test_git_subprocess_environment_is_minimal(tmp_path: Path, monkeypatch: pyte
     assert not any(value in calls for value in SECRETS.values())
     assert str(tmp_path / "elsewhere") not in calls
     env_names = {line.split("=", 1)[0][4:] for line in calls.splitlines() if line.startswith("ENV ")}
+    env_names = {name for name in env_names if not re.fullmatch(r"GIT_CONFIG_(KEY|VALUE)_\d+", name)}
     assert env_names <= {
         "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "TMPDIR",
         "GIT_TERMINAL_PROMPT", "GIT_PAGER", "GIT_CONFIG_COUNT", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
         "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "PWD", "SHLVL", "_",
-        "OLDPWD",
+        "OLDPWD", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM",
     }, env_names  # PWD, SHLVL, _ come from the spy's own shell
 
 
 
-def test_filter_drivers_of_the_global_config_still_apply(
+def test_filter_drivers_of_the_system_config_still_apply(
     tmp_path: Path, markers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The administrator's drivers (git-lfs lives in ~/.gitconfig) keep working for the daemon."""
+    """The administrator's drivers (``git lfs install --system``) keep working for the daemon."""
     repo = make_repo(tmp_path / "research", extra={".gitattributes": "*.dat filter=lfs\n", "data.dat": "x\n"})
-    home = tmp_path / "home"
-    home.mkdir()
     filt = _script(tmp_path / "lfs", f'touch {markers}/lfs-"$1"; cat')
-    (home / ".gitconfig").write_text(f'[filter "lfs"]\n\tsmudge = {filt} smudge\n\tclean = {filt} clean\n')
-    monkeypatch.setenv("HOME", str(home))
+    system = tmp_path / "gitconfig"
+    system.write_text(f'[filter "lfs"]\n\tsmudge = {filt} smudge\n\tclean = {filt} clean\n')
+    system.chmod(0o644)
+    if os.geteuid() != 0:
+        pytest.skip("a trusted system config is root's")
+    monkeypatch.setattr(gitcmd, "SYSTEM_CONFIG", system)
     ws = GitWorkspace.open(repo)
     (repo / "data.dat").unlink()
     ws.reset_hard(ws.head())
     assert (repo / "data.dat").read_text() == "x\n" and "lfs-smudge" in fired(markers)
+    system.chmod(0o666)  # writable by anyone: no longer the administrator's alone
+    assert not gitcmd.system_config_trusted(system)
+    (markers / "lfs-smudge").unlink()
+    (repo / "data.dat").unlink()
+    ws.reset_hard(ws.head())
+    assert fired(markers) == []
+
+
+def _plant_global(home: Path, markers: Path, tools: Path) -> Path:
+    """The red team's plants in the global config files an agent's CLI could write; the trace2 target."""
+    filt = _script(tools / "lfs", f'touch {markers}/global-lfs-"$1"; cat')
+    trace = tools / "trace2.json"
+    config = (f'[filter "lfs"]\n\tsmudge = {filt} smudge\n\tclean = {filt} clean\n\trequired = true\n'
+              f"[trace2]\n\teventTarget = {trace}\n[core]\n\tfsmonitor = {filt}\n")
+    (home / ".config" / "git").mkdir(parents=True)
+    (home / ".config" / "git" / "config").write_text(config)
+    (home / ".gitconfig").write_text(config.replace("global-lfs", "dot-gitconfig-lfs"))
+    return trace
+
+
+def test_planted_global_config_does_nothing(tmp_path: Path, markers: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``filter.lfs.smudge`` and ``trace2.eventTarget`` in ~/.gitconfig and ~/.config/git/config (where a
+    command agent's CLI keeps its files) neither run code as the daemon nor append to a file."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    home = tmp_path / "home"
+    trace = _plant_global(home, markers, tools)
+    control = make_repo(tmp_path / "control", extra={".gitattributes": "*.dat filter=lfs\n", "data.dat": "x\n"})
+    (control / "data.dat").unlink()
+    subprocess.run(["git", "checkout", "--", "data.dat"], cwd=control, env={**os.environ, "HOME": str(home)},
+                   check=True, capture_output=True)
+    assert "global-lfs-smudge" in fired(markers) and trace.exists()  # the plants are live for plain git
+    for marker in markers.iterdir():
+        marker.unlink()
+    trace.unlink()
+    repo = make_repo(tmp_path / "research", extra={".gitattributes": "*.dat filter=lfs\n", "data.dat": "x\n"})
+    head = git(repo, "rev-parse", "HEAD")  # plain git, before the daemon's HOME is the planted one
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    workspace_operations(repo)
+    (repo / "data.dat").unlink()
+    GitWorkspace.open(repo).reset_hard(head)
+    with scratch_checkout(repo, head, "1"):
+        pass
+    assert fired(markers) == [] and not trace.exists()
+
+
+def test_the_agent_cannot_be_given_git_s_config(tmp_path: Path) -> None:
+    """The defaults are per CLI; shared folders (git's config lives there) are refused with a clear message."""
+    assert "~/.config" not in CommandAgentSettings().writable and "~/.claude" in CommandAgentSettings().writable
+    for entry in ("~/.config", "~/.config/", "~", "~/.gitconfig", "~/.config/git/config", "~/.cache", str(Path.home())):
+        with pytest.raises(ValidationError, match="shared with other programs"):
+            CommandAgentSettings(writable=[entry])
+
+
+def test_a_root_daemon_works_in_a_repository_another_user_owns(tmp_path: Path) -> None:
+    """``safe.directory`` is set on purpose for the repo the daemon was given (no global config holds it now)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can run git in another user's repository")
+    repo = make_repo(tmp_path / "research")
+    head = git(repo, "rev-parse", "HEAD")
+    for p in (repo, *repo.rglob("*")):
+        os.chown(p, 65534, 65534, follow_symlinks=False)
+    plain = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=repo, capture_output=True, text=True,
+                           env={**os.environ, "HOME": str(tmp_path)}, check=False)
+    assert "dubious ownership" in plain.stderr  # the control
+    with scratch_checkout(repo, head, "1") as (tree, _work):
+        assert (tree / "train.py").exists()

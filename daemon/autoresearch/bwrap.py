@@ -5,10 +5,16 @@ read-only or read-write, a private ``/tmp``, its own ``/proc`` and a minimal ``/
 environment, and fresh user, pid, ipc, uts (and, unless shared, network) namespaces. Everything
 not named is absent. With ``--die-with-parent`` and a new pid namespace, the whole sandbox dies
 with its pid 1, so killing it leaves nothing behind. Used by the process runner and the command agent.
+
+Every sandbox drops every capability (``--cap-drop ALL``): bwrap run by root otherwise leaves the
+sandbox's root with a full set (``CapEff: 000001fffeffffff``), enough to remount its read-only binds
+read-write. Where bwrap has it (0.8+), ``--disable-userns`` also stops the sandbox making a new user
+namespace, where it would get capabilities back.
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -51,11 +57,16 @@ class Sandbox:
     """uid inside the sandbox; None keeps the caller's."""
     gid: int | None = None
 
-    def argv(self, command: Sequence[str], bwrap: str = "bwrap", info_fd: int | None = None) -> list[str]:
+    def argv(
+        self, command: Sequence[str], bwrap: str = "bwrap", info_fd: int | None = None, block_fd: int | None = None,
+    ) -> list[str]:
         """The bwrap command line; ``info_fd``: an inherited fd where bwrap writes {"child-pid": N}, the
-        host PID of the sandbox's pid 1 (killing it kills every process in the sandbox)."""
+        host PID of the sandbox's pid 1 (killing it kills every process in the sandbox); ``block_fd``: an
+        inherited fd the sandbox waits on (until it is readable) before the command starts."""
         args = [bwrap, *(["--info-fd", str(info_fd)] if info_fd is not None else [])]
+        args += ["--block-fd", str(block_fd)] if block_fd is not None else []
         args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        args += ["--cap-drop", "ALL", *(["--disable-userns"] if "--disable-userns" in bwrap_options(bwrap) else [])]
         if not self.share_net:
             args.append("--unshare-net")
         args += ["--die-with-parent", "--new-session", "--clearenv"]
@@ -80,6 +91,16 @@ class Sandbox:
             args += ["--setenv", key, value]
         args += ["--chdir", self.cwd, "--", *command]
         return args
+
+
+@functools.cache
+def bwrap_options(bwrap: str) -> frozenset[str]:
+    """The options this bwrap lists in ``--help`` (probed once per binary; empty when it cannot run)."""
+    try:
+        done = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(word for word in done.stdout.split() if word.startswith("--"))
 
 
 def find_bwrap() -> str | None:

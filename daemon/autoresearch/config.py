@@ -118,6 +118,16 @@ class AnthropicSettings(Section):
         return value
 
 
+AGENT_WRITABLE = (
+    "~/.claude", "~/.claude.json", "~/.config/claude", "~/.cache/claude",  # Claude Code
+    "~/.codex",  # OpenAI Codex CLI
+    "~/.gemini",  # Gemini CLI
+)
+"""The command agent's default writable paths: each CLI's own folders, nothing shared with other programs."""
+_AGENT_NEVER_WRITABLE = ("~", "~/.config", "~/.cache", "~/.local", "~/.gitconfig", "~/.config/git", "~/.ssh")
+"""Shared folders an agent must not write: the daemon's git config, SSH keys, caches and programs live there."""
+
+
 class CommandAgentSettings(Section):
     command: str = ""
     """Shell command run in a scratch checkout of the best commit, e.g. ``claude -p {prompt}``.
@@ -132,9 +142,14 @@ class CommandAgentSettings(Section):
     """Seconds between SIGTERM and SIGKILL of the agent's process group when it runs out of time."""
     sandbox: Literal["bwrap", "none"] = "bwrap"
     """bwrap: the CLI runs in bubblewrap, seeing its scratch checkout (not the repo or its .git) and
-    writing only there and in ``writable``; the network is shared for its API. none: unsandboxed (unsafe)."""
-    writable: list[str] = Field(default_factory=lambda: ["~/.claude", "~/.claude.json", "~/.config", "~/.cache"])
-    """The CLI's own config/cache folders or files (``~`` = the daemon's HOME), bound read-write if they exist."""
+    writing only there and in ``writable``; the network as ``network`` says. none: unsandboxed (unsafe)."""
+    writable: list[str] = Field(default_factory=lambda: list(AGENT_WRITABLE))
+    """The CLI's own config/cache folders or files (``~`` = the daemon's HOME), bound read-write if they
+    exist: per CLI, never all of ``~``, ``~/.config``, ``~/.cache`` or ``~/.local``, nor git's or SSH's files."""
+    network: Literal["user", "host"] = "user"
+    """user: the CLI gets its own network namespace with user-mode networking (slirp4netns, host loopback
+    disabled): the internet, but no service on the host's 127.0.0.1 and no abstract unix socket. host:
+    the host's network as it is (loopback services included; the behaviour before 0.x). Only with bwrap."""
     mounts: list[str] = Field(default_factory=list)
     """Extra host paths the CLI needs read-only (host[:inside]), e.g. ~/.nvm or ~/.local for its program."""
     env_allow: list[str] = Field(
@@ -145,6 +160,25 @@ class CommandAgentSettings(Section):
         ]
     )
     """Daemon environment variables the CLI gets (its own API key among them); nothing else passes."""
+
+    @field_validator("writable")
+    @classmethod
+    def _check_writable(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if _shared_home_path(entry):
+                raise ValueError(f"{entry!r} is shared with other programs (git's config among them): name the "
+                                 "CLI's own folder instead, e.g. ~/.claude or ~/.config/claude")
+        return value
+
+
+def _shared_home_path(entry: str) -> bool:
+    """True for ``~`` (or $HOME), one of ``_AGENT_NEVER_WRITABLE``, or a path inside git's or SSH's folders."""
+    home = str(Path.home()).rstrip("/")
+    if entry == home or entry.startswith(home + "/"):
+        entry = "~" + entry[len(home):]
+    plain = ("~/" + entry[1:].strip("/")).rstrip("/") if entry.startswith("~") else entry.rstrip("/")
+    inside = ("~/.config/git/", "~/.ssh/")
+    return plain in ("~", "") or plain in _AGENT_NEVER_WRITABLE or (plain + "/").startswith(inside)
 
 
 class OfflineSettings(Section):

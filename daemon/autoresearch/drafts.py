@@ -23,6 +23,7 @@ from autoresearch.errors import AgentError, AgentFatal
 from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
 from autoresearch.records import DraftRecord
 from autoresearch.runners.base import log_tail
+from autoresearch.safetext import one_line
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -68,7 +69,7 @@ class Drafter:
         with self.journal.lock:  # the id is the count of drafts: read and append as one step
             draft_id = self.journal.load().draft_ids
             self.journal.append({
-                "type": "draft", "id": draft_id, "parent": parent, "description": proposal.description,
+                "type": "draft", "id": draft_id, "parent": parent, "description": one_line(proposal.description),
                 "content": proposal.content, "agent": self.agent.name,
                 "content_sha256": content_sha256(proposal.content),
                 "meta": proposal.meta, "usage": proposal.usage.as_dict(), "propose_s": round(propose_s, 3),

@@ -6,11 +6,19 @@ every config file, ``.git/config`` included):
 
 - hooks off (``core.hooksPath=/dev/null``: ``reference-transaction``, ``post-checkout``, ...), no
   fsmonitor (``core.fsmonitor``), no pager, no SSH command, no transport (``protocol.allow=never``),
-  no signing program, no submodule recursion, no global attributes file;
+  no signing program, no credential helper, no submodule recursion, no global attributes or ignore
+  file (both default to files under ``$XDG_CONFIG_HOME/git``);
 - every filter driver (``filter.<name>.clean/smudge/process``) defined in the repository's own config
   (``local``/``worktree`` scope) emptied and made optional, re-read before each call because the file
-  may change between calls (drivers of the system and global config, e.g. git-lfs, stay: the
-  administrator set those up);
+  may change between calls (drivers of the system config, e.g. git-lfs installed with
+  ``git lfs install --system``, stay: the administrator set those up);
+- no global config at all (``GIT_CONFIG_GLOBAL=/dev/null``): ``~/.gitconfig`` and
+  ``$XDG_CONFIG_HOME/git/config`` live where the command agent's CLI keeps its own files, and a
+  planted ``filter.lfs.smudge`` or ``trace2.eventTarget`` there would run code in, or append to any
+  file as, the daemon. The system config (``/etc/gitconfig``) is read only while it is root's and
+  writable by nobody else (else ``GIT_CONFIG_NOSYSTEM``); sandboxes see it read-only;
+- ``safe.directory`` for the folder the daemon itself chose to run git in (command scope: git reads
+  it from nowhere else now), so a root daemon works in a repository another user owns;
 - an explicit ``--git-dir`` and ``--work-tree`` where the caller knows them, so a planted
   ``core.worktree`` cannot point a ``reset --hard`` at another folder;
 - the environment of ``privacy.helper_env``: no secret and no ``GIT_*`` variable of the daemon's.
@@ -18,6 +26,9 @@ every config file, ``.git/config`` included):
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,14 +43,18 @@ HARDENING = (
     "core.pager=cat",
     "core.sshCommand=false",
     "core.attributesFile=/dev/null",
+    "core.excludesFile=/dev/null",
     "protocol.allow=never",
     "submodule.recurse=false",
     "commit.gpgSign=false",
     "gpg.program=false",
+    "credential.helper=",
 )
 """``-c`` settings on every git command the daemon runs."""
 
-_TRUSTED_SCOPES = ("system", "global")
+SYSTEM_CONFIG = Path("/etc/gitconfig")
+"""Where Debian's (and most distributions') git reads its system config."""
+_TRUSTED_SCOPES = ("system",)
 _FILTER_KEYS = ("clean", "smudge", "process")
 
 
@@ -56,28 +71,64 @@ def git_argv(*args: str, git_dir: Path | None = None, work_tree: Path | None = N
 
 
 def git_env(cwd: Path, git_dir: Path | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The helper environment plus ``GIT_CONFIG_*`` entries that empty the repo's own filter drivers.
+    """The helper environment plus ``GIT_CONFIG_*`` entries: only trusted config files, ``safe.directory``
+    for ``cwd``, and the repo's own filter drivers emptied.
 
     ``GIT_CONFIG_KEY_n``/``VALUE_n`` rather than ``-c``: a driver name may hold ``=``, which ``-c``
     cannot express.
     """
-    overrides: list[tuple[str, str]] = []
-    for name in _local_filter_drivers(cwd, git_dir):
+    base = _trusted_env(cwd, {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", **(extra or {})})
+    overrides = _config_pairs(base)
+    for name in _local_filter_drivers(cwd, git_dir, base):
         overrides += [(f"filter.{name}.{key}", "") for key in _FILTER_KEYS]
         overrides.append((f"filter.{name}.required", "false"))
-    env = helper_env({"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", **(extra or {})})
-    env["GIT_CONFIG_COUNT"] = str(len(overrides))
-    for i, (key, value) in enumerate(overrides):
-        env[f"GIT_CONFIG_KEY_{i}"] = key
-        env[f"GIT_CONFIG_VALUE_{i}"] = value
-    return env
+    return _with_pairs(base, overrides)
 
 
-def _local_filter_drivers(cwd: Path, git_dir: Path | None) -> list[str]:
-    """Names of filter drivers with a command set outside the system and global config files."""
+def _trusted_env(cwd: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The helper environment reading no config file an agent or a run can write, trusting ``cwd``."""
+    env = helper_env({**(extra or {}), "GIT_CONFIG_GLOBAL": os.devnull})
+    if system_config_trusted(SYSTEM_CONFIG):
+        env["GIT_CONFIG_SYSTEM"] = str(SYSTEM_CONFIG)
+    else:
+        env["GIT_CONFIG_NOSYSTEM"] = "1"
+    with contextlib.suppress(OSError):
+        cwd = cwd.resolve()
+    return _with_pairs(env, [("safe.directory", str(cwd))])
+
+
+def system_config_trusted(path: Path) -> bool:
+    """A system git config the daemon may read: absent, or a regular file of root's nobody else can write."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _config_pairs(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    count = int(env.get("GIT_CONFIG_COUNT", "0"))
+    return [(env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"]) for i in range(count)]
+
+
+def _with_pairs(env: Mapping[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """``env`` with exactly ``pairs`` as its command-scope config."""
+    out = {k: v for k, v in env.items() if not k.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))}
+    out["GIT_CONFIG_COUNT"] = str(len(pairs))
+    for i, (key, value) in enumerate(pairs):
+        out[f"GIT_CONFIG_KEY_{i}"] = key
+        out[f"GIT_CONFIG_VALUE_{i}"] = value
+    return out
+
+
+def _local_filter_drivers(cwd: Path, git_dir: Path | None, env: Mapping[str, str]) -> list[str]:
+    """Names of filter drivers with a command set outside the system config file (``env``: the trusted
+    environment, so git lists the very files the command will read)."""
     argv = git_argv("config", "--list", "--show-scope", "--name-only", "-z", git_dir=git_dir)
     try:
-        done = subprocess.run(argv, cwd=cwd, env=helper_env(), capture_output=True, check=False)
+        done = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, check=False)
     except OSError:
         return []  # no git, or no such folder: the command itself will fail and say why
     if done.returncode != 0:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from autoresearch.journal import Experiment, JournalState
+from autoresearch.safetext import one_line
 
 RESULTS_FILE = "results.tsv"
 
@@ -18,8 +19,9 @@ def header(metric: str) -> str:
 
 
 def clean_description(text: str) -> str:
-    """One line, no tabs: the TSV must stay parseable whatever the agent wrote."""
-    return " ".join(text.replace("\t", " ").split())
+    """One line, no tabs, no control or format characters: the TSV must stay parseable and safe to
+    show whatever the agent wrote."""
+    return one_line(text)
 
 
 def format_row(exp: Experiment) -> str:

@@ -11,6 +11,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from autoresearch.safetext import printable
+
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "critical": 2, "exception": 3}
 
 
@@ -27,6 +29,18 @@ class _PrefixedJSON:
         return f"<{_PRIORITY.get(level, 6)}>{line}" if self._prefix else line
 
 
+def _printable_values(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Agent-written text (descriptions, file names, error messages) without control or format characters."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return printable(value, keep_newlines=True)
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return {key: clean(value) for key, value in event_dict.items()}
+
+
 def configure(level: str = "info", stream: TextIO | None = None, json: bool | None = None) -> None:
     """Configure structlog once for the process (called by the CLI, never at import)."""
     out = stream or sys.stdout
@@ -39,8 +53,8 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
     ]
     if as_json:
         processors.append(_PrefixedJSON(prefix=bool(os.environ.get("JOURNAL_STREAM"))))
-    else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    else:  # JSON escapes control characters itself; a terminal would obey them
+        processors += [_printable_values, structlog.dev.ConsoleRenderer(colors=out.isatty())]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

@@ -12,9 +12,14 @@ is skipped with a warning by the fold.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from autoresearch.safetext import one_line
+
+Description = Annotated[str, AfterValidator(one_line)]
+"""An agent's description, cleaned of control and format characters also when an older journal holds them."""
 
 Phase = Literal["proposed", "committed", "running", "finished", "evaluated", "checked", "recorded"]
 PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
@@ -95,7 +100,7 @@ class Proposed(PhaseRecord):
     phase: Literal["proposed"]
     parent: str
     """The commit the proposal edits (the best so far; for a baseline, the branch head)."""
-    description: str
+    description: Description
     content: str
     """The complete target file."""
     when: str
@@ -209,7 +214,7 @@ class DraftRecord(Record):
     id: int = Field(ge=0)
     parent: str
     """The best when the draft was made (its edit is against this commit)."""
-    description: str
+    description: Description
     content: str
     agent: str | None = None
     content_sha256: str | None = None

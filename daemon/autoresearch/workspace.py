@@ -16,6 +16,7 @@ from typing import IO, Protocol
 from autoresearch import tarsafe
 from autoresearch.errors import RepoError
 from autoresearch.gitcmd import git_bytes, git_status, run_git
+from autoresearch.safetext import printable
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
 
@@ -129,7 +130,9 @@ class GitWorkspace:
             self._git("read-tree", parent, env=index)
             self._git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=index)
             tree = self._git("write-tree", env=index)
-        return self._git("commit-tree", tree, "-p", parent, "-m", message, env=_commit_env(when))
+        # the message holds an agent's description: no NUL (argv cannot carry one), no terminal escape in git log
+        return self._git("commit-tree", tree, "-p", parent, "-m", printable(message, keep_newlines=True),
+                         env=_commit_env(when))
 
     def merge_file(self, base: str, ours: str, theirs: str) -> str | None:
         with tempfile.TemporaryDirectory(prefix="autoresearch-merge-") as tmp:

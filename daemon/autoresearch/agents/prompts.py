@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import HistoryEntry, ProposalContext
+from autoresearch.safetext import one_line
 
 PROGRAM_FILE = "program.md"
 HISTORY_CHUNK = 20
@@ -218,9 +219,9 @@ def in_flight_section(ctx: ProposalContext) -> str:
 
 
 def clean_description(text: str, limit: int = 200) -> str:
-    """The first non-empty line, whitespace collapsed, capped: it becomes a TSV cell."""
+    """The first non-empty line, whitespace and control characters collapsed, capped: it becomes a TSV cell."""
     for line in text.splitlines():
-        line = " ".join(line.split())
+        line = one_line(line)
         if line:
             return line[:limit]
     return ""

@@ -3,8 +3,9 @@
 Inside, the CLI sees its scratch checkout at /scratch/tree (read-write), the context file at
 /scratch/context.md, the runs' logs at /runs (read-only), its own config/cache folders
 (``command_agent.writable``, read-write), the extra ``mounts`` and the daemon's interpreter read-only,
-and the system read-only. The network is shared (it calls its own API). The repo, its .git, the
-daemon's /proc and everything else are absent.
+and the system read-only. The network (it calls its own API) is its own, with user-mode networking
+and no host loopback (``usernet``), or the host's as it is (``command_agent.network = "host"``). The
+repo, its .git, the daemon's /proc and everything else are absent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from autoresearch.agents import usernet
+from autoresearch.agents.usernet import find_slirp
 from autoresearch.bwrap import Bind, Sandbox, check_bwrap
 from autoresearch.config import CommandAgentSettings
 from autoresearch.runners import process_box
@@ -35,10 +38,14 @@ class AgentJail:
 
     settings: CommandAgentSettings
     bwrap: str | None
+    slirp: str | None = None
+    """slirp4netns, when the CLI gets its own network (``network = "user"``); None: the host's network."""
 
     @classmethod
     def from_config(cls, settings: CommandAgentSettings) -> AgentJail:
-        return cls(settings, check_bwrap() if settings.sandbox == "bwrap" else None)
+        if settings.sandbox != "bwrap":
+            return cls(settings, None)
+        return cls(settings, check_bwrap(), find_slirp() if settings.network == "user" else None)
 
     @property
     def tree_path(self) -> str | None:
@@ -54,9 +61,10 @@ class AgentJail:
 
     def sandbox(
         self, tree: Path, context: Path, extra_env: Mapping[str, str], host_env: Mapping[str, str],
-        runs: Path | None = None,
+        runs: Path | None = None, resolv: Path | None = None,
     ) -> Sandbox:
-        """``runs``: the runs' folder, shown read-only at /runs."""
+        """``runs``: the runs' folder, shown read-only at /runs; ``resolv``: the /etc/resolv.conf of the
+        CLI's own network. The network namespace itself is made by ``run`` (bwrap shares whichever it is in)."""
         home = host_env.get("HOME", "/tmp")
         binds = [Bind(tree, INSIDE_TREE, writable=True), Bind(context, INSIDE_CONTEXT)]
         binds += [] if runs is None else [Bind(runs, INSIDE_RUNS, optional=True)]
@@ -64,11 +72,16 @@ class AgentJail:
         binds += interpreter_binds() + parse_mounts(self.settings.mounts)
         binds += [Bind(_expand(p, home), str(_expand(p, home)), writable=True, optional=True)
                   for p in self.settings.writable]
+        binds += [] if resolv is None else [Bind(resolv, "/etc/resolv.conf")]
         fixed = {"HOME": home, **extra_env}
         if "PATH" not in fixed and "PATH" not in host_env:
             fixed["PATH"] = "/usr/local/bin:/usr/bin:/bin"
         env = allowed_environment({}, host_env, self.settings.env_allow, {}, fixed, drop_secrets=False)
-        return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True)
+        # Under unshare's --map-root-user a non-root daemon is uid 0 there: keep the CLI at its real uid
+        # (claude refuses --dangerously-skip-permissions as root).
+        own = resolv is not None
+        return Sandbox(binds=tuple(binds), env=env, cwd=INSIDE_TREE, share_net=True,
+                       uid=os.getuid() if own else None, gid=os.getgid() if own else None)
 
     def run(
         self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
@@ -79,9 +92,15 @@ class AgentJail:
         if self.bwrap is None:  # unsandboxed: the CLI gets the daemon's environment, as it always did
             box = process_box.launch(command, None, None, {**host_env, **extra_env}, tree, stdout=out)
         else:
-            box = process_box.launch(command, self.sandbox(tree, context, extra_env, host_env, runs), self.bwrap,
-                                     {"PATH": "/usr/bin:/bin"}, tree, stdout=out)
+            resolv = None if self.slirp is None else usernet.write_resolv_conf(context.parent)
+            sandbox = self.sandbox(tree, context, extra_env, host_env, runs, resolv)
+            box = process_box.launch(command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin"}, tree, stdout=out,
+                                     prefix=usernet.netns_prefix() if self.slirp else (), hold=self.slirp is not None)
+        net = None
         try:
+            if self.slirp is not None:
+                net = usernet.UserNet.attach(self.slirp, box.proc.pid)
+            box.release()
             return box.proc.wait(timeout=self.settings.timeout_s)
         except subprocess.TimeoutExpired:
             box.terminate(self.settings.kill_grace_s)
@@ -89,6 +108,8 @@ class AgentJail:
         finally:
             box.kill()
             box.proc.wait()
+            if net is not None:
+                net.close()
 
 
 def _expand(entry: str, home: str) -> Path:

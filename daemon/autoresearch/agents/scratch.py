@@ -13,16 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from autoresearch.errors import AgentError, ProposalRejected, RepoError
 from autoresearch.gitcmd import run_git
-from autoresearch.runners.hashing import file_hash
+from autoresearch.runners.hashing import MAX_HASH_BYTES, NotRegularFile, file_hash, open_regular
 
-MAX_READ_BYTES = 4 << 20
+MAX_READ_BYTES = MAX_HASH_BYTES
 """Largest file taken back from the scratch checkout (the target, the notes, the description)."""
 _IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearch@localhost",
              "GIT_COMMITTER_NAME": "autoresearch", "GIT_COMMITTER_EMAIL": "autoresearch@localhost"}
@@ -95,7 +94,7 @@ def manifest(tree: Path) -> dict[str, str | None]:
         for name in names + [d for d in dirs if (here / d).is_symlink()]:
             path = here / name
             rel = str(path.relative_to(tree))
-            out[rel] = "link:" + str(path.readlink()) if path.is_symlink() else file_hash(path)
+            out[rel] = file_hash(path)  # links, FIFOs and huge files get a marker, unread
     return out
 
 
@@ -106,20 +105,19 @@ def changed_paths(before: dict[str, str | None], tree: Path) -> list[str]:
 
 
 def read_inside(tree: Path, rel: str) -> str | None:
-    """A regular file of the tree as text, never through a link (the agent may plant one to a host file);
-    None if missing. ProposalRejected if it is a link or too big."""
+    """A regular file of the tree as text, never through a link (the agent may plant one to a host file)
+    and never blocking (a FIFO); None if missing. ProposalRejected if it is not a regular file or too big."""
     path = tree / rel
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open_regular(path) as (fh, st):
+            if path.parent.resolve() != tree.resolve() / Path(rel).parent:
+                raise ProposalRejected(f"{rel} in the agent's checkout is not a regular file of the checkout")
+            if st.st_size > MAX_READ_BYTES:
+                raise ProposalRejected(f"{rel} in the agent's checkout is over {MAX_READ_BYTES} bytes")
+            return fh.read(MAX_READ_BYTES).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
+    except NotRegularFile as exc:
+        raise ProposalRejected(f"{rel} in the agent's checkout is not a regular file of the checkout: {exc}") from exc
     except OSError as exc:
         raise ProposalRejected(f"{rel} in the agent's checkout cannot be read safely: {exc}") from exc
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        inside = path.parent.resolve() == tree.resolve() / Path(rel).parent
-        if not stat.S_ISREG(st.st_mode) or not inside:
-            raise ProposalRejected(f"{rel} in the agent's checkout is not a regular file of the checkout")
-        if st.st_size > MAX_READ_BYTES:
-            raise ProposalRejected(f"{rel} in the agent's checkout is over {MAX_READ_BYTES} bytes")
-        return fh.read(MAX_READ_BYTES).decode("utf-8", errors="replace")

@@ -17,6 +17,7 @@ from typing import Any
 from autoresearch.agents.base import check_python
 from autoresearch.agents.prompts import clean_description, clean_notes
 from autoresearch.errors import ProposalRejected
+from autoresearch.runners.hashing import MAX_HASH_BYTES, open_regular
 
 MAX_LISTING = 200
 
@@ -181,7 +182,10 @@ class EditSession:
         if path.is_dir():
             return ToolResult(self._listing(path))
         try:
-            data = path.read_bytes()
+            with open_regular(path) as (fh, st):  # a FIFO or a device in the repo must not hang the daemon
+                if st.st_size > MAX_HASH_BYTES:
+                    return ToolResult(f"{rel}: {st.st_size} bytes, too big to read", True)
+                data = fh.read(MAX_HASH_BYTES)
         except OSError as exc:
             return ToolResult(f"{rel}: {exc.strerror or exc}", True)
         if b"\0" in data[:8192]:

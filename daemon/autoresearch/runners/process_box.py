@@ -35,6 +35,16 @@ class Box:
     """The sandbox's pid 1 (host PID); None for a bare process group."""
     init_ticks: int | None = None
     start_ticks: int | None = None
+    hold_fd: int | None = None
+    """Write end of the pipe the sandbox waits on before its command starts (``launch(hold=True)``)."""
+
+    def release(self) -> None:
+        """Let a held sandbox's command start (closing the pipe lets it start too: call after a kill)."""
+        if self.hold_fd is not None:
+            fd, self.hold_fd = self.hold_fd, None
+            with contextlib.suppress(OSError):
+                os.write(fd, b"1")
+            os.close(fd)
 
     @property
     def sandboxed(self) -> bool:
@@ -79,6 +89,9 @@ class Box:
             procs.signal_pid(self.init_pid, signal.SIGKILL)
         if self.proc.poll() is None:
             procs.signal_pid(self.proc.pid, signal.SIGKILL)
+        if self.hold_fd is not None:  # killed while held: the command never starts
+            os.close(self.hold_fd)
+            self.hold_fd = None
 
 
 def launch(
@@ -87,6 +100,7 @@ def launch(
     stderr: int | IO[bytes] = subprocess.STDOUT,
     prefix: Sequence[str] = (),
     stdin: int | IO[bytes] = subprocess.DEVNULL,
+    hold: bool = False,
 ) -> Box:
     """Start ``command`` (through /bin/sh) in the sandbox, or as a bare process group when ``sandbox`` is None.
 
@@ -95,20 +109,29 @@ def launch(
     the environment of bwrap itself (the sandbox's own is in ``sandbox.env``) or of the bare command.
     ``prefix`` execs first and must exec the rest in the same process (``taskset -c 2,3``: a lane's cores).
     ``stdin``: the command's (the /output copy's pipe, process_limits), by default /dev/null.
+    ``hold``: the sandboxed command waits until ``box.release()`` (set up its network first).
     """
     shell: Sequence[str] = ["/bin/sh", "-c", command]
     if sandbox is None or bwrap is None:
         proc = _popen([*prefix, *shell], env, cwd, (), stdout, stderr, stdin)
         return Box(proc, start_ticks=procs.start_ticks(proc.pid))
     read_end, write_end = os.pipe()
+    block_end, hold_fd = os.pipe() if hold else (None, None)
     try:
-        argv = [*prefix, *sandbox.argv(shell, bwrap=bwrap, info_fd=write_end)]
-        proc = _popen(argv, env, Path("/"), (write_end,), stdout, stderr, stdin)
+        argv = [*prefix, *sandbox.argv(shell, bwrap=bwrap, info_fd=write_end, block_fd=block_end)]
+        fds = (write_end,) if block_end is None else (write_end, block_end)
+        proc = _popen(argv, env, Path("/"), fds, stdout, stderr, stdin)
+    except BaseException:
+        if hold_fd is not None:
+            os.close(hold_fd)
+        raise
     finally:
         os.close(write_end)
+        if block_end is not None:
+            os.close(block_end)
     with contextlib.closing(os.fdopen(read_end, "rb")) as info:
         init_pid = _child_pid(info.fileno())
-    box = Box(proc, start_ticks=procs.start_ticks(proc.pid))
+    box = Box(proc, start_ticks=procs.start_ticks(proc.pid), hold_fd=hold_fd)
     if init_pid is not None:
         box.init_pid, box.init_ticks = init_pid, procs.start_ticks(init_pid)
     return box
