@@ -66,14 +66,17 @@ def init(
     logs.configure()
     flags = {"target": target, "readonly": readonly, "prepare": prepare, "run": run, "metric": metric,
              "direction": direction, "budget": budget, "runner": runner}
-    session = init_repo(repo, tag, flags, say=lambda line: out.print(line, highlight=False))
+    session = init_repo(repo, tag, flags, say=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"initialised {session.repo} on branch {session.branch}; next: autoresearch run {repo}")
 
 
 @app.command("run")
 def run_cmd(
     repo: RepoArg,
-    max_experiments: Annotated[int | None, typer.Option(help="Stop after this many experiments in total.")] = None,
+    max_experiments: Annotated[int | None, typer.Option(
+        help="Stop after this many changes were judged (results.tsv rows, baseline included).")] = None,
+    max_runs: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many training runs (the judge's re-measurements included).")] = None,
     budget: Annotated[float | None, typer.Option(help="Override the training budget (s).")] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds past the budget before a run is killed.")] = None,
     agent: Annotated[AgentName | None, typer.Option(help="Who proposes the changes.")] = None,
@@ -85,8 +88,9 @@ def run_cmd(
 
     logs.configure(level=log_level)
     overrides: dict[str, Any] = {"budget": budget, "grace": grace, "agent": agent, "runner": runner}
-    if max_experiments is not None:
-        overrides["limits"] = {"max_experiments": max_experiments}
+    caps = {k: v for k, v in (("max_experiments", max_experiments), ("max_runs", max_runs)) if v is not None}
+    if caps:
+        overrides["limits"] = caps
     loop = build_loop(repo, overrides)
     _stop_on_signals(loop.stop_event)
     result = loop.run()
@@ -112,15 +116,18 @@ def status(
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Where the example repo goes.")] = Path("autoresearch-demo"),
-    experiments: Annotated[int, typer.Option(min=1, help="Experiments in total, baseline included.")] = 12,
+    experiments: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many changes were judged, baseline included (default: no limit).")] = None,
     budget: Annotated[float | None, typer.Option(help="Training budget per run (s); default the example's.")] = None,
     runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
+    runs: Annotated[int, typer.Option(
+        min=1, help="Training runs in total: changes plus the judge's re-measurements (bounds the time).")] = 12,
 ) -> None:
     """Example + init + run with the offline agent: watch a real model improve (~10 min on 2 CPU cores)."""
     from autoresearch.commands import run_demo
 
     logs.configure(level="warning")
-    code = run_demo(folder, experiments, budget, runner, out, _stop_on_signals)
+    code = run_demo(folder, experiments, budget, runner, out, _stop_on_signals, runs=runs)
     raise typer.Exit(code)
 
 

@@ -43,6 +43,9 @@ def _figures(ledger: Ledger) -> str:
     total = len(ledger.runs)
     base, best = ledger.baseline, ledger.best
     rows: list[tuple[str, str]] = [("Experiments", str(total))]
+    if ledger.remeasurements:
+        rows.append(("Re-measurement runs", f"{ledger.remeasurements} (baseline repeats, confirmations, "
+                     "fresh runs of the best: in the noise σ, in no row)"))
     if ledger.pending is not None:
         rows.append(("In flight", f"#{ledger.pending}"))
     rows.append(("Baseline", f"{_num(base.metric)} (#{base.n})" if base and base.metric is not None else "none"))
