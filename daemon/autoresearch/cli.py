@@ -121,7 +121,7 @@ def demo(
     budget: Annotated[float | None, typer.Option(help="Training budget per run (s); default the example's.")] = None,
     runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
     runs: Annotated[int, typer.Option(
-        min=1, help="Training runs in total: changes plus the judge's re-measurements (bounds the time).")] = 12,
+        min=1, help="Training runs in total: changes plus the judge's re-measurements (bounds the time).")] = 14,
 ) -> None:
     """Example + init + run with the offline agent: watch a real model improve (~10 min on 2 CPU cores)."""
     from autoresearch.commands import run_demo
