@@ -56,37 +56,44 @@ def rows(state: JournalState) -> list[Row]:
     """The rows of results.tsv: one per change whose verdict is final, in verdict order."""
     groups: dict[int, list[Experiment]] = {}
     done = state.recorded()
+    change = change_keys(state)
     for exp in done:
         if exp.for_candidate is None:  # a fresh run of the best, made to judge a candidate: not a row
-            groups.setdefault(change_of(state, exp), []).append(exp)
-    waiting = _awaiting_verdict(state, done)
+            groups.setdefault(change[exp.n], []).append(exp)
+    waiting = _awaiting_verdict(state, done, change)
+    position = {n: i for i, n in enumerate(state.completion)}
     ordered = sorted((g for key, g in groups.items() if key not in waiting),
-                     key=lambda g: state.completion.index(_verdict_of(g).n))
+                     key=lambda g: position[_verdict_of(g).n])
     return [_row(g) for g in ordered]
 
 
-def change_of(state: JournalState, exp: Experiment) -> int:
-    """The experiment that first measured ``exp``'s change: every baseline run counts as one change."""
-    seen = set()
-    while exp.confirm_of is not None and exp.confirm_of in state.experiments and exp.n not in seen:
-        seen.add(exp.n)
-        exp = state.experiments[exp.confirm_of]
-    if exp.baseline:
-        return min(e.n for e in state.experiments.values() if e.baseline)
-    return exp.n
+def change_keys(state: JournalState) -> dict[int, int]:
+    """Each experiment's change: the number of the experiment that first measured it (a repeat or a
+    confirmation belongs to the change it re-measures; every baseline run to the first baseline)."""
+    keys: dict[int, int] = {}
+    base: int | None = None
+    for exp in state.ordered():  # a confirmation always comes after what it confirms
+        if exp.baseline:
+            base = exp.n if base is None else base
+            keys[exp.n] = base
+        elif exp.confirm_of is not None and exp.confirm_of in keys:
+            keys[exp.n] = keys[exp.confirm_of]
+        else:
+            keys[exp.n] = exp.n
+    return keys
 
 
-def _awaiting_verdict(state: JournalState, done: list[Experiment]) -> set[int]:
+def _awaiting_verdict(state: JournalState, done: list[Experiment], change: dict[int, int]) -> set[int]:
     """Changes whose last verdict asked for another run that is still to come (the rule of
     ``noise.next_remeasure``: it follows the last recorded row) or already in flight."""
-    waiting = {change_of(state, e) for e in state.open() if e.confirm_of is not None}
+    waiting = {change[e.n] for e in state.open() if e.confirm_of is not None}
     waiting |= {e.for_candidate for e in state.open() if e.for_candidate is not None}
     if done:
         last = done[-1]
         if last.for_candidate is not None:
             waiting.add(last.for_candidate)
         elif last.decision == "remeasure":
-            waiting.add(change_of(state, last))
+            waiting.add(change[last.n])
     # The baseline's verdict (keep) is final at its first run: its repeats only refine its mean.
     return {k for k in waiting if k in state.experiments and not state.experiments[k].baseline}
 

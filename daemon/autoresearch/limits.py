@@ -7,7 +7,7 @@ import datetime as dt
 
 from autoresearch.config import Limits
 from autoresearch.journal import JournalState
-from autoresearch.ledger import change_of, rows
+from autoresearch.ledger import change_keys, rows
 from autoresearch.status import gpu_hours, total_cost
 
 
@@ -31,7 +31,8 @@ def reached(limits: Limits, state: JournalState, now: dt.datetime, spend: bool =
 
 def changes_started(state: JournalState) -> int:
     """Changes measured or being measured (the baseline counts once; the judge's re-measurements not)."""
-    return len({change_of(state, e) for e in state.experiments.values() if e.for_candidate is None})
+    keys = change_keys(state)
+    return len({keys[e.n] for e in state.experiments.values() if e.for_candidate is None})
 
 
 def count_reached(limits: Limits, state: JournalState) -> bool:
