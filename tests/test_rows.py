@@ -3,6 +3,7 @@ karpathy's notebook logic reads the file right."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from autoresearch.ledger import parse_results, rows
 from autoresearch.report.data import load_ledger
 from autoresearch.status import summarize
+from tests.conftest import FAST_TRAIN, cli, git, make_repo
 from tests.karpathy_analysis import analyse, check_session
 from tests.loop_fakes import TARGET, fake_loop, ok
 
@@ -105,3 +107,33 @@ def test_max_runs_counts_every_run_and_max_experiments_only_verdicts(tmp_path: P
     # The issue's case: 2 changes = the baseline (3 runs) and one proposal with its confirmation (3 runs).
     assert [r["description"] for r in got] == ["baseline (mean of 3 runs)", "LR 0.4 (mean of 2 runs)"]
     assert len(loop.journal.load().recorded()) == 6  # type: ignore[attr-defined]
+
+
+NOISY_TRAIN = FAST_TRAIN.replace(
+    'print("val_bpb:          %.6f" % ((LR - 0.1) ** 2 + abs(WIDTH - 12) * 0.01 + 1.0))',
+    'noise = (int(os.environ["AUTORESEARCH_SEED"]) * 7 % 5) * 0.001  # each run its own seed, its own noise\n'
+    'print("val_bpb:          %.6f" % ((LR - 0.1) ** 2 + abs(WIDTH - 12) * 0.01 + 1.0 + noise))')
+
+
+@pytest.mark.slow
+def test_a_real_session_reads_right_in_karpathys_notebook_status_and_report(tmp_path: Path) -> None:
+    """The daemon itself (CLI, sandboxed runs, offline agent, baseline repeats and confirmations)."""
+    assert NOISY_TRAIN != FAST_TRAIN
+    repo = make_repo(tmp_path / "r", train=NOISY_TRAIN).resolve()
+    repeats = {"AUTORESEARCH_NOISE__REPEATS": "2"}
+    assert cli("init", str(repo), "--tag", "rows", "--budget", "2", "--runner", "process").returncode == 0
+    run = cli("run", str(repo), "--max-experiments", "5", env=repeats, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = check_session(repo)
+    status = json.loads(cli("status", str(repo), "--json", "--runs").stdout)
+    assert status["experiments"] == got.total == 5
+    assert {k: status[k] for k in ("keep", "discard", "crash")} == {
+        k: got.counts.get(k.upper(), 0) for k in ("keep", "discard", "crash")}
+    roles = [r["role"] for r in status["run_list"]]
+    assert roles[:3] == ["baseline", "repeat", "repeat"] and "fresh best" in roles and "confirmation" in roles
+    assert status["runs"] == len(roles) > 5
+    table = cli("status", str(repo), "--runs", env={"COLUMNS": "300"}).stdout
+    assert "fresh best" in table and "confirm: baseline" in table
+    ledger = load_ledger(repo, "val_bpb", "min")
+    assert len(ledger.runs) == 5 and ledger.remeasurements == len(roles) - 5
+    assert git(repo, "status", "--porcelain") == ""

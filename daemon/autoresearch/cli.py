@@ -101,16 +101,22 @@ def run_cmd(
 def status(
     repo: RepoArg,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    runs: Annotated[bool, typer.Option("--runs", help="Also list every run, the judge's re-measurements included.")]
+    = False,
 ) -> None:
     """Show the session's progress (reads the journal; safe while the daemon runs)."""
-    from autoresearch.commands import read_status
-    from autoresearch.render import status_table
+    from autoresearch.commands import read_runs, read_status
+    from autoresearch.render import runs_table, status_table
 
     summary = read_status(repo)
+    if runs:
+        summary["run_list"] = read_runs(repo)
     if as_json:
         out.print_json(json.dumps(summary))
     else:
         out.print(status_table(summary))
+        if runs:
+            out.print(runs_table(summary["run_list"], summary["metric"]))
 
 
 @app.command()

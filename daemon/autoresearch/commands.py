@@ -31,7 +31,7 @@ from autoresearch.runners import lane_runners, runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
-from autoresearch.status import summarize
+from autoresearch.status import run_lines, summarize
 from autoresearch.workspace import GitWorkspace
 
 log = structlog.get_logger("autoresearch.commands")
@@ -191,6 +191,12 @@ def read_status(repo: Path) -> dict[str, Any]:
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     summary["sandbox"] = sandbox_line(settings)
     return summary
+
+
+def read_runs(repo: Path) -> list[dict[str, Any]]:
+    """Every recorded run of the session (``status --runs``), re-measurements included."""
+    ws = GitWorkspace.open(repo)
+    return run_lines(Journal(ws.state_dir() / JOURNAL_FILE).load())
 
 
 def sandbox_line(settings: Settings) -> str:

@@ -85,6 +85,19 @@ def status_table(s: dict[str, Any]) -> Table:
     return table
 
 
+def runs_table(runs: list[dict[str, Any]], metric: str) -> Table:
+    """``status --runs``: every run, the judge's re-measurements included, with the row it belongs to."""
+    table = Table(title="runs")
+    for column in ("#", "row", "role", "commit", "status", Text(metric), "wall", "description"):
+        table.add_column(column)
+    for run in runs:
+        value = "-" if run["metric"] is None else f"{run['metric']:.6f}"
+        cells = (str(run["n"]), f"#{run['change']}", run["role"], run["commit"], run["status"], value,
+                 f"{run['wall_s']:.1f}s", run["description"])
+        table.add_row(*(Text(str(c)) for c in cells))
+    return table
+
+
 def lane_line(lane: dict[str, Any]) -> str:
     """``gpu 3  #12 running 121s/300s  lr 0.04``: where the lane runs, and what, for how long."""
     if lane.get("n") is None:

@@ -130,3 +130,24 @@ def lane_lines(
             entry.update(n=exp.n, phase=exp.phase, description=exp.description, elapsed_s=_elapsed(since, now))
         out.append(entry)
     return out
+
+
+def run_lines(state: JournalState) -> list[dict[str, Any]]:
+    """Every recorded run, re-measurements included, with the row (change) it belongs to and its role:
+    ``baseline``, ``repeat`` (of the baseline), ``change``, ``confirmation`` (of a change) or
+    ``fresh best`` (a run of the best made to judge a candidate)."""
+    keys = ledger.change_keys(state)
+    out = []
+    for exp in state.recorded():
+        if exp.for_candidate is not None:
+            role = "fresh best"
+        elif exp.baseline:
+            role = "baseline"
+        elif exp.confirm_of is not None:
+            role = "repeat" if state.experiments[keys[exp.n]].baseline else "confirmation"
+        else:
+            role = "change"
+        out.append({"n": exp.n, "change": keys[exp.n], "role": role, "commit": exp.commit[:7],
+                    "status": exp.status, "metric": exp.metric, "decision": exp.decision,
+                    "reason": exp.reason, "wall_s": exp.wall_s, "description": exp.row_description or exp.description})
+    return out
