@@ -43,3 +43,14 @@ def test_the_sandbox_line_says_how_runs_were_isolated() -> None:
     assert "bubblewrap" in sandbox_line(Settings(target="t.py"))
     assert sandbox_line(Settings(target="t.py", process={"sandbox": "none"})).startswith("UNSANDBOXED")
     assert "Docker container" in sandbox_line(Settings(target="t.py", runner="docker"))
+
+
+def test_the_report_says_compute_hours_without_a_gpu(tmp_path: Path) -> None:
+    from autoresearch.report.command import render
+
+    loop = fake_loop(tmp_path, [ok(2.0), ok(1.5)], [(TARGET.replace("0.5", "0.4"), "LR 0.4")],
+                     limits={"max_runs": 2})
+    loop.run()
+    render(tmp_path, tmp_path / "report", "val_bpb", "min")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| Compute-hours |" in text and "GPU-hours" not in text
