@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch import ledger
 from autoresearch.journal import Journal
 from autoresearch.ledger import parse_results
 from tests.conftest import FAST_TRAIN, GIT_ENV, cli, git, make_repo
+from tests.karpathy_analysis import check_session
 from tests.subprocs import reaped
 
 KILLS = 22
@@ -62,17 +64,18 @@ def check_consistency(repo: Path, tag: str) -> None:
             recorded_per_n[rec["n"]] = recorded_per_n.get(rec["n"], 0) + 1
     assert set(recorded_per_n.values()) == {1}, recorded_per_n  # every experiment recorded exactly once
     done = state.recorded()
-    assert [e.n for e in done] == list(range(len(done))) and len(done) == TOTAL
+    assert [e.n for e in done] == list(range(len(done))) and len(done) >= TOTAL
     rows = parse_results((repo / "results.tsv").read_text())
-    assert len(rows) == TOTAL
-    assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]
-    commits = [r["commit"] for r in rows]
-    # A re-run baseline legitimately reuses the base commit; every proposal is a distinct commit.
-    # A repeat or confirmation (measure_commit) measures an earlier row's commit again.
-    proposals = [r["commit"] for r, e in zip(rows, done, strict=True) if not e.baseline and not e.measure_commit]
+    changes = ledger.rows(state)
+    assert len(rows) == len(changes) == TOTAL  # max_experiments counts changes judged, one row each
+    assert [r["commit"] for r in rows] == [c.commit[:7] for c in changes]
+    # Every proposal that reached a verdict is exactly one row (a distinct commit); the baseline is one
+    # row however often it ran; repeats and confirmations (measure_commit) measure a row's commit again.
     assert all(e.commit == e.measure_commit for e in done if e.measure_commit)
-    assert len(set(proposals)) == len(proposals)
-    assert len(set(commits)) >= len(commits) - sum(1 for e in done if e.baseline or e.measure_commit)
+    proposals = [e.commit for e in done if not e.baseline and not e.measure_commit]
+    assert sorted(c.commit for c in changes if not c.baseline) == sorted(proposals)
+    assert rows[0]["description"].startswith("baseline") and sum(c.baseline for c in changes) == 1
+    check_session(repo)  # karpathy's notebook reads it right
     best = state.best()
     assert best is not None
     assert git(repo, "rev-parse", f"autoresearch/{tag}") == best.commit
@@ -80,6 +83,7 @@ def check_consistency(repo: Path, tag: str) -> None:
     status = json.loads(cli("status", str(repo), "--json").stdout)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("keep", "discard", "crash")}
     assert {k: status[k] for k in counts} == counts and status["experiments"] == TOTAL
+    assert status["runs"] == len(done)
     assert status["running"] is None
 
 

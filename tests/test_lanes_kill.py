@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch import ledger
 from autoresearch.journal import Journal
 from autoresearch.ledger import parse_results
 from tests.conftest import FAST_TRAIN, GIT_ENV, cli, git, make_repo
@@ -55,7 +56,10 @@ def test_kill_nine_with_two_lanes_in_flight(tmp_path: Path) -> None:
     done = state.recorded()
     assert not state.open() and len(done) >= TOTAL
     rows = parse_results((repo / "results.tsv").read_text())
-    assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]  # completion order, no row lost
+    changes = ledger.rows(state)  # verdict order, no row lost: every proposal once, the baseline once
+    assert [r["commit"] for r in rows] == [c.commit[:7] for c in changes] and len(changes) >= TOTAL
+    proposals = [e.commit for e in done if not e.baseline and not e.measure_commit]
+    assert sorted(c.commit for c in changes if not c.baseline) == sorted(proposals)
     interrupted = [e for e in done if e.cause == "interrupted"]
     pairs = [(a, b) for a in interrupted for b in interrupted
              if a.lane == 0 and b.lane == 1 and abs(_at(a.phase_at("finished")) - _at(b.phase_at("finished"))) < 5]

@@ -82,12 +82,13 @@ def test_baseline_crash_stops_with_clear_error(tmp_path: Path) -> None:
 
 
 def test_interrupted_baseline_is_not_fatal_and_reruns(tmp_path: Path) -> None:
-    loop = fake_loop(tmp_path, [("", "docker"), ok(2.0)], limits={"max_experiments": 2})
+    loop = fake_loop(tmp_path, [("", "docker"), ok(2.0)], limits={"max_runs": 2})
     loop.wait_for_runner = lambda reap=False, runner=None: None  # type: ignore[method-assign]
     loop.run()
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
-    assert [r.split("\t")[3] for r in rows] == ["crash", "keep"]
-    assert rows[1].endswith("\tbaseline")
+    assert [r.split("\t")[3] for r in rows] == ["keep"]  # the baseline is one row; its crash is a run
+    assert rows[0].endswith("\tbaseline")
+    assert [e.status for e in loop.journal.load().recorded()] == ["crash", "keep"]
 
 
 def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:

@@ -93,14 +93,17 @@ def init(
     logs.configure()
     flags = {"target": target, "readonly": readonly, "prepare": prepare, "run": run, "metric": metric,
              "direction": direction, "budget": budget, "runner": runner}
-    session = init_repo(repo, tag, flags, say=lambda line: out.print(line, highlight=False))
+    session = init_repo(repo, tag, flags, say=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"initialised {session.repo} on branch {session.branch}; next: autoresearch run {repo}")
 
 
 @app.command("run")
 def run_cmd(
     repo: RepoArg,
-    max_experiments: Annotated[int | None, typer.Option(help="Stop after this many experiments in total.")] = None,
+    max_experiments: Annotated[int | None, typer.Option(
+        help="Stop after this many changes were judged (results.tsv rows, baseline included).")] = None,
+    max_runs: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many training runs (the judge's re-measurements included).")] = None,
     budget: Annotated[float | None, typer.Option(help="Override the training budget (s).")] = None,
     grace: Annotated[float | None, typer.Option(help="Seconds past the budget before a run is killed.")] = None,
     agent: Annotated[AgentName | None, typer.Option(help="Who proposes the changes.")] = None,
@@ -119,8 +122,9 @@ def run_cmd(
     if tag is not None:
         select_session(repo, tag, say=lambda line: err.print(line, highlight=False, markup=False))
     overrides: dict[str, Any] = {"budget": budget, "grace": grace, "agent": agent, "runner": runner}
-    if max_experiments is not None:
-        overrides["limits"] = {"max_experiments": max_experiments}
+    caps = {k: v for k, v in (("max_experiments", max_experiments), ("max_runs", max_runs)) if v is not None}
+    if caps:
+        overrides["limits"] = caps
     loop = build_loop(repo, overrides)
     _stop_on_signals(loop.stop_event)
     if table:
@@ -141,10 +145,12 @@ def status(
     tag: TagOpt = None,
     watch: Annotated[bool, typer.Option(help="Redraw every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
+    runs: Annotated[bool, typer.Option("--runs", help="Also list every run, the judge's re-measurements included.")]
+    = False,
 ) -> None:
     """Show the session's progress, rows, runs and daemon PID (reads the journal; safe while the daemon runs)."""
-    from autoresearch.commands import read_status
-    from autoresearch.render import status_table
+    from autoresearch.commands import read_runs, read_status
+    from autoresearch.render import runs_table, status_table
 
     logs.configure(stream=sys.stderr)  # stdout holds the status alone (JSON with --json)
     if as_json:
@@ -152,6 +158,8 @@ def status(
             _json_error(ConfigError("--watch and --json do not go together; poll `status --json` instead"))
         try:
             summary = read_status(repo, tag)
+            if runs:
+                summary["run_list"] = read_runs(repo, tag)
         except Exception as exc:  # any failure: still one JSON object on stdout
             _json_error(exc)
         out.print_json(json.dumps(summary))
@@ -165,7 +173,10 @@ def status(
         except KeyboardInterrupt:
             stop.set()
         return
-    out.print(status_table(read_status(repo, tag)))
+    summary = read_status(repo, tag)
+    out.print(status_table(summary))
+    if runs:
+        out.print(runs_table(read_runs(repo, tag), summary["metric"]))
 
 
 def _json_error(exc: BaseException) -> NoReturn:
@@ -251,15 +262,18 @@ def sessions_cmd(
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="Where the example repo goes.")] = Path("autoresearch-demo"),
-    experiments: Annotated[int, typer.Option(min=1, help="Experiments in total, baseline included.")] = 12,
+    experiments: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many changes were judged, baseline included (default: no limit).")] = None,
     budget: Annotated[float | None, typer.Option(help="Training budget per run (s); default the example's.")] = None,
     runner: Annotated[RunnerName | None, typer.Option(help="Where the runs execute.")] = None,
+    runs: Annotated[int, typer.Option(
+        min=1, help="Training runs in total: changes plus the judge's re-measurements (bounds the time).")] = 14,
 ) -> None:
     """Example + init + run with the offline agent: watch a real model improve (~10 min on 2 CPU cores)."""
     from autoresearch.commands import run_demo
 
     logs.configure(level="warning")
-    code = run_demo(folder, experiments, budget, runner, out, _stop_on_signals)
+    code = run_demo(folder, experiments, budget, runner, out, _stop_on_signals, runs=runs)
     raise typer.Exit(code)
 
 

@@ -33,7 +33,7 @@ from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.runners.limits_notice import read_notice, record_limits
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
-from autoresearch.status import summarize
+from autoresearch.status import run_lines, summarize
 from autoresearch.workspace import GitWorkspace
 
 log = structlog.get_logger("autoresearch.commands")
@@ -199,7 +199,24 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     summary["limits"] = read_notice(ws.state_dir())
+    summary["sandbox"] = sandbox_line(settings)
     return summary
+
+
+def read_runs(repo: Path, tag: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded run of the session (``status --runs``; the active one, or ``tag``'s), re-measurements
+    included."""
+    ws = GitWorkspace.open(repo)
+    return run_lines(Journal(sessions.find(ws.root, ws.state_dir(), tag).journal).load())
+
+
+def sandbox_line(settings: Settings) -> str:
+    """Where the runs execute, in words: the user must see whether they were isolated."""
+    if settings.runner == "docker":
+        return f"each run in its own Docker container ({settings.docker.image}, network {settings.docker.network})"
+    if settings.process.sandbox == "bwrap":
+        return "each run sandboxed by bubblewrap (no network, no .git, a clean environment)"
+    return "UNSANDBOXED: runs are plain processes with the daemon's rights (process.sandbox = none)"
 
 
 def _status_lanes(settings: Settings) -> list[Lane]:
@@ -234,30 +251,35 @@ def demo_sandbox(runner: str | None, say: Callable[[str], None]) -> None:
 
 def run_demo(
     folder: Path,
-    experiments: int,
+    experiments: int | None,
     budget: float | None,
     runner: str | None,
     console: Console,
     on_signals: Callable[[threading.Event], None],
+    runs: int | None = None,
 ) -> int:
     from autoresearch.example import write_example
     from autoresearch.render import progress_line, status_table
 
-    demo_sandbox(runner, console.print)
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False)  # paths and messages may hold [brackets]
+
+    demo_sandbox(runner, say)
     if not (folder / ".git").exists():
         write_example(folder)
-        console.print(f"example research repo written to {folder}")
+        say(f"example research repo written to {folder}")
     ws = GitWorkspace.open(folder)
     if not (ws.state_dir() / JOURNAL_FILE).exists():
-        console.print("preparing data and the session branch ...")
-        init_repo(folder, None, {}, say=console.print)
-    overrides: dict[str, Any] = {"agent": "offline", "budget": budget, "runner": runner,
-                                 "limits": {"max_experiments": experiments}}
+        say("preparing data and the session branch ...")
+        init_repo(folder, None, {}, say=say)
+    caps = {k: v for k, v in (("max_experiments", experiments), ("max_runs", runs)) if v is not None}
+    overrides: dict[str, Any] = {"agent": "offline", "budget": budget, "runner": runner, "limits": caps}
     loop = build_loop(folder, overrides)
     on_signals(loop.stop_event)
     settings = loop.settings
-    console.print(f"running {experiments} experiments of {settings.budget:g} s each on branch "
-                  f"{loop.session.branch}; Ctrl-C stops cleanly")
+    bound = " and ".join(f"{v} {'runs' if k == 'max_runs' else 'judged changes'}" for k, v in caps.items())
+    console.print(f"running up to {bound or 'no limit'} of {settings.budget:g} s each on branch "
+                  f"{loop.session.branch}; Ctrl-C stops cleanly", markup=False, highlight=False)
 
     def show(exp: Experiment) -> None:
         console.print(progress_line(exp, settings.metric), highlight=False)
@@ -265,8 +287,8 @@ def run_demo(
     loop.on_recorded = show
     result = loop.run()
     console.print(status_table(read_status(folder)))
-    console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
-                  f"(writes {ws.state_dir() / 'report'})")
+    say(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
+        f"(writes {ws.state_dir() / 'report'})")
     return result.exit_code
 
 

@@ -31,7 +31,10 @@ class Section(BaseModel):
 
 class Limits(Section):
     max_experiments: int | None = Field(default=None, ge=1)
-    """Stop after this many experiments in the session (baseline included); none = never."""
+    """Stop after this many changes reached a verdict (results.tsv rows, the baseline included); the
+    judge's re-measurements (baseline repeats, confirmations) do not count; none = never."""
+    max_runs: int | None = Field(default=None, ge=1)
+    """Stop after this many training runs of any kind (re-measurements included); none = never."""
     max_gpu_hours: float | None = Field(default=None, gt=0)
     """Stop once the runs' wall time times GPUs used (one on CPU) reaches this many hours."""
     max_cost_usd: float | None = Field(default=None, gt=0)

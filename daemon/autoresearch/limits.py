@@ -7,14 +7,17 @@ import datetime as dt
 
 from autoresearch.config import Limits
 from autoresearch.journal import JournalState
+from autoresearch.ledger import change_keys, rows
 from autoresearch.status import gpu_hours, total_cost
 
 
 def reached(limits: Limits, state: JournalState, now: dt.datetime, spend: bool = True) -> str | None:
     """Why no new experiment may start, or None. ``spend=False`` leaves the agent's cost out: a proposal
     already paid for still runs (as in the serial loop, where a proposal made is run)."""
-    if limits.max_experiments is not None and len(state.recorded()) >= limits.max_experiments:
+    if limits.max_experiments is not None and len(rows(state)) >= limits.max_experiments:
         return f"max_experiments reached ({limits.max_experiments})"
+    if limits.max_runs is not None and len(state.recorded()) >= limits.max_runs:
+        return f"max_runs reached ({limits.max_runs} runs)"
     if limits.max_gpu_hours is not None and (hours := gpu_hours(state)) >= limits.max_gpu_hours:
         return f"max_gpu_hours reached ({hours:.3f} >= {limits.max_gpu_hours})"
     if spend and limits.max_cost_usd is not None and (cost := total_cost(state)) >= limits.max_cost_usd:
@@ -26,10 +29,31 @@ def reached(limits: Limits, state: JournalState, now: dt.datetime, spend: bool =
     return None
 
 
+def changes_started(state: JournalState) -> int:
+    """Changes measured or being measured (the baseline counts once; the judge's re-measurements not)."""
+    keys = change_keys(state)
+    return len({keys[e.n] for e in state.experiments.values() if e.for_candidate is None})
+
+
 def count_reached(limits: Limits, state: JournalState) -> bool:
-    """The recorded plus the open experiments fill ``max_experiments``: no new one may start."""
+    """The changes started fill ``max_experiments``: no new change may start (its pending
+    re-measurements still run, so that it gets its verdict)."""
     cap = limits.max_experiments
+    return cap is not None and changes_started(state) >= cap
+
+
+def runs_reached(limits: Limits, state: JournalState) -> bool:
+    """The recorded plus the open runs fill ``max_runs``: no run of any kind may start."""
+    cap = limits.max_runs
     return cap is not None and len(state.recorded()) + len(state.open()) >= cap
+
+
+def room(limits: Limits, state: JournalState) -> int | None:
+    """How many more changes the count limits allow (None: no count limit)."""
+    left = [cap - used for cap, used in ((limits.max_experiments, changes_started(state)),
+                                         (limits.max_runs, len(state.recorded()) + len(state.open())))
+            if cap is not None]
+    return min(left) if left else None
 
 
 def cost_ahead(limits: Limits, state: JournalState, drafting: int) -> bool:

@@ -163,9 +163,13 @@ class Loop:
                 return self._stop("signal")
             state = self.journal.load()
             reason = self.limit_reached(state)
-            paid_only = self.limit_reached(state, spend=False) is None and not self._count_reached(state)
-            self._dispatch(state, take=paid_only, draft=paid_only and reason is None)
+            runs_ok = self.limit_reached(state, spend=False) is None and not limits.runs_reached(
+                self.settings.limits, state)
+            paid_only = runs_ok and not self._count_reached(state)
+            self._dispatch(state, take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
             state = self.journal.load()
+            if reason is None and not paid_only and self._drained(state):
+                reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
             if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):
                 self._end_waits()
                 return self._stop(reason)
@@ -181,10 +185,17 @@ class Loop:
     def _count_reached(self, state: JournalState) -> bool:
         return limits.count_reached(self.settings.limits, state)
 
-    def _dispatch(self, state: JournalState, take: bool, draft: bool) -> None:
-        """``take``: new experiments may start (open ones always may); ``draft``: the agent may be asked."""
+    def _drained(self, state: JournalState) -> bool:
+        """Nothing left to run: no lane busy, nothing open, no re-measurement due (the count limit's end
+        when a change it counted never reached a verdict of its own)."""
+        return self.pool.idle() and not state.open() and self._remeasure(state) is None
+
+    def _dispatch(self, state: JournalState, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
+        """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
+        start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            job = next_job(state, self.pool.busy_ns(), take, remeasure=self._remeasure(state) is not None)
+            wanted = remeasure_ok and self._remeasure(state) is not None
+            job = next_job(state, self.pool.busy_ns(), take or wanted, remeasure=wanted, changes=take)
             if job is None:
                 break
             self._start_job(slot, job, state)
@@ -234,8 +245,7 @@ class Loop:
 
     def _start_drafts(self, state: JournalState) -> None:
         p = self.settings.proposals
-        cap = self.settings.limits.max_experiments
-        room = None if cap is None else cap - len(state.recorded()) - len(state.open())
+        room = limits.room(self.settings.limits, state)
         need = DraftNeed(lanes=len(self.pool.slots), idle_lanes=len(self.pool.free()), ahead=p.ahead,
                          drafting=len(self.pool.drafting), concurrency=p.concurrency, room=room)
         for _ in range(drafts_to_start(state, need)):

@@ -1,4 +1,8 @@
-"""Human-readable views for the terminal (rich)."""
+"""Human-readable views for the terminal (rich).
+
+Nothing a run, an agent or a user wrote is ever parsed as console markup: descriptions hold things
+like ``[exit:127]``, which rich would swallow as a tag. Views are built from ``Text`` (never markup
+strings), so every character shows as written."""
 
 from __future__ import annotations
 
@@ -13,66 +17,91 @@ from autoresearch.journal import Experiment
 _STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
 
 
-def progress_line(exp: Experiment, metric: str) -> str:
+def progress_line(exp: Experiment, metric: str) -> Text:
+    """One run as it is recorded: number, status (styled), metric, wall time, description (as text)."""
     status = exp.status
     value = "-" if exp.metric is None else f"{exp.metric:.6f}"
-    wall = exp.wall_s
-    style = _STYLE.get(status, "")
     desc = exp.row_description or exp.description
-    return f"#{exp.n:<3} [{style}]{status:<7}[/] {metric} {value:>10}  {wall:6.1f}s  {desc}"
+    line = Text(f"#{exp.n:<3} ")
+    line.append(f"{status:<7}", style=_STYLE.get(status, ""))
+    line.append(f" {metric} {value:>10}  {exp.wall_s:6.1f}s  {desc}")
+    return line
+
+
+def _add(table: Table, what: str, value: str) -> None:
+    """A row of plain text: metric names, descriptions and errors come from users, agents and runs."""
+    table.add_row(Text(what), Text(value))
 
 
 def status_table(s: dict[str, Any]) -> Table:
-    table = Table(title=f"autoresearch {s.get('tag') or ''}".strip(), show_header=False)
+    table = Table(title=Text(f"autoresearch {s.get('tag') or ''}".strip()), show_header=False)
     table.add_column("what")
     table.add_column("value")
     metric = s.get("metric", "metric")
     session = s.get("session")
     if session:
         who = f"running, pid {s['pid']}" if s.get("pid") else str(session.get("state"))
-        table.add_row("session", f"{session['tag']} on {session['branch']} ({who})")
-    table.add_row("experiments", f"{s['experiments']} (keep {s['keep']}, discard {s['discard']}, crash {s['crash']})")
-    table.add_row(f"baseline {metric}", _num(s.get("baseline")))
+        _add(table, "session", f"{session['tag']} on {session['branch']} ({who})")
+    _add(table, "experiments", f"{s['experiments']} (keep {s['keep']}, discard {s['discard']}, crash {s['crash']})")
+    if s.get("remeasurements"):
+        _add(table, "runs", f"{s['run_count']} ({s['remeasurements']} re-measurements by the judge)")
+    _add(table, f"baseline {metric}", _num(s.get("baseline")))
     best = _num(s.get("best_mean", s.get("best")))
     if s.get("best_commit"):
         best += f"  #{s['best_n']} {str(s['best_commit'])[:7]} {s.get('best_description') or ''}"
-    table.add_row(f"best {metric} (mean)", best)
+    _add(table, f"best {metric} (mean)", best)
     if s.get("metric_source"):
-        table.add_row("metric", str(s["metric_source"]))
-    table.add_row("noise σ", _num(s.get("sigma")))
+        _add(table, "metric", str(s["metric_source"]))
+    _add(table, "noise σ", _num(s.get("sigma")))
     keeps = s.get("keeps_confidence") or []
     if keeps:
-        table.add_row("keep confidence", ", ".join(
+        _add(table, "keep confidence", ", ".join(
             f"#{k['n']} " + ("-" if k.get("confidence") is None else f"{k['confidence']:.1f}σ")
             + ("" if k.get("reason") == "better" else f" ({k.get('reason')})") for k in keeps[-5:]))
     if s.get("claim_flags"):
-        table.add_row("claims far from evaluation", ", ".join(f"#{n}" for n in s["claim_flags"][-10:]))
+        _add(table, "claims far from evaluation", ", ".join(f"#{n}" for n in s["claim_flags"][-10:]))
     imp = s.get("improvement")
-    table.add_row("improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%)")
+    _add(table, "improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%"
+         + ("" if imp.get("sigmas") is None else f", {imp['sigmas']:.1f}σ") + ")")
     lanes = s.get("lanes") or []
     for lane in lanes if len(lanes) > 1 else []:
-        table.add_row(f"lane {lane['lane']}", lane_line(lane))
+        _add(table, f"lane {lane['lane']}", lane_line(lane))
     run = s.get("running")
     if run and len(lanes) <= 1:
         elapsed = run.get("phase_elapsed_s")
         since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
-        table.add_row("running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
+        _add(table, "running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
     wait = s.get("waiting")
     if wait:
         elapsed = wait.get("elapsed_s")
         since = "" if elapsed is None else f" for {elapsed:.0f}s"
-        table.add_row("waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
+        _add(table, "waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
     if s.get("limits"):
         table.add_row("run limits", Text(notice_line(s["limits"])))  # paths and errors: never markup
     if s.get("failed_proposals_in_a_row"):
         last = (str(s.get("last_proposal_error") or "-").strip().splitlines() or ["-"])[0][:200]
-        table.add_row("failed proposals", f"{s['failed_proposals_in_a_row']} in a row; last: {last}")
-    table.add_row("gpu-hours", f"{s['gpu_hours']:.3f}")
+        _add(table, "failed proposals", f"{s['failed_proposals_in_a_row']} in a row; last: {last}")
+    _add(table, "gpu-hours" if s.get("gpu_used") else "compute-hours", f"{s['gpu_hours']:.3f}")
+    if s.get("sandbox"):
+        _add(table, "sandbox", str(s["sandbox"]))
     tokens = s.get("tokens") or {}
-    table.add_row("agent cost", f"${s['cost_usd']:.2f} ({tokens.get('input_tokens', 0)} in, "
+    _add(table, "agent cost", f"${s['cost_usd']:.2f} ({tokens.get('input_tokens', 0)} in, "
                   f"{tokens.get('cache_read_tokens', 0)} cached, {tokens.get('output_tokens', 0)} out)")
     if s.get("stopped"):
-        table.add_row("last stop", str(s["stopped"]))
+        _add(table, "last stop", str(s["stopped"]))
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]], metric: str) -> Table:
+    """``status --runs``: every run, the judge's re-measurements included, with the row it belongs to."""
+    table = Table(title="runs")
+    for column in ("#", "row", "role", "commit", "status", Text(metric), "wall", "description"):
+        table.add_column(column)
+    for run in runs:
+        value = "-" if run["metric"] is None else f"{run['metric']:.6f}"
+        cells = (str(run["n"]), f"#{run['change']}", run["role"], run["commit"], run["status"], value,
+                 f"{run['wall_s']:.1f}s", run["description"])
+        table.add_row(*(Text(str(c)) for c in cells))
     return table
 
 

@@ -27,20 +27,23 @@ class Job:
     """The draft to take (kind ``draft``)."""
 
 
-def next_job(state: JournalState, busy: Collection[int], new_allowed: bool, remeasure: bool = False) -> Job | None:
+def next_job(
+    state: JournalState, busy: Collection[int], new_allowed: bool, remeasure: bool = False, changes: bool = True
+) -> Job | None:
     """The head of the queue for a free lane. ``busy``: experiments lanes work on now; ``new_allowed``:
     False once a limit is reached (open experiments are still driven to their row); ``remeasure``: the
-    judge wants a run."""
+    judge wants a run; ``changes``: False once ``max_experiments`` changes started (only the judge's runs
+    that finish them may still start)."""
     waiting = [e.n for e in state.open() if e.n not in busy]
     if waiting:
         return Job("open", n=waiting[0])
     if not new_allowed:
         return None
     if state.best() is None:
-        return None if busy else Job("baseline")
+        return None if busy or not changes else Job("baseline")
     if remeasure:
         return Job("remeasure")
-    if state.drafts:
+    if state.drafts and changes:
         return Job("draft", draft=min(state.drafts))
     return None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autoresearch import noise
+from autoresearch import ledger, noise
 from autoresearch.journal import Experiment, JournalState
 from autoresearch.lanes import Lane
 
@@ -37,14 +37,16 @@ def summarize(
     budget: float | None = None,
 ) -> dict[str, Any]:
     done = state.recorded()
-    counts = {s: sum(1 for e in done if e.status == s) for s in ("keep", "discard", "crash")}
-    # A re-run of the best is kept too, but it is not a new best.
-    keeps = [e for e in done if e.status == "keep" and e.metric is not None and e.reason != "repeat"]
+    changes = ledger.rows(state)  # results.tsv's rows: re-measurements are runs, not experiments
+    counts = {s: sum(1 for r in changes if r.status == s) for s in ("keep", "discard", "crash")}
+    keeps = [r for r in changes if r.status == "keep" and r.metric is not None]
     baseline, best = (keeps[0], keeps[-1]) if keeps else (None, None)
     improvement = None
     if baseline is not None and best is not None and baseline.metric and best.metric is not None:
         delta = (baseline.metric - best.metric) if direction == "min" else (best.metric - baseline.metric)
-        improvement = {"absolute": delta, "percent": 100.0 * delta / abs(baseline.metric)}
+        sd = noise.sigma(state)
+        improvement = {"absolute": delta, "percent": 100.0 * delta / abs(baseline.metric),
+                       "sigmas": delta / sd if sd > 0 else None}
     pending = state.pending()
     running = None
     if pending is not None:
@@ -55,15 +57,17 @@ def summarize(
             "description": pending.description,
             "phase_elapsed_s": _elapsed(since, now),
         }
-    confidences = [{"n": e.n, "confidence": e.confidence, "reason": e.reason}
-                   for e in keeps if e.reason not in (None, "first", "repeat")]
+    confidences = [{"n": r.n, "confidence": r.confidence, "reason": state.experiments[r.verdict_n].reason}
+                   for r in keeps if not r.baseline and state.experiments[r.verdict_n].reason not in (None, "first")]
     return {
         "tag": state.tag,
         "sigma": noise.sigma(state),
         "best_mean": noise.best_mean(state),
         "keeps_confidence": confidences,
         "claim_flags": [e.n for e in done if e.claim_flag],
-        "experiments": len(done),
+        "experiments": len(changes),
+        "run_count": len(done),
+        "remeasurements": len(done) - sum(1 for e in done if e.confirm_of is None and e.for_candidate is None),
         **counts,
         "baseline": None if baseline is None else baseline.metric,
         "best": None if best is None else best.metric,
@@ -73,6 +77,7 @@ def summarize(
         "improvement": improvement,
         "running": running,
         "gpu_hours": gpu_hours(state),
+        "gpu_used": any(e.finished is not None and e.gpu_count > 0 for e in state.ordered()),
         "cost_usd": total_cost(state),
         "tokens": total_tokens(state),
         "skipped_proposals": len(state.skipped),
@@ -124,4 +129,25 @@ def lane_lines(
             since = exp.phase_at(exp.phase) or exp.phase_at("proposed")
             entry.update(n=exp.n, phase=exp.phase, description=exp.description, elapsed_s=_elapsed(since, now))
         out.append(entry)
+    return out
+
+
+def run_lines(state: JournalState) -> list[dict[str, Any]]:
+    """Every recorded run, re-measurements included, with the row (change) it belongs to and its role:
+    ``baseline``, ``repeat`` (of the baseline), ``change``, ``confirmation`` (of a change) or
+    ``fresh best`` (a run of the best made to judge a candidate)."""
+    keys = ledger.change_keys(state)
+    out = []
+    for exp in state.recorded():
+        if exp.for_candidate is not None:
+            role = "fresh best"
+        elif exp.baseline:
+            role = "baseline"
+        elif exp.confirm_of is not None:
+            role = "repeat" if state.experiments[keys[exp.n]].baseline else "confirmation"
+        else:
+            role = "change"
+        out.append({"n": exp.n, "change": keys[exp.n], "role": role, "commit": exp.commit[:7],
+                    "status": exp.status, "metric": exp.metric, "decision": exp.decision,
+                    "reason": exp.reason, "wall_s": exp.wall_s, "description": exp.row_description or exp.description})
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.agents.asserts import structural_names
 from autoresearch.agents.base import HistoryEntry, ProposalContext
 from autoresearch.agents.constants import find_constants
 from autoresearch.agents.offline import OfflineAgent
@@ -20,7 +21,8 @@ from autoresearch.session import Session
 from autoresearch.workspace import FakeWorkspace
 
 KARPATHY = (Path(__file__).parent / "fixtures" / "karpathy_train.py.txt").read_text()
-POW2 = ("ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "DEPTH", "DEVICE_BATCH_SIZE")
+POW2 = ("ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "DEVICE_BATCH_SIZE")
+"""Powers of two in a product or a divisibility check; DEPTH (8) is in none, so it is a plain int."""
 RATIOS = ("WARMUP_RATIO", "WARMDOWN_RATIO", "FINAL_LR_FRAC")
 
 
@@ -84,7 +86,9 @@ def test_karpathy_constants_are_found_and_the_printout_constant_is_left_alone() 
     found = find_constants(KARPATHY)
     assert found["TOTAL_BATCH_SIZE"].value == 2**19 and found["TOTAL_BATCH_SIZE"].power_form
     assert display_only(KARPATHY, set(found)) == {"H100_BF16_PEAK_FLOPS"}
-    kinds = {n: s["kind"] for n, s in build_space({n: c.value for n, c in found.items()}, 4.0).items()}
+    structural = structural_names(KARPATHY) | {n for n, c in found.items() if c.power_form}
+    kinds = {n: s["kind"] for n, s in build_space({n: c.value for n, c in found.items()}, 4.0, structural).items()}
+    assert kinds["DEPTH"] == "int"
     assert {n for n, k in kinds.items() if k == "pow2"} == set(POW2)
     assert {n for n, k in kinds.items() if k == "ratio"} == set(RATIOS)
 
@@ -103,6 +107,8 @@ def test_many_proposals_stay_in_the_valid_space() -> None:
             assert values["H100_BF16_PEAK_FLOPS"] == 989.5e12
             assert "H100" not in entry.description
             assert "TOTAL_BATCH_SIZE" not in entry.description or "-> 2**" in entry.description
+    depths = {values["DEPTH"] for seed in range(3) for values, _ in _sweep(KARPATHY, 40, seed)}
+    assert depths - {2, 4, 8, 16, 32}, depths  # DEPTH is no power of two by rule: 3, 5, 6, 7 ... occur
 
 
 def test_a_fixed_comment_excludes_a_constant() -> None:

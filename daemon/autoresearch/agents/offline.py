@@ -3,7 +3,9 @@
 Each proposal changes one or two constants of the current best file and nothing else. The study is
 rebuilt from the journal's history on every proposal (ask/tell over an in-memory study), so a restart
 resumes it exactly; the search space is fixed at the first proposal and kept in the agent state, and
-narrowed by the crashes in the history (see ``space``). Left alone: constants named in
+narrowed by the crashes in the history (see ``space``). A proposal that would fail one of the file's own
+top-level asserts between constants (``asserts``), or repeat a combination of values that crashed, is
+not made. Left alone: constants named in
 ``offline.exclude``, those whose line says ``# autoresearch: fixed``, and those that only feed what the
 script prints (see ``uses``).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.agents import space as sp
+from autoresearch.agents.asserts import ReadModule, failed_asserts, structural_names
 from autoresearch.agents.base import HistoryEntry, Proposal, ProposalContext
 from autoresearch.agents.constants import Constant, find_constants, literal, rewrite
 from autoresearch.agents.uses import display_only
@@ -43,7 +46,8 @@ class OfflineAgent:
         current = {n: c.value for n, c in constants.items()}
         space = ctx.agent_state.get("space")
         if ctx.agent_state.get("space_rules") != sp.RULES_VERSION or not isinstance(space, dict):
-            space = sp.build_space(current, self.settings.spread)
+            structural = structural_names(ctx.best_content) | {n for n, c in constants.items() if c.power_form}
+            space = sp.build_space(current, self.settings.spread, structural)
         live = sp.narrowed(space, ctx.history)
         names = [n for n in live if n in current and sp.has_room(live[n])]
         if not names:
@@ -53,6 +57,7 @@ class OfflineAgent:
         tried |= {hashlib.sha256(f.content.encode()).hexdigest() for f in ctx.in_flight if f.content is not None}
         rng = random.Random(self.settings.seed * 1_000_003 + ctx.n)
         state = {"space": space, "space_rules": sp.RULES_VERSION}
+        valid = Validity.of(ctx)
         for _ in range(MAX_ASKS):
             trial = study.ask({n: sp.distribution(live[n]) for n in names})
             values = {n: sp.from_param(live[n], trial.params[n]) for n in names}
@@ -61,7 +66,7 @@ class OfflineAgent:
             if not texts:
                 continue
             content = rewrite(ctx.best_content, texts)
-            if hashlib.sha256(content.encode()).hexdigest() in tried:
+            if hashlib.sha256(content.encode()).hexdigest() in tried or not valid(content):
                 continue
             return self._proposal(content, constants, names, texts, state)
         raise ProposalRejected("the sweep found no untried setting of the constants")
@@ -127,6 +132,45 @@ class OfflineAgent:
             params=inside, distributions={n: sp.distribution(live[n]) for n in names},
             state=optuna.trial.TrialState.RUNNING,
         ))
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Whether a proposed file may be run: it breaks none of the asserts the best passes, and it is not
+    a combination of values that crashed."""
+
+    read_module: ReadModule
+    known_failures: frozenset[str]
+    barred: tuple[dict[str, int | float], ...]
+
+    @classmethod
+    def of(cls, ctx: ProposalContext) -> Validity:
+        read = module_reader(ctx.repo)
+        return cls(read, frozenset(failed_asserts(ctx.best_content, read)), tuple(sp.barred(ctx.history)))
+
+    def __call__(self, content: str) -> bool:
+        if set(failed_asserts(content, self.read_module)) - self.known_failures:
+            return False
+        values = {n: c.value for n, c in find_constants(content).items()}
+        return not any(all(values.get(n) == v for n, v in combo.items()) for combo in self.barred)
+
+
+def module_reader(repo: Path) -> ReadModule:
+    """Reads ``<name>.py`` at the top of the repo (the target's ``from prepare import ...``)."""
+    root = repo.resolve()
+
+    def read(name: str) -> str | None:
+        if not name.isidentifier():
+            return None  # a package path (a.b) or anything odd: not followed
+        path = (root / f"{name}.py").resolve()
+        if path.parent != root or not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    return read
 
 
 def _pick_changes(

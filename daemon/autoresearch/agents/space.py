@@ -1,12 +1,14 @@
 """The offline sweep's search space: one range per constant, shaped so proposals stay valid.
 
 Rules (decided once per constant from its name and first value; see README "offline agent"):
-- ``pow2``: a positive int that is a power of two (2 and up) stays one: the sweep moves its exponent.
-  Divisibility between such constants (HEAD_DIM into the model width, the device batch into the total
-  batch) then holds by construction.
+- ``pow2``: a positive int that is a power of two (2 and up) and is an operand of a product or a
+  divisibility check in the file (``asserts.structural_names``), or written ``2**k``, stays one: the
+  sweep moves its exponent. Divisibility between such constants (HEAD_DIM into the model width, the
+  device batch into the total batch) then holds by construction. Any other int (``DEPTH``) is an ``int``.
 - ``ratio``: a float in [0, 1] named like a ratio (``*_RATIO``, ``*_FRAC``, ``DROPOUT``, ``*_PROB``,
   ``*_MOMENTUM``, ``*_BETA``...) stays in [0, 1].
 - ``int``: other ints stay ints; ``float``: other floats, on a log scale when positive.
+- A crash of a change of several constants bars that combination of values (``barred``).
 - A value that crashed narrows its constant's range: a run that changed one constant and crashed bars
   that value and everything beyond it, in the direction it moved. The bound is learned from the journal's
   history on every proposal, so it survives restarts. A later run that succeeded at or beyond the value
@@ -24,7 +26,7 @@ from autoresearch.agents.base import HistoryEntry
 Spec = dict[str, Any]
 """JSON-able: kind (int, float, pow2, ratio), low, high (values, also for pow2), log."""
 
-RULES_VERSION = 2
+RULES_VERSION = 3
 """Kept in the agent state with the space; a space built by older rules is rebuilt."""
 RATIO_WORDS = frozenset(
     {"RATIO", "FRAC", "FRACTION", "DROPOUT", "DROP", "PROB", "PROBABILITY", "MOMENTUM", "BETA", "BETA1",
@@ -40,8 +42,9 @@ def is_power_of_two(value: int | float) -> bool:
     return isinstance(value, int) and value >= 2 and value & (value - 1) == 0
 
 
-def kind_of(name: str, value: int | float) -> str:
-    if is_power_of_two(value):
+def kind_of(name: str, value: int | float, structural: set[str] | None = None) -> str:
+    """``structural``: the names that keep a power of two (None: every power-of-two int does)."""
+    if is_power_of_two(value) and (structural is None or name in structural):
         return "pow2"
     if isinstance(value, int):
         return "int"
@@ -50,12 +53,14 @@ def kind_of(name: str, value: int | float) -> str:
     return "float"
 
 
-def build_space(current: Mapping[str, int | float], spread: float) -> dict[str, Spec]:
-    return {name: _spec(name, value, spread) for name, value in current.items()}
+def build_space(
+    current: Mapping[str, int | float], spread: float, structural: set[str] | None = None
+) -> dict[str, Spec]:
+    return {name: _spec(name, value, spread, structural) for name, value in current.items()}
 
 
-def _spec(name: str, value: int | float, spread: float) -> Spec:
-    kind = kind_of(name, value)
+def _spec(name: str, value: int | float, spread: float, structural: set[str] | None = None) -> Spec:
+    kind = kind_of(name, value, structural)
     if kind == "pow2":
         low = max(1, 2 ** math.ceil(math.log2(value / spread)))
         high = max(2 ** math.floor(math.log2(value * spread)), 2 * int(value))
@@ -92,6 +97,24 @@ def narrowed(space: Mapping[str, Spec], history: Iterable[HistoryEntry]) -> dict
         else:
             spec["low"] = max(spec["low"], _step(spec, new, +1))
     return live
+
+
+def barred(history: Iterable[HistoryEntry]) -> list[dict[str, int | float]]:
+    """The value combinations of crashed changes of several constants: none of them is to blame alone,
+    but together they crashed, so the same combination is not proposed again (unless it later ran)."""
+    entries = list(history)
+    ran = [e.meta["params"] for e in entries if e.status != "crash" and isinstance(e.meta.get("params"), dict)]
+    out: list[dict[str, int | float]] = []
+    for entry in entries:
+        changed = entry.meta.get("changed")
+        if entry.status != "crash" or entry.cause in NOT_THE_VALUES_FAULT or not isinstance(changed, dict):
+            continue
+        if len(changed) < 2 or not all(_is_move(m) for m in changed.values()):
+            continue
+        combo = {name: move[1] for name, move in changed.items()}
+        if not any(all(params.get(n) == v for n, v in combo.items()) for params in ran):
+            out.append(combo)
+    return out
 
 
 def _is_move(move: Any) -> bool:

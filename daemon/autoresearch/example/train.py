@@ -27,8 +27,8 @@ D_MODEL = 128  # width of the residual stream
 N_HEADS = 4  # attention heads; head dim = D_MODEL // N_HEADS
 MLP_RATIO = 4  # MLP hidden width, in multiples of D_MODEL
 SEQ_LEN = 128  # context length in bytes
-BATCH_SIZE = 32  # sequences per optimizer step
-LEARNING_RATE = 3e-3  # peak AdamW learning rate
+BATCH_SIZE = 8  # sequences per optimizer step (small: many steps in a 30 s CPU budget)
+LEARNING_RATE = 1e-4  # peak AdamW learning rate (30x below 3e-3, which suits this model: the demo's headroom)
 WEIGHT_DECAY = 0.1  # AdamW weight decay, on weight matrices only
 WARMUP_STEPS = 20  # linear learning-rate warmup, in steps
 FINAL_LR_FRAC = 0.1  # learning rate at the end of the budget, relative to the peak (cosine decay)

@@ -1,5 +1,6 @@
-"""What a report is made of: the recorded runs, folded from the journal, plus the figures derived
-from them (baseline, best, running best, gains, GPU-hours, agent cost).
+"""What a report is made of: the rows of results.tsv (one per change, ``ledger.rows``), folded from the
+journal, plus the figures derived from them (baseline, best, running best, gains, GPU-hours, agent
+cost). The judge's re-measurement runs are no rows: they count in the noise σ and in the GPU-hours.
 
 The journal is the source of truth; a repo that only has a ``results.tsv`` (e.g. one the seed's own
 loop wrote) still gets a report, numbered by row, without causes, durations or cost.
@@ -13,8 +14,8 @@ from typing import Literal
 
 from autoresearch import noise
 from autoresearch.errors import RepoError
-from autoresearch.journal import Experiment, Journal
-from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
+from autoresearch.journal import Experiment, Journal, JournalState
+from autoresearch.ledger import RESULTS_FILE, Row, clean_description, parse_results, rows
 from autoresearch.records import UsageFields
 from autoresearch.workspace import GitWorkspace
 
@@ -24,7 +25,7 @@ Direction = Literal["min", "max"]
 
 @dataclass(frozen=True)
 class Run:
-    """One recorded experiment, as the report needs it."""
+    """One row (a change and its verdict), as the report needs it."""
 
     n: int
     status: str  # keep | discard | crash
@@ -68,6 +69,8 @@ class Ledger:
     state_dir: Path | None = None
     sigma: float | None = None  # the noise estimate (None: no journal)
     evaluated: bool = False  # a trusted evaluator produced the metrics (else they are self-reported)
+    remeasurements: int = 0  # the judge's runs that are no row (baseline repeats, confirmations, fresh bests)
+    remeasure_s: float = 0.0  # their wall time times GPUs (one on CPU), for the GPU-hours
 
     def of(self, status: str) -> list[Run]:
         return [r for r in self.runs if r.status == status]
@@ -129,7 +132,7 @@ class Ledger:
 
     @property
     def gpu_hours(self) -> float:
-        return sum(r.wall_s * max(r.gpu_count, 1) for r in self.runs) / 3600.0
+        return (sum(r.wall_s * max(r.gpu_count, 1) for r in self.runs) + self.remeasure_s) / 3600.0
 
     def log_path(self, n: int) -> Path | None:
         return None if self.state_dir is None else self.state_dir / "runs" / str(n) / "run.log"
@@ -176,7 +179,11 @@ def _from_journal(ledger: Ledger, journal: Journal) -> None:
     state = journal.load()
     for usage in state.all_usage():
         _add_usage(ledger, usage)
-    ledger.runs = [_run(e) for e in state.recorded()]
+    changes = rows(state)
+    ledger.runs = [_run(state, r) for r in changes]
+    ledger.remeasurements = len(state.recorded()) - len(changes)
+    every = sum(e.wall_s * max(e.gpu_count, 1) for e in state.recorded())
+    ledger.remeasure_s = every - sum(r.wall_s * max(r.gpu_count, 1) for r in ledger.runs)
     ledger.sigma = noise.sigma(state)
     ledger.evaluated = any(e.eval_cause is not None for e in state.recorded())
     pending = state.pending()
@@ -190,22 +197,27 @@ def _add_usage(ledger: Ledger, usage: UsageFields) -> None:
         ledger.cost_usd = (ledger.cost_usd or 0.0) + usage.cost_usd
 
 
-def _run(exp: Experiment) -> Run:
-    status = exp.status
+def _group(state: JournalState, row: Row) -> list[Experiment]:
+    """The row's first run and its verdict's run."""
+    return [state.experiments[n] for n in sorted({row.n, row.verdict_n})]
+
+
+def _run(state: JournalState, row: Row) -> Run:
+    exp = state.experiments[row.verdict_n]
+    status = row.status
     return Run(
-        n=exp.n,
+        n=row.n,
         status=status,
-        metric=None if status == "crash" else exp.metric,
-        description=clean_description(exp.row_description or exp.description),
-        commit=exp.commit[:7],
+        metric=row.metric if status != "crash" else None,
+        description=row.description,
+        commit=row.commit[:7],
         cause=_cause(exp),
         wall_s=exp.wall_s,
         gpu_count=exp.gpu_count,
-        baseline=exp.baseline or bool(exp.meta.get("baseline")),
-        confidence=exp.confidence if status == "keep" else None,
-        level=exp.best_metric if status == "keep" and exp.decision else None,
-        repeat=exp.reason == "repeat",
-        claim_flag=exp.claim_flag,
+        baseline=row.baseline or bool(exp.meta.get("baseline")),
+        confidence=row.confidence if status == "keep" else None,
+        level=row.best_metric if status == "keep" and exp.decision and not row.baseline else None,
+        claim_flag=any(e.claim_flag for e in _group(state, row)),
     )
 
 

@@ -43,6 +43,9 @@ def _figures(ledger: Ledger) -> str:
     total = len(ledger.runs)
     base, best = ledger.baseline, ledger.best
     rows: list[tuple[str, str]] = [("Experiments", str(total))]
+    if ledger.remeasurements:
+        rows.append(("Re-measurement runs", f"{ledger.remeasurements} (baseline repeats, confirmations, "
+                     "fresh runs of the best: in the noise σ, in no row)"))
     if ledger.pending is not None:
         rows.append(("In flight", f"#{ledger.pending}"))
     rows.append(("Baseline", f"{_num(base.metric)} (#{base.n})" if base and base.metric is not None else "none"))
@@ -60,7 +63,9 @@ def _figures(ledger: Ledger) -> str:
         *_lineage(ledger),
         ("Noise σ", "unknown (no journal)" if ledger.sigma is None else _num(ledger.sigma)),
         ("Claims far from evaluation", ", ".join(f"#{r.n}" for r in ledger.runs if r.claim_flag) or "none"),
-        ("GPU-hours", f"{ledger.gpu_hours:.2f}" if ledger.source == "journal" else "unknown (no journal)"),
+        # No run used a GPU: the hours are CPU compute (one device per run), not GPU time.
+        ("GPU-hours" if any(r.gpu_count > 0 for r in ledger.runs) or ledger.source != "journal" else "Compute-hours",
+         f"{ledger.gpu_hours:.2f}" if ledger.source == "journal" else "unknown (no journal)"),
         ("Agent cost", _cost(ledger)),
     ]
     lines = ["| Figure | Value |", "| --- | --- |"] + [f"| {k} | {v} |" for k, v in rows]
