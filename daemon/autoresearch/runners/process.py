@@ -36,6 +36,7 @@ from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.runners.ending import classify, exit_cause
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.hashing import changed_files, hash_files
+from autoresearch.runners.home import run_home
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
 from autoresearch.runners.pump import LogPump, StdoutTee, pipe_chunks
 
@@ -75,6 +76,10 @@ class ProcessRunner:
     ) -> ProcessRunner:
         ps = _for_lane(settings.process, lane)
         bwrap = check_bwrap() if ps.sandbox == "bwrap" else None  # ConfigError (exit 2) naming the fix
+        if bwrap is None and settings.setup:
+            raise ConfigError(f"setup ({settings.source_of('setup')}) builds the repo's environment at "
+                              '/workspace/.venv inside a sandbox: it needs process.sandbox = "bwrap" (or '
+                              "runner = \"docker\"); unsandboxed runs cannot see it")
         if bwrap is None:
             log.warning("process.unsandboxed", warning=UNSAFE)
         taskset = _taskset(settings) if lane is not None and lane.cpus else None
@@ -90,13 +95,17 @@ class ProcessRunner:
             raise RunnerError("the process runner has no bwrap binary although process.sandbox is bwrap")
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        with run_home(spec) as home:
+            return self._run(spec, on_started, home)
+
+    def _run(self, spec: RunSpec, on_started: OnStarted, home: Path | None) -> RunOutcome:
         root = _snapshot(spec)
         self._check_lane_gpus()
         watched = (spec.target, *spec.readonly)
         before = hash_files(root, watched)  # the snapshot is the commit: these are the committed hashes
         if spec.output_dir is not None:
             spec.output_dir.mkdir(parents=True, exist_ok=True)
-        box = self._launch(spec, root)
+        box = self._launch(spec, root, home)
         started = time.monotonic()
         on_started({**box.handle(), "lane": None if self.lane is None else self.lane.index})
         gate = threading.Event()
@@ -148,7 +157,7 @@ class ProcessRunner:
         return [LogPump(pipe_chunks(out.fileno(), gate), tee, gate=gate).start(),
                 LogPump(pipe_chunks(err.fileno(), gate), sink, gate=gate).start()]
 
-    def _launch(self, spec: RunSpec, root: Path) -> process_box.Box:
+    def _launch(self, spec: RunSpec, root: Path, home: Path | None) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
         mark = self._marks()
         pin = () if self.taskset is None or self.lane is None else (self.taskset, "-c", self.lane.cpu_list)
@@ -157,7 +166,7 @@ class ProcessRunner:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
             env = {**_bare_env(spec, self.settings, host), **mark}
             return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=pin)
-        sandbox = run_sandbox(spec, root, self.settings, host)
+        sandbox = run_sandbox(spec, root, self.settings, host, home)
         return process_box.launch(spec.command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
                                   stderr=stderr, prefix=pin)
 
@@ -230,10 +239,11 @@ def _snapshot(spec: RunSpec) -> Path:
 
 
 def _bare_env(spec: RunSpec, settings: ProcessSettings, host: Mapping[str, str]) -> dict[str, str]:
-    """The unsandboxed environment: the allow-list plus the host's PATH (daemon's interpreter first) and HOME."""
+    """The unsandboxed environment: the allow-list plus the host's PATH (daemon's interpreter first) and
+    HOME (the session's home when there is one: unsandboxed, nothing keeps a run from changing it)."""
     fixed = {
         "PATH": str(Path(sys.executable).parent) + os.pathsep + host.get("PATH", "/usr/bin:/bin"),
-        "HOME": host.get("HOME", "/tmp"),
+        "HOME": str(spec.home) if spec.home is not None else host.get("HOME", "/tmp"),
         "PYTHONUNBUFFERED": "1",
         **gpu_env(settings.gpus, host),
     }
