@@ -1,0 +1,58 @@
+"""The karpathy-like uv fixture end to end, as its users run it: ``uv sync`` as setup, ``uv run
+prepare.py``, ``uv run train.py``, six experiments with the offline agent, under bubblewrap and under
+Docker. The dependency (termcolor) is only in the repo's environment; the data and the hub cache live in
+the session's home; every run writes a compile cache under ~ that must vanish with it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.journal import Journal
+from tests.conftest import cli, git
+from tests.karpathy_fixture import DEPENDENCY, init_args, make_karpathy_uv
+
+pytestmark = pytest.mark.slow
+
+
+def run_session(tmp_path: Path, runner: str) -> Path:
+    repo = make_karpathy_uv(tmp_path / "autoresearch")
+    init = cli(*init_args(repo, runner), timeout=600)
+    assert init.returncode == 0, init.stdout + init.stderr
+    run = cli("run", str(repo), "--max-experiments", "6", timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return repo
+
+
+def check_session(repo: Path) -> None:
+    assert importlib.util.find_spec(DEPENDENCY) is None, "the fixture's dependency must not be the daemon's"
+    state = repo / ".git" / "autoresearch"
+    journal = Journal(state / "journal.jsonl").load()
+    runs = [e for e in journal.recorded() if not e.measure_commit]
+    assert len(journal.recorded()) >= 6 and len(runs) >= 2
+    assert [e.cause for e in journal.recorded()] == ["ok"] * len(journal.recorded())
+    assert len({e.commit for e in runs}) >= 2, "the offline agent's changes ran"
+    for exp in journal.recorded():
+        log = (state / "runs" / str(exp.n) / "run.log").read_text()
+        assert "compile cache fresh: True; home data read-only" in log, log
+    assert [(s.n, s.trigger, s.cause) for s in journal.setups] == [(None, ["missing environment"], "ok")]
+    home = state / "home"
+    assert json.loads((home / ".cache" / "kfix" / "shard_00000.json").read_text()) == {"scale": 1.0}
+    assert (home / ".cache" / "huggingface" / "hub" / "models--kfix--kernels" / "kernel.txt").is_file()
+    assert not (home / ".cache" / "kfix-compile").exists(), "a run's compile cache outlived it"
+    assert not list(state.rglob(".home-*")), "a per-run home layer was left behind"
+    assert (state / "env" / "pyvenv.cfg").is_file()
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
+    check_session(run_session(tmp_path, "process"))
+
+
+@pytest.mark.docker
+def test_six_experiments_under_docker(tmp_path: Path, docker_client: Any) -> None:
+    check_session(run_session(tmp_path, "docker"))
