@@ -173,5 +173,7 @@ def test_setup_runs_again_when_one_of_its_inputs_changes(tmp_path: Path) -> None
     setups = phases.journal.load().setups
     assert [(s.n, s.trigger, s.cause) for s in setups] == [(2, ["requirements-dev.txt", "uv.lock"], "ok"),
                                                             (3, ["uv.lock"], "exit:1")]
-    assert ensure(phases, 4, snap, "c3") is not None  # a failed setup runs again next time
+    (snap / "uv.lock").write_text("version = 2\n")  # back to inputs built before: the failed setup broke the env
+    again = ensure(phases, 4, snap, "c4")
+    assert again is not None and again[0] == ["no finished setup"]
     assert [s.kind for s in runner.specs] == ["setup"] * 4

@@ -119,6 +119,8 @@ class Phases:
         if ran is None or ran[1].ok:
             return None
         outcome = ran[1]
+        if outcome.cause == "interrupted":
+            return outcome  # a stop, not the repo's fault: the run policy for interruptions applies
         detail = f"setup ({', '.join(ran[0])}) failed; its log: {self.session.run_dir(n) / 'setup.log'}"
         return dataclasses.replace(outcome, cause=f"setup:{outcome.cause}", detail=detail)
 

@@ -3,7 +3,8 @@
 setup runs at init and again before an experiment whose commit changed one of its committed inputs
 (``setup_inputs``), or when the command, the runner or the environment itself changed. What the
 environment was last built from is the stamp ``.git/autoresearch/setup.json``, written only after a
-setup that succeeded, so a failed or interrupted setup runs again next time.
+setup that succeeded and removed before each setup starts, so after a failed or interrupted one
+setup runs again next time, whatever the inputs are then.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class Built:
 
     def changes(self, before: dict[str, Any] | None, env_dir: Path) -> list[str]:
         """Why setup must run (empty: the environment is up to date)."""
-        if before is None or not any(env_dir.iterdir()):
+        if not any(env_dir.iterdir()):
             return ["missing environment"]
+        if before is None:
+            return ["no finished setup"]  # the last one failed or was interrupted: the environment is suspect
         old = before.get("inputs") or {}
         why = sorted(name for name in {*old, *self.inputs} if old.get(name) != self.inputs.get(name))
         why += [key for key in ("command", "runner") if before.get(key) != getattr(self, key)]
@@ -96,6 +99,7 @@ def ensure(phases: Phases, n: int | None, root: Path, commit: str | None,
         log_path.unlink(missing_ok=True)
         spec = phases.spec(-1 if n is None else n, "setup", s.setup, log_path, commit, cancel, root)
         spec = dataclasses.replace(spec, budget=SETUP_BUDGET_S, grace=60.0)
+        stamp_path(phases).unlink(missing_ok=True)  # from here the environment is what this setup leaves
         outcome = phases.runner.run(spec, lambda _handle: None)
         log.info("setup.end", n=n, cause=outcome.cause, wall_s=round(outcome.wall_s, 2))
         if outcome.ok:
