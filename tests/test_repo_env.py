@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.config import ProcessSettings, Settings
+from autoresearch.errors import ConfigError
 from autoresearch.init_checks import first_program
 from autoresearch.journal import Journal
 from autoresearch.phases import Phases
@@ -177,3 +178,22 @@ def test_setup_runs_again_when_one_of_its_inputs_changes(tmp_path: Path) -> None
     again = ensure(phases, 4, snap, "c4")
     assert again is not None and again[0] == ["no finished setup"]
     assert [s.kind for s in runner.specs] == ["setup"] * 4
+
+
+def test_setup_inputs_may_not_include_the_target(tmp_path: Path) -> None:
+    phases = _phases(tmp_path, FakeRunner())
+    phases.settings = Settings(setup="uv sync", setup_inputs=["*.py"])
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "train.py").write_text("X = 1\n")
+    with pytest.raises(ConfigError, match=r"match the target train\.py"):
+        ensure(phases, 1, snap, "c1")
+
+
+def test_an_interrupted_setup_is_an_interruption(tmp_path: Path) -> None:
+    phases = _phases(tmp_path, FakeRunner(script=[("", "interrupted")]))
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    outcome = phases._setup(1, snap, "c1", None)
+    assert outcome is not None and outcome.cause == "interrupted"
+    assert not stamp_path(phases).exists()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from autoresearch.errors import ConfigError
 from autoresearch.ledger import write_atomic
 from autoresearch.runners.base import RunOutcome
 
@@ -89,7 +90,11 @@ def ensure(phases: Phases, n: int | None, root: Path, commit: str | None,
     with _LOCK:
         env_dir = phases.session.env_dir
         env_dir.mkdir(parents=True, exist_ok=True)
-        built = Built(input_hashes(root, s.setup_inputs), s.setup, runner_identity(phases))
+        inputs = input_hashes(root, s.setup_inputs)
+        if s.target in inputs:
+            raise ConfigError(f"setup_inputs ({s.source_of('setup_inputs')}) match the target {s.target}: the "
+                              "agent's edit would rebuild the environment with the network; name other files")
+        built = Built(inputs, s.setup, runner_identity(phases))
         why = built.changes(read_stamp(stamp_path(phases)), env_dir)
         if not why:
             return None
