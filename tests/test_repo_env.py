@@ -197,3 +197,36 @@ def test_an_interrupted_setup_is_an_interruption(tmp_path: Path) -> None:
     outcome = phases._setup(1, snap, "c1", None)
     assert outcome is not None and outcome.cause == "interrupted"
     assert not stamp_path(phases).exists()
+
+
+@pytest.mark.parametrize("kind", ["setup", "prepare", "train", "evaluate", "check"])
+def test_each_kind_sees_the_home_and_environment_it_may_write(tmp_path: Path, kind: str) -> None:
+    """bwrap binds and Docker mounts agree: setup writes the environment and the home, prepare the home;
+    the others see both read-only (their HOME is a layer); only setup and prepare have the network."""
+    from autoresearch.config import DockerSettings
+    from autoresearch.runners.docker_files import RunFiles
+    from autoresearch.runners.docker_spec import create_options
+    from autoresearch.runners.process_sandbox import run_sandbox
+
+    home, env_dir, layer = tmp_path / "home", tmp_path / "env", tmp_path / "layer"
+    spec = make_spec(tmp_path, "", kind=kind, home=home, env_dir=env_dir)
+    online = kind in ("setup", "prepare")
+    at_home = home if online else layer
+    assert spec.snapshot is not None
+    box = run_sandbox(spec, spec.snapshot, ProcessSettings(gpus="none"), {}, at_home)
+    binds = {b.dest: (b.source, b.writable) for b in box.binds}
+    assert binds["/workspace/.venv"] == (env_dir, kind == "setup")
+    assert binds["/home/autoresearch"] == (at_home, True)
+    assert (session_home.HOME_BASE in binds) is not online
+    assert box.share_net is online and box.env["HOME"] == "/home/autoresearch"
+    assert (spec.snapshot / ".venv").is_dir()  # the mount point in the read-only snapshot
+
+    files = RunFiles(workspace=spec.snapshot, private=tmp_path, output=tmp_path / "out", target=None,
+                     writes_output=False, home=at_home)
+    opts = create_options(settings=DockerSettings(), spec=spec, files=files, cache_dir=None, env={}, chosen=[],
+                          labels={}, name="x")
+    mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in opts["mounts"]}
+    assert mounts["/workspace/.venv"] == (str(env_dir.resolve()), kind != "setup")
+    assert mounts["/home/autoresearch"] == (str(at_home.resolve()), False)
+    assert (session_home.HOME_BASE in mounts) is not online
+    assert opts["network_mode"] == ("bridge" if online else "none")
