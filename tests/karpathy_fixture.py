@@ -8,14 +8,15 @@
   karpathy's summary block;
 - program.md's commands: ``uv sync`` (setup), ``uv run prepare.py``, ``uv run train.py``.
 
-``make_karpathy_uv(path)`` builds the repo (one commit); ``init_args(repo, runner)`` is its init line.
+``make_karpathy_uv(path)`` builds the repo (one commit); ``init_args(repo, runner)`` is its init line;
+``karpathy_session(path, runner)`` builds, inits and runs it (6 experiments, the offline agent).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import cli, git
 
 LOCK = Path(__file__).parent / "data" / "karpathy_uv" / "uv.lock"
 DEPENDENCY = "termcolor"
@@ -127,3 +128,13 @@ def init_args(repo: Path, runner: str, tag: str = "kfix", budget: float = 30) ->
     return ["init", str(repo), "--tag", tag, "--setup", "uv sync", "--prepare", "uv run prepare.py",
             "--run", "uv run train.py", "--readonly", "prepare.py", "--metric", "val_bpb",
             "--budget", str(budget), "--runner", runner]
+
+
+def karpathy_session(path: Path, runner: str, experiments: int = 6) -> Path:
+    """The fixture at ``path``, initialised for ``runner`` and run for ``experiments`` with the offline agent."""
+    repo = make_karpathy_uv(path)
+    init = cli(*init_args(repo, runner), timeout=600)
+    assert init.returncode == 0, init.stdout + init.stderr
+    run = cli("run", str(repo), "--max-experiments", str(experiments), timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return repo

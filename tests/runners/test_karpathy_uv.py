@@ -13,19 +13,10 @@ from typing import Any
 import pytest
 
 from autoresearch.journal import Journal
-from tests.conftest import cli, git
-from tests.karpathy_fixture import DEPENDENCY, init_args, make_karpathy_uv
+from tests.conftest import git
+from tests.karpathy_fixture import DEPENDENCY, karpathy_session
 
 pytestmark = pytest.mark.slow
-
-
-def run_session(tmp_path: Path, runner: str) -> Path:
-    repo = make_karpathy_uv(tmp_path / "autoresearch")
-    init = cli(*init_args(repo, runner), timeout=600)
-    assert init.returncode == 0, init.stdout + init.stderr
-    run = cli("run", str(repo), "--max-experiments", "6", timeout=600)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return repo
 
 
 def check_session(repo: Path) -> None:
@@ -50,9 +41,9 @@ def check_session(repo: Path) -> None:
 
 
 def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
-    check_session(run_session(tmp_path, "process"))
+    check_session(karpathy_session(tmp_path / "autoresearch", "process"))
 
 
 @pytest.mark.docker
 def test_six_experiments_under_docker(tmp_path: Path, docker_client: Any) -> None:
-    check_session(run_session(tmp_path, "docker"))
+    check_session(karpathy_session(tmp_path / "autoresearch", "docker"))
