@@ -230,3 +230,16 @@ def test_each_kind_sees_the_home_and_environment_it_may_write(tmp_path: Path, ki
     assert mounts["/home/autoresearch"] == (str(at_home.resolve()), False)
     assert (session_home.HOME_BASE in mounts) is not online
     assert opts["network_mode"] == ("bridge" if online else "none")
+
+
+def test_the_loop_removes_home_layers_a_killed_daemon_left(tmp_path: Path) -> None:
+    from tests.loop_fakes import fake_loop, ok
+
+    loop = fake_loop(tmp_path, [ok(1.0)], limits={"max_experiments": 1})
+    state = loop.session.state_dir
+    stale = [state / "runs" / "3" / ".home-train-abc", state / "runs" / ".home-check-def"]
+    for layer in stale:
+        (layer / ".cache" / "torch").mkdir(parents=True)
+    loop.run()
+    assert not any(layer.exists() for layer in stale)
+    assert (state / "runs" / "3").is_dir()  # only the layers go

@@ -151,3 +151,12 @@ def build_layer(home: Path, layer: Path) -> None:
         for name in filenames:
             inner = (rel / name).as_posix()
             (layer / inner).symlink_to(f"{HOME_BASE}/{inner}")
+
+
+def sweep_layers(state_dir: Path) -> int:
+    """Remove the per-run layers a killed daemon left (``kill -9`` skips their removal); call only when no
+    run of this repo is live (the loop's start, after reaping orphans, under the daemon lock)."""
+    stale = [*state_dir.glob("runs/.home-*"), *state_dir.glob("runs/*/.home-*")]
+    for layer in stale:
+        shutil.rmtree(layer, ignore_errors=True)
+    return len(stale)
