@@ -19,7 +19,7 @@ from tests.karpathy_fixture import DEPENDENCY, karpathy_session
 pytestmark = pytest.mark.slow
 
 
-def check_session(repo: Path) -> None:
+def check_session(repo: Path, runner: str) -> None:
     assert importlib.util.find_spec(DEPENDENCY) is None, "the fixture's dependency must not be the daemon's"
     state = repo / ".git" / "autoresearch"
     journal = Journal(state / "journal.jsonl").load()
@@ -36,14 +36,19 @@ def check_session(repo: Path) -> None:
     assert (home / ".cache" / "huggingface" / "hub" / "models--kfix--kernels" / "kernel.txt").is_file()
     assert not (home / ".cache" / "kfix-compile").exists(), "a run's compile cache outlived it"
     assert not list(state.rglob(".home-*")), "a per-run home layer was left behind"
-    assert (state / "env" / "pyvenv.cfg").is_file()
+    venv = state / "env" / "pyvenv.cfg"
+    built_for = json.loads((state / "setup.json").read_text())["runner"]
+    assert built_for.startswith("docker:") if runner == "docker" else built_for == "process"
+    if runner == "docker":  # built inside the image, as the container's user
+        assert venv.stat().st_uid == 65534
+    assert "home = " in venv.read_text()
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 
 def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
-    check_session(karpathy_session(tmp_path / "autoresearch", "process"))
+    check_session(karpathy_session(tmp_path / "autoresearch", "process"), "process")
 
 
 @pytest.mark.docker
 def test_six_experiments_under_docker(tmp_path: Path, docker_client: Any) -> None:
-    check_session(karpathy_session(tmp_path / "autoresearch", "docker"))
+    check_session(karpathy_session(tmp_path / "autoresearch", "docker"), "docker")
