@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from autoresearch.journal import Journal
-from tests.conftest import git
+from tests.conftest import cli, git
 from tests.karpathy_fixture import DEPENDENCY, karpathy_session
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,18 @@ def check_session(repo: Path, runner: str) -> None:
 
 
 def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
-    check_session(karpathy_session(tmp_path / "autoresearch", "process"), "process")
+    repo = karpathy_session(tmp_path / "autoresearch", "process")
+    check_session(repo, "process")
+    # A changed setup command rebuilds the environment before the next experiment, journaled with why.
+    again = cli("run", str(repo), "--max-experiments", "7", env={"AUTORESEARCH_SETUP": "uv sync --frozen"},
+                timeout=600)
+    assert again.returncode == 0, again.stderr
+    journal = Journal(repo / ".git" / "autoresearch" / "journal.jsonl").load()
+    before = {e.n for e in journal.recorded()[:6]}
+    assert [(s.trigger, s.cause) for s in journal.setups[1:]] == [(["command"], "ok")]
+    assert journal.setups[1].n not in before  # before the first experiment of the second run
+    assert [e.cause for e in journal.recorded()] == ["ok"] * len(journal.recorded())
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 
 @pytest.mark.docker
