@@ -81,6 +81,7 @@ def init(
     target: Annotated[str | None, typer.Option(help="The one file the agent edits.")] = None,
     readonly: Annotated[list[str] | None, typer.Option(help="A file runs must not change (repeatable).")] = None,
     prepare: Annotated[str | None, typer.Option(help="One-time data preparation command.")] = None,
+    setup: Annotated[str | None, typer.Option(help="Builds the repo's own environment, e.g. 'uv sync'.")] = None,
     run: Annotated[str | None, typer.Option("--run", help="The training command.")] = None,
     metric: Annotated[str | None, typer.Option(help="Metric name printed as '<metric>: <value>'.")] = None,
     direction: Annotated[Direction | None, typer.Option(help="Which way is better.")] = None,
@@ -92,7 +93,7 @@ def init(
 
     logs.configure()
     flags = {"target": target, "readonly": readonly, "prepare": prepare, "run": run, "metric": metric,
-             "direction": direction, "budget": budget, "runner": runner}
+             "direction": direction, "budget": budget, "runner": runner, "setup": setup}
     session = init_repo(repo, tag, flags, say=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"initialised {session.repo} on branch {session.branch}; next: autoresearch run {repo}")
 

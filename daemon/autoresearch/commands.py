@@ -16,11 +16,18 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from autoresearch import sessions, snapshot
+from autoresearch import init_checks, repo_env, sessions, snapshot
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
-from autoresearch.errors import AutoresearchError, ConfigError, PrepareFailed
+from autoresearch.errors import (
+    AutoresearchError,
+    ConfigError,
+    PrepareFailed,
+    ProgramMissing,
+    RunnerError,
+    SetupFailed,
+)
 from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
@@ -69,16 +76,40 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
         with daemon_lock(ws.state_dir(), action="init"):
             config_text = None if config_path.exists() else _toml(given)
             session = Session(repo=ws.root, state_dir=ws.state_dir(), tag=tag)
+            built = _environment(session, ws, settings)
             _prepare(session, ws, settings)
             previous = sessions.active(ws.root, ws.state_dir())
-            session = start_session(ws, settings, tag, config_text)
+            started = start_session(ws, settings, tag, config_text)
+            if built is not None:
+                started.journal.append(repo_env.record(None, *built))
             if previous is not None:
                 (say or (lambda _line: None))(sessions.archived_note(repo, sessions.archived(ws.state_dir())[-1]))
-            return session
-    except PrepareFailed:
+            return started
+    except (PrepareFailed, ProgramMissing, RunnerError):
         if not state_existed:  # the lock file was all that was left: a failed init leaves nothing
             shutil.rmtree(ws.state_dir(), ignore_errors=True)
         raise
+
+
+def _environment(session: Session, ws: GitWorkspace, settings: Settings) -> tuple[list[str], RunOutcome] | None:
+    """init's checks that each command can start, around setup (the repo's environment): setup's own
+    program first, then setup, then the others' programs in the environment it built."""
+    if not settings.setup and not any(getattr(settings, key) for key in init_checks.KEYS):
+        return None
+    runner = runner_from_config(settings, repo_id(ws.root), instance_id())
+    runner.check()
+    phases = Phases(settings, session, ws, session.journal, runner)
+    head = ws.head()
+    with phases.snapshot("init", head) as snap:
+        init_checks.check_programs(phases, ("setup",), snap, head)
+        built = repo_env.ensure(phases, None, snap, head)
+        if built is not None and not built[1].ok:
+            log_path = session.run_dir("setup") / "setup.log"
+            raise SetupFailed(f"setup ({settings.setup!r}, from {settings.source_of('setup')}) failed "
+                              f"[{built[1].cause}]; no session was started. The end of its output "
+                              f"({log_path}):\n{log_tail(log_path, 2000)}")
+        init_checks.check_programs(phases, tuple(k for k in init_checks.KEYS if k != "setup"), snap, head)
+    return built
 
 
 def _choose_runner(root: Path, settings: Settings, given: dict[str, Any], has_config: bool) -> tuple[Settings, str]:

@@ -238,6 +238,9 @@ class DockerSettings(Section):
     """Host environment variables passed through; nothing else of the host's environment enters."""
     stop_timeout_s: float = Field(default=5.0, ge=0)
     """Seconds between SIGTERM and SIGKILL when the budget plus grace runs out (whole seconds)."""
+    setup_network: str = "bridge"
+    """Docker network mode of ``setup`` and ``prepare`` (they download packages and data); training,
+    evaluation and checks always use ``network``. The host's CA bundle is mounted for them."""
 
 
 class ProcessSettings(Section):
@@ -248,10 +251,12 @@ class ProcessSettings(Section):
     kill_timeout_s: float = Field(default=5.0, ge=0)
     """Seconds between SIGTERM and SIGKILL of the whole sandbox when the budget plus grace runs out."""
     env_allow: list[str] = Field(default_factory=lambda: ["PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES"])
-    """Host environment variables passed through (as docker.env_allow); secrets never pass. HOME is /tmp
-    inside: a script that keeps data under ~ needs it in ``mounts`` (e.g. "~/.cache/x:/tmp/.cache/x")."""
+    """Host environment variables passed through (as docker.env_allow); secrets never pass. HOME is the
+    session's home (``.git/autoresearch/home``): read-write for setup and prepare, read-only with a
+    throwaway writable layer for training, evaluation and checks."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment for runs (e.g. interpreter or library paths); secret-looking names never pass."""
+    """Extra environment for runs (e.g. interpreter or library paths); secret-looking names never pass.
+    ``PATH`` here replaces the sandbox's default PATH (the repo's environment, uv, then the system's)."""
     gpus: Literal["none", "all"] | list[str] = "all"
     """GPUs for a run: none (CUDA_VISIBLE_DEVICES empty, no device nodes), all (every /dev/nvidia* node;
     the host's CUDA_VISIBLE_DEVICES if env_allow passes it), or a list of indices/UUIDs (CUDA_VISIBLE_DEVICES)."""
@@ -310,7 +315,17 @@ class Settings(BaseSettings):
     readonly: list[str] = Field(default_factory=list)
     """Files the training run must not change (checked by hash after every run)."""
     prepare: str | None = None
-    """One-time data preparation command, run by init (idempotent)."""
+    """One-time data preparation command, run by init (idempotent), with the network; it may write the
+    session's home (``~``), e.g. karpathy's ``~/.cache/autoresearch``."""
+    setup: str | None = None
+    """Builds the repo's own environment (e.g. ``uv sync``): run by init, sandboxed with the network, writing
+    only the environment (``/workspace/.venv``, kept in ``.git/autoresearch/env``) and the session's home;
+    run again before the next experiment whenever one of ``setup_inputs`` changes. Runs then see the
+    environment read-only and offline (``python``, ``.venv/bin/python`` and ``uv run`` resolve to it).
+    None = no environment of its own (runs use the daemon's interpreter)."""
+    setup_inputs: list[str] | None = None
+    """Committed files (globs) whose change makes ``setup`` run again; none = pyproject.toml, uv.lock and
+    requirements*.txt, whichever exist."""
     run: str = "python3 train.py"
     """The training command; it reads AUTORESEARCH_TIME_BUDGET and prints '<metric>: <value>'."""
     metric: str = "val_bpb"

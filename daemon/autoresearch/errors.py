@@ -7,7 +7,9 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     ├── UserError                     bad input: the message says what to fix (exit 2)
     │   ├── ConfigError               autoresearch.toml / flags / environment invalid
     │   ├── RepoError                 not a git repo, dirty tree, branch exists, missing target
-    │   └── PrepareFailed             init's prepare command failed (its output's tail in the message)
+    │   ├── PrepareFailed             init's prepare command failed (its output's tail in the message)
+    │   │   └── SetupFailed           init's setup command failed (the repo's environment)
+    │   └── ProgramMissing            a command's program cannot start in the sandbox (init's check)
     ├── RunnerError                   the runner could not run the experiment (not the script's fault)
     │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
     │   └── ImageMissing              runner image absent (exit 2, names the build command)
@@ -46,6 +48,14 @@ class RepoError(UserError):
 
 class PrepareFailed(UserError):
     """init's one-time prepare command failed; init removed what it had created."""
+
+
+class SetupFailed(PrepareFailed):
+    """init's setup command (building the repo's environment) failed; init removed what it had created."""
+
+
+class ProgramMissing(UserError):
+    """The first word of setup, prepare, run, evaluate or check is not found inside the sandbox."""
 
 
 class RunnerError(AutoresearchError):

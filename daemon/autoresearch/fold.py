@@ -24,6 +24,7 @@ from autoresearch.records import (
     Recorded,
     Running,
     SessionRecord,
+    SetupRecord,
     StopRecord,
     UsageFields,
     UsageRecord,
@@ -296,12 +297,14 @@ class JournalState:
     """Drafts ever journaled (the next draft's id)."""
     completion: list[int] = field(default_factory=list)
     """Experiment numbers in the order they were recorded (with lanes, not the order of n)."""
+    setups: list[SetupRecord] = field(default_factory=list)
+    """Runs of the repo's ``setup`` command after init (its inputs changed)."""
 
     def copy(self) -> JournalState:
         """A snapshot for a reader on another thread: containers copied, records shared (immutable)."""
         new = copy.copy(self)
         new.experiments = {n: copy.copy(e) for n, e in self.experiments.items()}
-        for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion"):
+        for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion", "setups"):
             setattr(new, name, list(getattr(self, name)))
         new.drafts = dict(self.drafts)
         new.agent_state = dict(self.agent_state)
@@ -360,6 +363,8 @@ def fold(state: JournalState, rec: Record) -> None:
         state.drafts[rec.id] = rec
         state.draft_ids = max(state.draft_ids, rec.id + 1)
         state.failed_in_a_row = []
+    elif isinstance(rec, SetupRecord):
+        state.setups.append(rec)
     elif isinstance(rec, DraftDropRecord):
         dropped = state.drafts.pop(rec.id, None)
         if dropped is not None:

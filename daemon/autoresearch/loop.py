@@ -37,6 +37,7 @@ from autoresearch.lanes import Lane
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
 from autoresearch.runners.base import Runner
+from autoresearch.runners.home import sweep_layers
 from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
@@ -314,6 +315,8 @@ class Loop:
                 pending_reap = False
                 if reaped:
                     log.warning("recovery.orphans_reaped", count=reaped)
+                if sweep_layers(self.session.state_dir):  # nothing runs now: a killed run's home layer
+                    log.info("recovery.home_layers_removed")
             for r in runners:
                 r.check()
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from autoresearch import judge, noise, rebase, retention
+from autoresearch import judge, noise, rebase, repo_env, retention
 from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.evaluation import Steps, read_metric
@@ -103,7 +103,7 @@ class Phases:
             spec = dataclasses.replace(spec, output_dir=output, stdout_path=run_dir / "stdout.log",
                                        env={**spec.env, **self.mount_env(exp.n, "train")})
             try:
-                outcome = self.runner.run(spec, on_started)
+                outcome = self._setup(exp.n, snap, commit, cancel) or self.runner.run(spec, on_started)
             except (ImageMissing, EngineUnavailable):
                 raise  # before any container ran: the loop waits (engine) or exits (image); no row
             except RunnerError as exc:
@@ -112,6 +112,17 @@ class Phases:
                 log.error("run.runner_error", n=exp.n, error=str(exc))
                 outcome = RunOutcome(cause="docker", detail=str(exc))
         self.finish(exp.n, outcome, log_path)
+
+    def _setup(self, n: int, snap: Path, commit: str, cancel: threading.Event | None) -> RunOutcome | None:
+        """setup again if this commit changed its inputs; a failed setup is the run's outcome (cause setup:...)."""
+        ran = repo_env.ensure(self, n, snap, commit, cancel)
+        if ran is None or ran[1].ok:
+            return None
+        outcome = ran[1]
+        if outcome.cause == "interrupted":
+            return outcome  # a stop, not the repo's fault: the run policy for interruptions applies
+        detail = f"setup ({', '.join(ran[0])}) failed; its log: {self.session.run_dir(n) / 'setup.log'}"
+        return dataclasses.replace(outcome, cause=f"setup:{outcome.cause}", detail=detail)
 
     @contextlib.contextmanager
     def snapshot(self, name: str, commit: str) -> Iterator[Path]:
@@ -158,6 +169,8 @@ class Phases:
             cache_dir=cache,
             commit=commit,
             snapshot=snapshot,
+            home=self.session.home_dir,
+            env_dir=self.session.env_dir if s.setup else None,
             **extra,
         )
 

@@ -232,6 +232,19 @@ class DraftDropRecord(Record):
     reason: str
 
 
+class SetupRecord(Record):
+    """The repo's ``setup`` ran (at init, or before experiment ``n`` because its inputs changed)."""
+
+    type: Literal["setup"]
+    n: int | None = None
+    """The experiment it ran before; None: at init."""
+    trigger: list[str] = Field(default_factory=list)
+    """Why it ran: the changed input files, or ``command``, ``runner``, ``missing environment``."""
+    cause: str = "ok"
+    """How it ended (``ok``, ``exit:<code>``, ...)."""
+    wall_s: float | None = None
+
+
 PHASE_MODELS: dict[str, type[PhaseRecord]] = {
     "proposed": Proposed,
     "committed": Committed,
@@ -249,4 +262,5 @@ OTHER_MODELS: dict[str, type[Record]] = {
     "wait": WaitRecord,
     "draft": DraftRecord,
     "draft_drop": DraftDropRecord,
+    "setup": SetupRecord,
 }

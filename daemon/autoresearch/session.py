@@ -47,6 +47,16 @@ class Session:
         path = settings.cache_dir or self.state_dir / "cache"
         return path if path.is_absolute() else self.repo / path
 
+    @property
+    def home_dir(self) -> Path:
+        """The session's persistent home (HOME in every run), shared by the repo's sessions like the cache."""
+        return self.state_dir / "home"
+
+    @property
+    def env_dir(self) -> Path:
+        """The repo's own environment (built by ``setup``), at /workspace/.venv inside runs."""
+        return self.state_dir / "env"
+
     def experiment_ref(self, n: int) -> str:
         return f"refs/autoresearch/{self.tag}/{n}"
 

@@ -12,9 +12,10 @@ from typing import Any, BinaryIO, Literal, Protocol
 # Exit causes, as recorded in the journal and shown in a row's description:
 #   ok, exit:<code>, signal:<n>, timeout, oom, violation, docker, interrupted
 OnStarted = Callable[[dict[str, Any]], None]
-RunKind = Literal["train", "prepare", "evaluate", "check"]
+RunKind = Literal["train", "prepare", "evaluate", "check", "setup"]
 """train: the experiment; prepare: init's data step (cache writable); evaluate: the trusted evaluator
-(no target code, eval data visible); check: the repo's own checks after a would-be keep."""
+(no target code, eval data visible); check: the repo's own checks after a would-be keep; setup: builds
+the repo's environment (with the network; the environment and the home writable)."""
 OUTPUT_MOUNT = "/output"
 EVAL_MOUNT = "/eval"
 
@@ -50,6 +51,12 @@ class RunSpec:
     """Where the runner also writes the run's stdout alone (stderr goes to ``log_path`` only), and only what
     was printed before the deadline: the metric is read from here (``metric_source = "stdout"``). A runner
     that cannot separate the streams leaves it absent; the metric is then read from the whole log."""
+    home: Path | None = None
+    """The session's persistent home (``HOME`` inside): read-write for setup and prepare, else read-only
+    under a throwaway per-run layer (``runners.home``). None: a throwaway HOME, as before sessions had one."""
+    env_dir: Path | None = None
+    """The repo's environment (built by ``setup``), at ``/workspace/.venv`` inside: writable for setup
+    only. None: the repo has no environment of its own (runs use the daemon's interpreter)."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
 

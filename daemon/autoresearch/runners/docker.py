@@ -32,6 +32,7 @@ from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_contai
 from autoresearch.runners.docker_wait import Ending, wait_for_end
 from autoresearch.runners.docker_watch import CgroupWatch, await_gpu_release, top_pids
 from autoresearch.runners.ending import classify
+from autoresearch.runners.home import mount_point, run_home
 from autoresearch.runners.pump import LogPump, UntilDeadline, demux_chunks
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class DockerRunner:
         self._client: Any = None
         self._pending: set[str] = set()  # containers to remove once the engine answers again
         self._pending_volumes: set[str] = set()
+        self._path: str | None = None  # the image's PATH, read once
 
     @classmethod
     def from_config(
@@ -167,6 +169,10 @@ class DockerRunner:
         return docker_spec.labels(self.repo_id, self.instance, spec, None if self.lane is None else self.lane.index)
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        with run_home(spec) as home:
+            return self._run(spec, on_started, home)
+
+    def _run(self, spec: RunSpec, on_started: OnStarted, home: Path | None) -> RunOutcome:
         client = self._engine()
         self._reap_pending()
         chosen = self._select_gpus()
@@ -176,7 +182,9 @@ class DockerRunner:
         if spec.eval_data is not None and spec.kind == "prepare":  # prepare writes the held-out split too
             spec.eval_data.mkdir(parents=True, exist_ok=True)
             let_container_write(spec.eval_data, self.settings.user)
+        self._session_files(spec, home)
         files = RunFiles.create(spec)
+        files.home = home
         name = docker_spec.container_name(self.repo_id, spec.n, secrets.token_hex(3))
         container_id: str | None = None
         try:
@@ -203,6 +211,26 @@ class DockerRunner:
         )
         return outcome
 
+    def _session_files(self, spec: RunSpec, home: Path | None) -> None:
+        """What the container's uid writes: HOME (the session's home or the run's layer) and, for setup, the
+        environment; the environment's mount point in the snapshot."""
+        if home is not None:
+            let_container_write(home, self.settings.user)
+        if spec.env_dir is not None:
+            spec.env_dir.mkdir(parents=True, exist_ok=True)
+            if spec.kind == "setup":
+                let_container_write(spec.env_dir, self.settings.user)
+            if spec.snapshot is not None:
+                mount_point(spec.snapshot)
+
+    def _image_path(self, client: Any) -> str:
+        """The image's own PATH (its Python, e.g. /opt/conda/bin), behind the repo's environment."""
+        if self._path is None:
+            attrs = self._api("inspect the image", lambda: client.images.get(self.settings.image).attrs)
+            env = dict(e.split("=", 1) for e in (attrs.get("Config") or {}).get("Env") or [] if "=" in e)
+            self._path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        return self._path
+
     # -- one run --------------------------------------------------------------------------------
 
     def _create(
@@ -215,7 +243,8 @@ class DockerRunner:
             spec=spec,
             files=files,
             cache_dir=str(cache) if cache else None,
-            env=docker_spec.environment(spec.env, host_env, self.settings, cache is not None, eval_data),
+            env={**docker_spec.environment(spec.env, host_env, self.settings, cache is not None, eval_data),
+                 **docker_spec.session_environment(spec, self.settings, self._image_path(client))},
             chosen=chosen,
             labels=self._labels(spec),
             name=name,

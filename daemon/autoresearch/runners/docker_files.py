@@ -45,6 +45,8 @@ class RunFiles:
     """The engine volume at /output while a writing run lasts (set by the runner)."""
     keeper_id: str | None = None
     """The container that holds ``volume`` mounted until its content is copied out."""
+    home: Path | None = None
+    """The host folder at HOME: the session's home (setup, prepare) or the run's layer over it (``runners.home``)."""
 
     @classmethod
     def create(cls, spec: RunSpec) -> RunFiles:

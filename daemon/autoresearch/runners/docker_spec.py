@@ -9,12 +9,13 @@ import contextlib
 import re
 import shlex
 from collections.abc import Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from autoresearch.errors import ConfigError
+from autoresearch.runners import home as session_home
 from autoresearch.runners.environment import allowed_environment
 
 if TYPE_CHECKING:
@@ -129,7 +130,32 @@ def mounts(spec: RunSpec, files: RunFiles, cache_dir: str | None, settings: Dock
         host, _, rest = entry.partition(":")
         inside = rest.split(":")[0] or host
         out.append(Mount(inside, host, type="bind", read_only=True))
+    return out + session_mounts(spec, files)
+
+
+def session_mounts(spec: RunSpec, files: RunFiles) -> list[Mount]:
+    """The repo's environment at /workspace/.venv (writable for setup), HOME (the session's home, or the run's
+    layer with the home read-only beside it), and the host's CA bundle for the runs that use the network."""
+    out = []
+    if spec.env_dir is not None:
+        out.append(Mount(session_home.ENV, str(spec.env_dir.resolve()), type="bind", read_only=spec.kind != "setup"))
+    if files.home is not None and spec.home is not None:
+        out.append(Mount(session_home.HOME, str(files.home.resolve()), type="bind", read_only=False))
+        if files.home != spec.home:
+            out.append(Mount(session_home.HOME_BASE, str(spec.home.resolve()), type="bind", read_only=True))
+    certs = PurePosixPath(session_home.CA_BUNDLE).parent
+    if session_home.writes_home(spec.kind) and Path(certs).is_dir():
+        out.append(Mount(str(certs), str(certs), type="bind", read_only=True))  # the index behind a proxy's CA
     return out
+
+
+def session_environment(spec: RunSpec, settings: DockerSettings, image_path: str) -> dict[str, str]:
+    """HOME, uv's and the hub's variables (``runners.home``), and PATH with the repo's environment first
+    (``image_path``: the image's own PATH) unless ``docker.env`` sets PATH."""
+    env = session_home.session_environment(spec)
+    if spec.env_dir is not None and "PATH" not in settings.env:
+        env["PATH"] = session_home.search_path(spec, image_path)
+    return env
 
 
 def output_mount(volume: str) -> Mount:
@@ -195,7 +221,7 @@ def create_options(
         "environment": env,
         "mounts": mounts(spec, files, cache_dir, settings),
         "tmpfs": {"/tmp": tmpfs_options(settings)},
-        "network_mode": settings.network,
+        "network_mode": settings.setup_network if session_home.writes_home(spec.kind) else settings.network,
         "read_only": True,
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],

@@ -40,6 +40,7 @@ from autoresearch.runners.ending import classify, exit_cause
 from autoresearch.runners.enforcers import NoGroup, Rlimits, detect
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.hashing import changed_files, hash_files
+from autoresearch.runners.home import run_home
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
 from autoresearch.runners.pump import LogPump, StdoutTee, pipe_chunks
 
@@ -83,6 +84,10 @@ class ProcessRunner:
     ) -> ProcessRunner:
         ps = _for_lane(settings.process, lane)
         bwrap = check_bwrap() if ps.sandbox == "bwrap" else None  # ConfigError (exit 2) naming the fix
+        if bwrap is None and settings.setup:
+            raise ConfigError(f"setup ({settings.source_of('setup')}) builds the repo's environment at "
+                              '/workspace/.venv inside a sandbox: it needs process.sandbox = "bwrap" (or '
+                              "runner = \"docker\"); unsandboxed runs cannot see it")
         if bwrap is None:
             log.warning("process.unsandboxed", warning=UNSAFE)
         taskset = _taskset(settings) if lane is not None and lane.cpus else None
@@ -105,13 +110,14 @@ class ProcessRunner:
             raise RunnerError("the process runner has no bwrap binary although process.sandbox is bwrap")
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
-        root = _snapshot(spec)
-        self._check_lane_gpus()
-        group = self._open_group(spec)
-        try:
-            return self._run(spec, root, on_started, group)
-        finally:
-            group.close()  # kills whatever of the run is left (a bare run's escaped children too)
+        with run_home(spec) as home:
+            root = _snapshot(spec)
+            self._check_lane_gpus()
+            group = self._open_group(spec)
+            try:
+                return self._run(spec, root, on_started, group, home)
+            finally:
+                group.close()  # kills whatever of the run is left (a bare run's escaped children too)
 
     def limits_notice(self) -> dict[str, Any]:
         """What the runs' limits are here and which are not enforced (``status`` shows it)."""
@@ -135,7 +141,9 @@ class ProcessRunner:
         owner = hashlib.sha256(self.repo_id.encode()).hexdigest()[:8]
         return f"{owner}-{0 if self.lane is None else self.lane.index}"
 
-    def _run(self, spec: RunSpec, root: Path, on_started: OnStarted, group: RunGroup) -> RunOutcome:
+    def _run(
+        self, spec: RunSpec, root: Path, on_started: OnStarted, group: RunGroup, home: Path | None,
+    ) -> RunOutcome:
         watched = (spec.target, *spec.readonly)
         before = hash_files(root, watched)  # the snapshot is the commit: these are the committed hashes
         if spec.output_dir is not None:
@@ -144,7 +152,7 @@ class ProcessRunner:
                 if self.bwrap is not None and spec.output_dir is not None and process_limits.capped_output(spec)
                 else None)
         try:
-            box = self._launch(spec, root, group, copy)
+            box = self._launch(spec, root, group, home, copy)
         finally:
             if copy is not None:
                 copy.sent()
@@ -203,7 +211,8 @@ class ProcessRunner:
                 LogPump(pipe_chunks(err.fileno(), gate), sink, gate=gate).start()]
 
     def _launch(
-        self, spec: RunSpec, root: Path, group: RunGroup, copy: process_limits.OutputCopy | None = None,
+        self, spec: RunSpec, root: Path, group: RunGroup, home: Path | None,
+        copy: process_limits.OutputCopy | None = None,
     ) -> process_box.Box:
         host = dict(os.environ if self.host_env is None else self.host_env)
         mark = self._marks()
@@ -215,7 +224,7 @@ class ProcessRunner:
             log.warning("process.unsandboxed", n=spec.n, warning=UNSAFE)
             env = {**_bare_env(spec, self.settings, host), **mark}
             return process_box.launch(spec.command, None, None, env, root, stderr=stderr, prefix=prefix)
-        sandbox = process_limits.sized(run_sandbox(spec, root, self.settings, host), spec, self.settings)
+        sandbox = process_limits.sized(run_sandbox(spec, root, self.settings, host, home), spec, self.settings)
         command = spec.command if copy is None else process_limits.wrapped(spec.command)
         stdin = subprocess.DEVNULL if copy is None else copy.write_fd
         return process_box.launch(command, sandbox, self.bwrap, {"PATH": "/usr/bin:/bin", **mark}, root,
@@ -293,10 +302,11 @@ def _snapshot(spec: RunSpec) -> Path:
 
 
 def _bare_env(spec: RunSpec, settings: ProcessSettings, host: Mapping[str, str]) -> dict[str, str]:
-    """The unsandboxed environment: the allow-list plus the host's PATH (daemon's interpreter first) and HOME."""
+    """The unsandboxed environment: the allow-list plus the host's PATH (daemon's interpreter first) and
+    HOME (the session's home when there is one: unsandboxed, nothing keeps a run from changing it)."""
     fixed = {
         "PATH": str(Path(sys.executable).parent) + os.pathsep + host.get("PATH", "/usr/bin:/bin"),
-        "HOME": host.get("HOME", "/tmp"),
+        "HOME": str(spec.home) if spec.home is not None else host.get("HOME", "/tmp"),
         "PYTHONUNBUFFERED": "1",
         **gpu_env(settings.gpus, host),
     }

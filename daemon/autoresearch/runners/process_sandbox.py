@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from autoresearch.bwrap import SYSTEM_DIRS, Bind, Sandbox
+from autoresearch.runners import home as session_home
 from autoresearch.runners.base import EVAL_MOUNT, OUTPUT_MOUNT
 from autoresearch.runners.environment import allowed_environment
 
@@ -62,14 +63,20 @@ def gpu_env(gpus: str | list[str], host_env: Mapping[str, str]) -> dict[str, str
     return {}
 
 
-def run_environment(spec: RunSpec, settings: ProcessSettings, host_env: Mapping[str, str]) -> dict[str, str]:
+def run_environment(
+    spec: RunSpec, settings: ProcessSettings, host_env: Mapping[str, str], uv: Path | None = None,
+) -> dict[str, str]:
     fixed = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": session_home.search_path(spec, f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+                                         session_home.UV_DIR if uv is not None else None),
         "HOME": "/tmp",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         **gpu_env(settings.gpus, host_env),
+        **session_home.session_environment(spec),
     }
+    if "PATH" in settings.env:
+        del fixed["PATH"]  # the user's PATH (process.env) replaces the default
     if spec.output_dir is not None:
         fixed["AUTORESEARCH_OUTPUT"] = OUTPUT_MOUNT
     if spec.cache_dir is not None:
@@ -83,8 +90,29 @@ def run_environment(spec: RunSpec, settings: ProcessSettings, host_env: Mapping[
     return env
 
 
-def run_sandbox(spec: RunSpec, root: Path, settings: ProcessSettings, host_env: Mapping[str, str]) -> Sandbox:
-    """The sandbox of one run from ``root`` (the run's snapshot)."""
+def session_binds(spec: RunSpec, root: Path, home: Path | None, uv: Path | None) -> list[Bind]:
+    """The repo's environment at /workspace/.venv (writable for setup), HOME (the persistent home for setup
+    and prepare; else the run's layer over the home read-only), and the host's uv."""
+    binds = []
+    if spec.env_dir is not None:
+        spec.env_dir.mkdir(parents=True, exist_ok=True)
+        session_home.mount_point(root)
+        binds.append(Bind(spec.env_dir, session_home.ENV, writable=spec.kind == "setup"))
+    if home is not None and spec.home is not None:
+        binds.append(Bind(home, session_home.HOME, writable=True))
+        if home != spec.home:
+            binds.append(Bind(spec.home, session_home.HOME_BASE))
+    if uv is not None:
+        binds.append(Bind(uv, f"{session_home.UV_DIR}/uv"))
+    return binds
+
+
+def run_sandbox(
+    spec: RunSpec, root: Path, settings: ProcessSettings, host_env: Mapping[str, str], home: Path | None = None,
+) -> Sandbox:
+    """The sandbox of one run from ``root`` (the run's snapshot); ``home``: the host folder at HOME
+    (``runners.home.run_home``)."""
+    uv = session_home.find_uv()
     binds = [Bind(root, WORKSPACE)]
     target = root / spec.target
     if target.is_file():
@@ -99,11 +127,12 @@ def run_sandbox(spec: RunSpec, root: Path, settings: ProcessSettings, host_env: 
     devices = gpu_devices(settings.gpus)
     if devices:
         binds.append(Bind(Path("/sys"), "/sys", optional=True))  # the CUDA driver and NVML read the PCI tree
-    binds += interpreter_binds() + parse_mounts(settings.mounts)
+    binds += interpreter_binds() + parse_mounts(settings.mounts) + session_binds(spec, root, home, uv)
     return Sandbox(
         binds=tuple(binds),
-        env=run_environment(spec, settings, host_env),
+        env=run_environment(spec, settings, host_env, uv),
         cwd=WORKSPACE,
+        share_net=session_home.writes_home(spec.kind),  # setup and prepare download (user-written commands)
         devices=devices,
         tmpfs=("/tmp", "/dev/shm"),
     )
