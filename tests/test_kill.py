@@ -83,7 +83,7 @@ def check_consistency(repo: Path, tag: str) -> None:
     status = json.loads(cli("status", str(repo), "--json").stdout)
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("keep", "discard", "crash")}
     assert {k: status[k] for k in counts} == counts and status["experiments"] == TOTAL
-    assert status["runs"] == len(done)
+    assert status["run_count"] == len(done)
     assert status["running"] is None
 
 

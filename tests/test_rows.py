@@ -131,7 +131,7 @@ def test_a_real_session_reads_right_in_karpathys_notebook_status_and_report(tmp_
         k: got.counts.get(k.upper(), 0) for k in ("keep", "discard", "crash")}
     roles = [r["role"] for r in status["run_list"]]
     assert roles[:3] == ["baseline", "repeat", "repeat"] and "fresh best" in roles and "confirmation" in roles
-    assert status["runs"] == len(roles) > 5
+    assert status["run_count"] == len(roles) > 5
     table = cli("status", str(repo), "--runs", env={"COLUMNS": "300"}).stdout
     assert "fresh best" in table and "confirm: baseline" in table
     ledger = load_ledger(repo, "val_bpb", "min")
