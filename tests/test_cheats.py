@@ -6,15 +6,21 @@ a tie is never a keep (none of the cheats is shorter)."""
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import random
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autoresearch.ledger import parse_results
 from tests.conftest import cli, git
+from tests.test_safe_export import MODEL, Marker, Tiny, edit_json, rewrite, safe_export
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 HONEST = '    print(f"val_bpb:          {val_bpb:.6f}")\n'
 EVALUATE = "    val_bpb = evaluate_bpb(model, seq_len, device)\n"
@@ -82,3 +88,135 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     flagged = {n for n, r in evaluated.items() if r.get("claim_flag")}
     assert flagged == {1, 3, 4, 5, 6}  # fake, late lower, tiny, huge negative, monkeypatched: claims far off
     assert evaluated[2].get("claim_gap") is None  # stderr only: nothing claimed on stdout
+
+
+# The red team's cases against the evaluator itself (issue 18, findings 1 and 2), run as the daemon runs
+# it: evaluate.py from the example's files, on an output folder a hostile run wrote.
+EXAMPLE = Path(__file__).resolve().parents[1] / "daemon" / "autoresearch" / "example"
+SEQ = 16
+
+
+def _peek(logits: Any, idx: Any, rows: Any, upto: int) -> Any:
+    """Logits that know the next byte (idx[:, t+1]) at positions t < upto of the given rows."""
+    import torch.nn.functional as F
+
+    nxt = F.one_hot(idx[:, 1 : upto + 1], 256).float() * 30.0 * rows
+    return torch.cat([logits[:, :upto] + nxt, logits[:, upto:]], dim=1)
+
+
+class PeekFirstHalf(Tiny):
+    """Peeks at byte t+1 everywhere but the half the old check perturbed: 0.08 bpb, kept."""
+
+    def forward(self, idx: Any) -> Any:
+        return _peek(super().forward(idx), idx, 1.0, SEQ // 2)
+
+
+class PeekAtTheCut(Tiny):
+    """Peeks at byte t+1 at every position: caught only by a check that cuts every position."""
+
+    def forward(self, idx: Any) -> Any:
+        return _peek(super().forward(idx), idx, 1.0, SEQ - 1)
+
+
+class PeekNextRow(Tiny):
+    """Row r's last prediction reads row r+1's first byte: the next window's, when windows are batched in order."""
+
+    def forward(self, idx: Any) -> Any:
+        import torch.nn.functional as F
+
+        logits = super().forward(idx)
+        nxt = F.one_hot(torch.roll(idx[:, :1], -1, 0), 256).float() * 30.0
+        return torch.cat([logits[:, :-1], logits[:, -1:] + nxt], dim=1)
+
+
+class PeekInRowZero(Tiny):
+    """Peeks at byte t+1 everywhere, but only in the first row of each batch."""
+
+    def forward(self, idx: Any) -> Any:
+        rows = (torch.arange(idx.shape[0]) == 0).float()[:, None, None]
+        return _peek(super().forward(idx), idx, rows, SEQ - 1)
+
+
+def evaluate_py(tmp_path: Path, output: Path) -> subprocess.CompletedProcess[str]:
+    """Run the example's evaluate.py on output, against a held-out text in tmp_path/eval."""
+    eval_data = tmp_path / "eval"
+    eval_data.mkdir(exist_ok=True)
+    rng = random.Random(1)
+    (eval_data / "eval.bin").write_bytes(bytes(rng.choice(b"def return self, if\n") for _ in range(49153)))
+    env = {**os.environ, "AUTORESEARCH_OUTPUT": str(output), "AUTORESEARCH_EVAL_DATA": str(eval_data),
+           "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, str(EXAMPLE / "evaluate.py")], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def exported(tmp_path: Path, module: Any) -> Path:
+    output = tmp_path / "output"
+    output.mkdir()
+    module.eval()
+    program = torch.export.export(module, (torch.zeros(64, SEQ, dtype=torch.long),))
+    safe_export.save(program, str(output / "model.pt2"))
+    return output
+
+
+def test_the_evaluator_scores_an_honest_model(tmp_path: Path) -> None:
+    result = evaluate_py(tmp_path, exported(tmp_path, Tiny()))
+    assert result.returncode == 0, result.stderr
+    assert 0 < float(result.stdout.split("val_bpb:")[1]) < 20
+
+
+@pytest.mark.parametrize("cheat", [PeekFirstHalf, PeekAtTheCut, PeekNextRow, PeekInRowZero])
+def test_peeking_anywhere_is_not_causal(tmp_path: Path, cheat: type) -> None:
+    result = evaluate_py(tmp_path, exported(tmp_path, cheat()))
+    assert result.returncode != 0 and "val_bpb" not in result.stdout
+    assert "model is not causal" in result.stderr, result.stderr
+
+
+def test_the_evaluator_runs_no_pickle_and_no_file_read(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    output = exported(tmp_path, Tiny())
+    model = output / "model.pt2"
+    rewrite(model, lambda e: e.update({"data/sample_inputs/model.pt": pickle.dumps(Marker(marker))}))
+    result = evaluate_py(tmp_path, output)
+    assert result.returncode != 0 and "refused" in result.stderr and "val_bpb" not in result.stdout
+    assert not marker.exists()
+
+    def read_eval(doc: Any) -> None:
+        doc["graph_module"]["graph"]["nodes"].insert(0, {
+            "target": "torch.ops.aten.from_file.default", "name": "leak", "metadata": {},
+            "inputs": [{"name": "filename", "arg": {"as_string": str(tmp_path / "eval" / "eval.bin")}, "kind": 1}],
+            "outputs": [{"as_tensor": {"name": "leak"}}]})
+    model.unlink()
+    safe_export.save(torch.export.export(Tiny().eval(), (torch.zeros(64, SEQ, dtype=torch.long),)), str(model))
+    result = evaluate_py(tmp_path, rewrite(model, edit_json(MODEL, read_eval)).parent)
+    assert result.returncode != 0 and "from_file.default is not allowed" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_held_out_text_cannot_be_rebuilt_from_what_training_reads(tmp_path: Path) -> None:
+    """Two prepares over one cache: the same public train/val, different held-out texts; the sampler
+    training can rebuild from train.bin and prepare.py reproduces val.bin, not eval.bin."""
+    env = {**os.environ, "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
+    for name in ("eval1", "eval2"):
+        (tmp_path / "cache").mkdir(exist_ok=True)
+        for stale in (tmp_path / "cache").iterdir():  # a fresh cache: prepare does nothing when cached
+            stale.unlink()
+        run = subprocess.run([sys.executable, str(EXAMPLE / "prepare.py")], env={
+            **env, "AUTORESEARCH_EVAL_DATA": str(tmp_path / name)}, capture_output=True, text=True, timeout=600,
+            check=False)
+        assert run.returncode == 0, run.stderr
+        assert "seed" not in (tmp_path / "cache" / "meta.json").read_text()
+    held = [(tmp_path / n / "eval.bin").read_bytes() for n in ("eval1", "eval2")]
+    assert held[0] != held[1]
+    sys.path.insert(0, str(EXAMPLE))
+    import prepare
+
+    train, val = ((tmp_path / "cache" / f"{s}.bin").read_bytes() for s in ("train", "val"))
+    sampler = prepare.NGramSampler(train[: prepare.FIT_BYTES])
+    assert sampler.sample(len(val), prepare.PUBLIC_SEED)[0] == val  # what a run can rebuild
+    rng = random.Random(0)
+    for text in held:
+        assert text != val and len(text) == prepare.EVAL_BYTES + 1
+        for start in (rng.randrange(len(text) - 48) for _ in range(200)):
+            assert text[start : start + 48] not in train  # not copied from any file a run reads
+        meta = json.loads((tmp_path / "eval1" / "meta.json").read_text())
+        assert 1.5 < meta["oracle_bpb"] < 3.0  # the floor: the sampler's own bits per byte

@@ -44,13 +44,14 @@ masked_fill.Scalar masked_fill.Tensor matmul.default max.dim maximum.default mea
 min.dim minimum.default mm.default mul.Scalar mul.Tensor native_layer_norm.default ne.Scalar ne.Tensor
 neg.default numpy_T.default one_hot.default ones.default ones_like.default permute.default
 pow.Scalar pow.Tensor_Scalar pow.Tensor_Tensor reciprocal.default relu.default repeat.default
-reshape.default rms_norm.default round.default rsqrt.default rsub.Scalar rsub.Tensor
+reshape.default rms_norm.default roll.default round.default rsqrt.default rsub.Scalar rsub.Tensor
 scaled_dot_product_attention.default select.int sigmoid.default sign.default silu.default sin.default
 slice.Tensor softmax.int softplus.default split.Tensor split_with_sizes.default sqrt.default square.default
 squeeze.dim squeeze.dims stack.default sub.Scalar sub.Tensor sum.default sum.dim_IntList t.default
 tanh.default transpose.int tril.default triu.default type_as.default unbind.int unflatten.int
 unsqueeze.default view.default where.self where.ScalarOther where.ScalarSelf zeros.default zeros_like.default
-_softmax.default _log_softmax.default _to_copy.default _unsafe_view.default to.dtype to.dtype_layout
+_assert_tensor_metadata.default _softmax.default _log_softmax.default _to_copy.default _unsafe_view.default
+to.dtype to.dtype_layout
 """
 ALLOWED_OPS = frozenset(f"torch.ops.aten.{name}" for name in _OPS.split())
 
@@ -209,6 +210,8 @@ class Program:
         env: dict[str, Any] = {**self.tensors, self.input_name: x}
         for op, args, kwargs, outputs in self.nodes:
             result = op(*[_bind(a, env) for a in args], **{k: _bind(v, env) for k, v in kwargs.items()})
+            if all(o is None for o in outputs):  # an assertion (_assert_tensor_metadata): nothing to keep
+                continue
             if len(outputs) == 1 and isinstance(outputs[0], str):
                 result = [result]
             elif len(outputs) == 1:  # one list of tensors (unbind, split, chunk)
