@@ -52,6 +52,19 @@ Path(".autoresearch-description").write_text("cheat: " + name + "\n")
 """
 
 
+def cheating_agent(tmp_path: Path, cheats: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """The daemon's environment for a command agent that applies one cheat per experiment, in order."""
+    agent = tmp_path / "agent"  # the command agent runs jailed: this folder is its one writable mount
+    agent.mkdir()
+    (agent / "cheats.json").write_text(json.dumps(cheats))
+    (agent / "agent.py").write_text(AGENT)
+    return {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
+            "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
+            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
+                                                   f"{agent / 'cheats.json'} {{target}}",
+            "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}
+
+
 @pytest.mark.slow
 def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     repo = tmp_path / "example"
@@ -61,15 +74,7 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     assert seed_line in train.read_text()
     train.write_text(train.read_text().replace(seed_line, "seed = 0"))  # the daemon varies it per run
     git(repo, "commit", "-qam", "pin the seed")
-    agent = tmp_path / "agent"  # the command agent runs jailed: this folder is its one writable mount
-    agent.mkdir()
-    (agent / "cheats.json").write_text(json.dumps(CHEATS))
-    (agent / "agent.py").write_text(AGENT)
-    env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
-           "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
-           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
-                                                  f"{agent / 'cheats.json'} {{target}}",
-           "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}
+    env = cheating_agent(tmp_path, CHEATS)
     init = cli("init", str(repo), "--tag", "cheats", env=env, timeout=600)
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "eval" / "eval.bin").exists() and not (tmp_path / "cache" / "eval.bin").exists()
@@ -261,15 +266,7 @@ def test_no_evaluator_cheat_is_kept(tmp_path: Path) -> None:
     """The red team's archives, written by train.py under the daemon: each evaluation fails (cause eval:...)."""
     repo = tmp_path / "example"
     assert cli("example", str(repo)).returncode == 0
-    agent = tmp_path / "agent"
-    agent.mkdir()
-    (agent / "cheats.json").write_text(json.dumps(EVALUATOR_CHEATS))
-    (agent / "agent.py").write_text(AGENT)
-    env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
-           "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
-           "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
-                                                  f"{agent / 'cheats.json'} {{target}}",
-           "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}
+    env = cheating_agent(tmp_path, EVALUATOR_CHEATS)
     assert cli("init", str(repo), "--tag", "evalcheats", env=env, timeout=600).returncode == 0
     result = cli("run", str(repo), "--max-experiments", str(1 + len(EVALUATOR_CHEATS)), "--budget", "0.5",
                  "--grace", "300", env=env, timeout=1500)
@@ -287,3 +284,14 @@ def test_no_evaluator_cheat_is_kept(tmp_path: Path) -> None:
     assert "model is not causal" in logs[1]
     assert "from_file.default is not allowed" in logs[2]
     assert git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "refs/autoresearch/evalcheats/0")
+
+
+@pytest.mark.parametrize(("n_windows", "batch"), [(1, 4), (2, 64), (5, 4), (384, 64), (385, 64), (10, 3)])
+def test_windows_that_touch_are_never_in_one_call(n_windows: int, batch: int) -> None:
+    import evaluate
+
+    calls = evaluate.batches(n_windows, batch)
+    assert all(len(c) == batch for c in calls)
+    assert sorted({w for c in calls for w in c}) == list(range(n_windows))  # every window, once per call
+    where = {w: i for i, c in enumerate(calls) for w in c}
+    assert all(where[w] != where[w + 1] for w in range(n_windows - 1))

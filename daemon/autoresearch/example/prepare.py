@@ -84,7 +84,7 @@ class NGramSampler:
             key = torch.zeros(n, dtype=torch.long)
             for j in range(ORDER - k, ORDER + 1):
                 key = key * 256 + data[j : j + n]
-            self.tables.append(array.array("q", torch.sort(key).values.numpy().tobytes()))
+            self.tables.append(array.array("q", torch.sort(key).values.tolist()))
 
     def _ranges(self, context: bytes) -> list[tuple[float, array.array[int], int, int]]:
         seen = []
