@@ -203,3 +203,9 @@ def test_random_dropout_and_bad_payloads_are_refused(tmp_path: Path) -> None:
     refused(rewrite(path, lambda e: e.update({"extra/code.py": b"print(1)"})), "unexpected entries")
     (tmp_path / "junk.pt2").write_bytes(b"not a zip")
     refused(tmp_path / "junk.pt2", "not a readable")
+
+
+def test_malformed_json_is_refused_cleanly(tmp_path: Path) -> None:
+    path = export(Tiny(), tmp_path / "m.pt2")
+    refused(rewrite(path, edit_json(MODEL, lambda d: d["graph_module"]["signature"].update(
+        input_specs=[{"parameter": 7}] * 4))), "malformed")

@@ -170,8 +170,10 @@ def load(path: str) -> Program:
     constants = _payloads(archive, "constants", "tensor_")
     model = archive.json("models/model.json")
     _expect(not archive.unread, f"unexpected entries in the archive: {sorted(archive.unread)}")
-    return Program.from_json(model, {**weights, **constants})
-
+    try:
+        return Program.from_json(model, {**weights, **constants})
+    except (AttributeError, KeyError, TypeError) as exc:  # a field of the wrong JSON type somewhere
+        raise UnsafeProgram(f"malformed models/model.json: {exc!r}") from exc
 
 
 class Program:
