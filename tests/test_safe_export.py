@@ -209,3 +209,12 @@ def test_malformed_json_is_refused_cleanly(tmp_path: Path) -> None:
     path = export(Tiny(), tmp_path / "m.pt2")
     refused(rewrite(path, edit_json(MODEL, lambda d: d["graph_module"]["signature"].update(
         input_specs=[{"parameter": 7}] * 4))), "malformed")
+
+
+def test_an_older_torch_archive_with_pickled_weights_is_refused(tmp_path: Path) -> None:
+    """torch < 2.9 wrote serialized_state_dict.pt (a pickle) next to the JSON graph."""
+    path = tmp_path / "old.pt2"
+    with zipfile.ZipFile(path, "w") as z:
+        for name in ("serialized_exported_program.json", "serialized_state_dict.pt", "version"):
+            z.writestr(f"old/{name}", b"{}")
+    refused(path, "not a raw-weight .pt2 archive")

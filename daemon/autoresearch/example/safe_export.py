@@ -161,6 +161,8 @@ def _payloads(archive: _Archive, folder: str, prefix: str) -> dict[str, torch.Te
 def load(path: str) -> Program:
     """The program in a .pt2 archive, checked; UnsafeProgram if it holds anything but graph and tensors."""
     archive = _Archive(path)
+    _expect({"models/model.json", "data/weights/model_weights_config.json"} <= archive.unread,
+            "not a raw-weight .pt2 archive: torch >= 2.9 writes one with safe_export.save; older torch pickles weights")
     _expect(archive.read("archive_format", 64).strip() == b"pt2", "not a pt2 archive")
     _expect(archive.read("byteorder", 64).strip() == b"little" and sys.byteorder == "little", "not little-endian")
     for name in ("archive_version", ".data/version", ".data/serialization_id"):
