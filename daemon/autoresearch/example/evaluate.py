@@ -11,10 +11,10 @@ The archive is read as data by safe_export.load (JSON graph and raw tensors; a p
 an operator outside its allow-list of pure tensor ops refuses it), and the graph runs on tensors
 this script made: the model gets no file and no path. The text is cut into windows of the model's
 context length; every target byte is scored once, here, from the logits. Windows that touch are
-never in the same batch, so no row can read another row's targets. Before scoring, the model must
-be causal: on random batches of the text, with each row cut at its own position (every position
-is cut at least once), its later bytes changed, moved to another row among other text, the
-log-probabilities up to the cut must not change.
+never in the same batch, so no row can read another row's targets. The model must be causal (else
+no score): with each row of a batch cut at its own random position (every position is cut at least
+once), its later bytes changed, moved to another row among other text, the log-probabilities up to
+the cut must not change (CausalCheck).
 """
 
 from __future__ import annotations
@@ -60,36 +60,51 @@ def logprobs(model: Program, x: torch.Tensor) -> torch.Tensor:
     return F.log_softmax(logits.float(), dim=-1)
 
 
-def check_causal(model: Program, text: torch.Tensor, rng: random.Random) -> None:
+class CausalCheck:
     """Raise unless each prediction depends only on the bytes up to it in its own row.
 
-    Per pair of calls: row r of the first batch is cut at its own position p (every position is cut
-    in some row), moved to a random other row of the second batch, with bytes p+1.. changed and every
-    other row different text; its log-probabilities at positions ..p must not move.
+    Against a batch x already scored: row r is cut at its own random position p (every position is
+    cut in some row, over ceil((seq_len - 1) / batch) batches), moved to a random other row of a
+    second batch, with bytes p+1.. changed and every other row other text; its log-probabilities
+    at positions ..p must not move. The evaluation's own first batches serve as x (the model cannot
+    tell them from other windows of the text), so the check costs one extra call per batch of cuts.
     """
-    batch, seq_len = model.input_shape
-    gen = torch.Generator().manual_seed(rng.getrandbits(63))
-    cuts = list(range(seq_len - 1))  # a cut at p changes bytes p+1.. and compares positions ..p
-    rng.shuffle(cuts)
-    for i in range(0, max(1, len(cuts)), batch):
-        chunk = cuts[i : i + batch] or [0]
-        chunk += [rng.randrange(seq_len) for _ in range(batch - len(chunk))]
-        move = rng.sample(range(batch), batch)
-        x, x2 = _random_windows(text, batch, seq_len, gen), _random_windows(text, batch, seq_len, gen)
+
+    def __init__(self, model: Program, text: torch.Tensor, rng: random.Random) -> None:
+        self.model, self.text, self.rng = model, text, rng
+        self.batch, self.seq_len = model.input_shape
+        self.gen = torch.Generator().manual_seed(rng.getrandbits(63))
+        cuts = list(range(self.seq_len - 1))  # a cut at p changes bytes p+1.. and compares positions ..p
+        rng.shuffle(cuts)
+        self.chunks = [cuts[i : i + self.batch] for i in range(0, len(cuts), self.batch)] or [[0]]
+
+    def against(self, x: torch.Tensor, a: torch.Tensor) -> None:
+        """Test the next chunk of cuts against batch x and its log-probabilities a."""
+        if not self.chunks:
+            return
+        chunk = self.chunks.pop()
+        chunk += [self.rng.randrange(self.seq_len) for _ in range(self.batch - len(chunk))]
+        move = self.rng.sample(range(self.batch), self.batch)
+        x2 = self._random_windows()
         for row, cut in enumerate(chunk):
-            noise = torch.randint(1, VOCAB_SIZE, (seq_len - cut - 1,), generator=gen)
+            noise = torch.randint(1, VOCAB_SIZE, (self.seq_len - cut - 1,), generator=self.gen)
             x2[move[row]] = torch.cat([x[row, : cut + 1], (x[row, cut + 1 :] + noise) % VOCAB_SIZE])
-        a, b = logprobs(model, x).clamp(min=-50), logprobs(model, x2).clamp(min=-50)
+        b = logprobs(self.model, x2).clamp(min=-50)
         for row, cut in enumerate(chunk):
-            diff = (a[row, : cut + 1] - b[move[row], : cut + 1]).abs().max().item()
+            diff = (a[row, : cut + 1].clamp(min=-50) - b[move[row], : cut + 1]).abs().max().item()
             if not diff <= CAUSAL_TOLERANCE:
                 raise ValueError(f"model is not causal: its prediction at position {cut} changed by {diff:.3g} "
                                  "when later bytes, other rows or its row's place in the batch did")
 
+    def finish(self) -> None:
+        """The cuts no evaluation batch was left for, on random windows of the text."""
+        while self.chunks:
+            x = self._random_windows()
+            self.against(x, logprobs(self.model, x))
 
-def _random_windows(text: torch.Tensor, batch: int, seq_len: int, gen: torch.Generator) -> torch.Tensor:
-    starts = torch.randint(0, len(text) - seq_len + 1, (batch,), generator=gen)
-    return text[starts[:, None] + torch.arange(seq_len)]
+    def _random_windows(self) -> torch.Tensor:
+        starts = torch.randint(0, len(self.text) - self.seq_len + 1, (self.batch,), generator=self.gen)
+        return self.text[starts[:, None] + torch.arange(self.seq_len)]
 
 
 def evaluate(model: Program, text: torch.Tensor, rng: random.Random) -> float:
@@ -97,8 +112,8 @@ def evaluate(model: Program, text: torch.Tensor, rng: random.Random) -> float:
     n_targets = len(text) - 1
     if not 1 <= seq_len <= n_targets:
         raise ValueError(f"seq_len must be in [1, {n_targets}], got {seq_len}")
+    check = CausalCheck(model, text, rng)
     with torch.no_grad():
-        check_causal(model, text, rng)
         starts, scored_upto = windows(n_targets, seq_len)
         offsets = torch.arange(seq_len)
         total_nats, total_count = 0.0, 0
@@ -108,9 +123,11 @@ def evaluate(model: Program, text: torch.Tensor, rng: random.Random) -> float:
             keep = idx >= upto[:, None]
             keep[[i for i in range(batch) if call[i] in call[:i]]] = False  # padding repeats a row
             lp = logprobs(model, text[idx])
+            check.against(text[idx], lp)
             nats = -lp.gather(-1, text[idx + 1][..., None])[..., 0]
             total_nats += nats[keep].sum().item()
             total_count += int(keep.sum().item())
+        check.finish()
     if total_count != n_targets:
         raise ValueError(f"scored {total_count} targets, expected {n_targets}")
     return total_nats / (total_count * math.log(2))
