@@ -295,3 +295,11 @@ def test_windows_that_touch_are_never_in_one_call(n_windows: int, batch: int) ->
     assert sorted({w for c in calls for w in c}) == list(range(n_windows))  # every window, once per call
     where = {w: i for i, c in enumerate(calls) for w in c}
     assert all(where[w] != where[w + 1] for w in range(n_windows - 1))
+
+
+def test_a_model_file_that_links_to_the_eval_data_is_not_followed(tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "model.pt2").symlink_to(tmp_path / "eval" / "eval.bin")
+    result = evaluate_py(tmp_path, output)
+    assert result.returncode != 0 and "not a plain file" in result.stderr and "val_bpb" not in result.stdout

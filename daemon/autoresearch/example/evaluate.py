@@ -138,8 +138,8 @@ def main() -> None:
     if not output:
         sys.exit("evaluate.py: AUTORESEARCH_OUTPUT is not set (the training run's output folder)")
     path = Path(output) / MODEL_FILE
-    if not path.is_file():
-        sys.exit(f"evaluate.py: {path} is missing: train.py must save it with safe_export.save")
+    if path.is_symlink() or not path.is_file():  # a link could point at the eval data: never followed
+        sys.exit(f"evaluate.py: {path} is missing or not a plain file: train.py must save it with safe_export.save")
     try:
         model = load(str(path))
         if len(model.input_shape) != 2:
