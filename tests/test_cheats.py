@@ -224,7 +224,7 @@ def test_the_held_out_text_cannot_be_rebuilt_from_what_training_reads(tmp_path: 
         for start in (rng.randrange(len(text) - 48) for _ in range(200)):
             assert text[start : start + 48] not in train  # not copied from any file a run reads
         meta = json.loads((tmp_path / "eval1" / "meta.json").read_text())
-        assert 1.5 < meta["oracle_bpb"] < 3.0  # the floor: the sampler's own bits per byte
+        assert 1.2 < meta["oracle_bpb"] < 2.5  # the floor: the sampler's own bits per byte
 
 
 EXPORT = "    program = torch.export.export(model.float().cpu(), (example,))\n"
