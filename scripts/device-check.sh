@@ -87,7 +87,7 @@ runner.check()
 root = Path(tempfile.mkdtemp(prefix="device-check-"))
 work = root / "repo"
 work.mkdir()
-for name in ("train.py", "prepare.py"):
+for name in ("train.py", "prepare.py", "safe_export.py"):  # train.py saves with safe_export
     shutil.copy(Path("daemon/autoresearch/example") / name, work / name)
 (work / "cuda_check.py").write_text(
     "import os, sys, torch\n"

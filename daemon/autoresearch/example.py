@@ -9,7 +9,7 @@ from autoresearch.errors import UserError
 from autoresearch.gitcmd import run_git
 from autoresearch.workspace import IDENTITY
 
-FILES = ("train.py", "prepare.py", "evaluate.py", "program.md", "autoresearch.toml")
+FILES = ("train.py", "prepare.py", "evaluate.py", "safe_export.py", "program.md", "autoresearch.toml")
 
 
 def write_example(dest: Path) -> Path:

@@ -95,7 +95,7 @@ def test_sandbox_is_hardened(make_runner, make_spec, workdir, docker_client, rep
 
 @pytest.mark.slow
 def test_example_trains_in_a_container(make_runner, make_spec, workdir, tmp_path):
-    for name in ("train.py", "prepare.py"):
+    for name in ("train.py", "prepare.py", "safe_export.py"):  # train.py saves its model with safe_export
         shutil.copy(EXAMPLE / name, workdir / name)
     runner = make_runner(memory="2g")
     prep = make_spec("python3 prepare.py", budget=120, kind="prepare")

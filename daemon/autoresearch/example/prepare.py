@@ -4,11 +4,17 @@ READ-ONLY for the agent: train.py imports TIME_BUDGET, load_split and evaluate_b
 so the metric stays the same whatever train.py becomes.
 
 Corpus: the top-level *.py files of the Python standard library, real text that is present
-offline wherever Python is. Files go to train, val or eval by a stable hash of their name, so the
-split does not depend on file order, on PYTHONHASHSEED or on the machine. train and val (which
-train.py may read, and reports its own val_bpb on) live in the cache; eval, the held-out split that
-decides, goes to $AUTORESEARCH_EVAL_DATA, which only the evaluator (evaluate.py) can see. The standard library
-differs a little between Python builds, so compare val_bpb only between runs that share a cache.
+offline wherever Python is; train.bin holds them (less a few, by a stable hash of their name).
+Every file a training run can read is public, the standard library included, so no real text can
+be held out from it. The scored text is therefore sampled: a byte n-gram model (orders 0..ORDER,
+mixed with fixed weights MIX, and a little uniform noise) is fitted on the start of train.bin, and
+val.bin is a sample of it drawn with a public seed, while eval.bin, the held-out text that decides,
+is a sample drawn with a secret seed (os.urandom) that only $AUTORESEARCH_EVAL_DATA holds, which
+only the evaluator (evaluate.py) can see. A model learns the distribution from train.bin; it cannot
+learn the held-out bytes. The best any model can do on eval.bin is its `oracle_bpb` (meta.json of
+the eval data): the sampler's own bits per byte. train.py may read train and val, and reports its
+own val_bpb on val. The standard library differs a little between Python builds, so compare val_bpb
+only between runs that share a cache.
 
     python3 prepare.py    # one-time; does nothing when the data are already cached
 
@@ -19,10 +25,14 @@ and eval.bin + meta.json in $AUTORESEARCH_EVAL_DATA (default ~/.cache/autoresear
 
 from __future__ import annotations
 
+import array
+import bisect
 import hashlib
 import json
 import math
 import os
+import random
+import secrets
 import sys
 import sysconfig
 import time
@@ -32,11 +42,14 @@ from typing import Any
 # Seconds of training per run. The daemon sets the variable for every run; train.py obeys it.
 TIME_BUDGET = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "30"))
 
-FORMAT_VERSION = 2  # bump when the corpus or split changes; stale caches are then rebuilt
-VAL_PERCENT = 10  # share of files (by name hash) for validation (train.py's own report)
-EVAL_PERCENT = 10  # share held out for the trusted evaluation (never visible to training)
+FORMAT_VERSION = 3  # bump when the corpus or split changes; stale caches are then rebuilt
+HELD_PERCENT = 20  # share of files (by name hash) left out of train.bin
 MAX_TRAIN_BYTES = 4 * 1024 * 1024  # a few MB: far more than a short CPU run can see
-MAX_VAL_BYTES = 1024 * 1024
+FIT_BYTES = 1024 * 1024  # the n-gram sampler is fitted on this much of train.bin
+ORDER = 4  # the sampler's longest context, in bytes
+MIX = (0.0005, 0.0045, 0.02, 0.075, 0.2, 0.7)  # its mixture weights: uniform byte, then orders 0..ORDER
+# (chosen so a model trained for 30 s scores about what it scores on real held-out stdlib text)
+PUBLIC_SEED = "autoresearch-example-val"  # val.bin's seed; eval.bin's is secret
 EVAL_BYTES = 48 * 1024  # bytes scored by evaluate_bpb: ~1 s for the baseline on 2 CPU cores
 EVAL_SEGMENTS = 8  # the scored bytes come from this many evenly spaced places in val.bin
 VOCAB_SIZE = 256  # byte-level: every byte value is a symbol
@@ -50,9 +63,60 @@ def eval_dir() -> Path:
     return Path(os.environ.get("AUTORESEARCH_EVAL_DATA") or os.path.expanduser("~/.cache/autoresearch-example-eval"))
 
 
-def _split_of(name: str) -> str:
-    bucket = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % 100
-    return "val" if bucket < VAL_PERCENT else "eval" if bucket < VAL_PERCENT + EVAL_PERCENT else "train"
+def _in_train(name: str) -> bool:
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % 100 >= HELD_PERCENT
+
+
+class NGramSampler:
+    """A mixture of byte n-gram models (orders 0..ORDER) fitted on a text, and a uniform byte.
+
+    Table k holds, sorted, (the k bytes before position i) * 256 + (the byte at i) for every i: the
+    entries of one context are one contiguous range, so sampling picks a random entry in it, and
+    counting a (context, byte) pair is two bisections.
+    """
+
+    def __init__(self, text: bytes) -> None:
+        import torch
+
+        data = torch.frombuffer(bytearray(text), dtype=torch.uint8).long()
+        n = len(data) - ORDER
+        self.tables = []
+        for k in range(ORDER + 1):
+            key = torch.zeros(n, dtype=torch.long)
+            for j in range(ORDER - k, ORDER + 1):
+                key = key * 256 + data[j : j + n]
+            self.tables.append(array.array("q", torch.sort(key).values.tolist()))
+
+    def _ranges(self, context: bytes) -> list[tuple[float, array.array[int], int, int]]:
+        seen = []
+        for k, table in enumerate(self.tables):
+            base = int.from_bytes(context[len(context) - k :], "big") << 8 if k else 0
+            lo, hi = bisect.bisect_left(table, base), bisect.bisect_left(table, base + 256)
+            if hi > lo:
+                seen.append((MIX[k + 1], table, lo, hi))
+        return seen
+
+    def sample(self, n: int, seed: str) -> tuple[bytes, float]:
+        """n bytes drawn with this seed, and their bits per byte under the sampler (the oracle's)."""
+        rng, out, bits = random.Random(seed), bytearray(b"\n" * ORDER), 0.0
+        for _ in range(n):
+            seen = self._ranges(bytes(out[-ORDER:]))
+            total = MIX[0] + sum(w for w, *_ in seen)
+            r = rng.random() * total - MIX[0]
+            byte = rng.randrange(256)  # the uniform component, unless r lands on an n-gram order
+            for w, table, lo, hi in seen:
+                if 0 <= r < w:
+                    byte = table[rng.randrange(lo, hi)] & 255
+                    break
+                r -= w
+            p = MIX[0] / 256
+            for w, table, lo, hi in seen:
+                key = (table[lo] >> 8 << 8) + byte
+                hits = bisect.bisect_left(table, key + 1, lo, hi) - bisect.bisect_left(table, key, lo, hi)
+                p += w * hits / (hi - lo)
+            bits -= math.log2(p / total)
+            out.append(byte)
+        return bytes(out[ORDER:]), bits / max(1, n)
 
 
 def _read_meta(directory: Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any] | None:
@@ -88,49 +152,43 @@ def prepare() -> dict[str, Any]:
         return meta
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in stdlib.glob("*.py") if p.is_file())
-    bufs = {"train": bytearray(), "val": bytearray(), "eval": bytearray()}
-    caps = {"train": MAX_TRAIN_BYTES, "val": MAX_VAL_BYTES, "eval": MAX_VAL_BYTES}
-    counts = {"train": 0, "val": 0, "eval": 0}
+    files = sorted(p for p in stdlib.glob("*.py") if p.is_file() and _in_train(p.name))
+    train = bytearray()
     for path in files:
-        split = _split_of(path.name)
-        buf, cap = bufs[split], caps[split]
-        if len(buf) < cap:
-            buf += path.read_bytes()[: cap - len(buf)]
-            counts[split] += 1
-    train, val, held_out = bufs["train"], bufs["val"], bufs["eval"]
-    # The evaluation needs EVAL_BYTES + 1 bytes; training needs enough to not just memorise.
-    if min(len(val), len(held_out)) <= EVAL_BYTES or len(train) < 10 * EVAL_BYTES:
-        sys.exit(f"prepare.py: too little text in {stdlib} (train {len(train)} B, val {len(val)} B, "
-                 f"eval {len(held_out)} B)")
-
-    # The held-out split first, in its own folder: the training sandbox never has it mounted.
+        if len(train) < MAX_TRAIN_BYTES:
+            train += path.read_bytes()[: MAX_TRAIN_BYTES - len(train)]
+    if len(train) < 2 * FIT_BYTES:
+        sys.exit(f"prepare.py: too little text in {stdlib} ({len(train)} B of *.py files)")
+    sampler = NGramSampler(bytes(train[:FIT_BYTES]))
+    val, val_oracle = sampler.sample(EVAL_BYTES + 1, PUBLIC_SEED)
+    # The held-out text first, in its own folder: the training sandbox never has it mounted.
+    seed = secrets.token_hex(16)
+    held_out, oracle = sampler.sample(EVAL_BYTES + 1, seed)
     eval_folder = eval_dir()
     eval_folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(eval_folder / "eval.bin", bytes(held_out))
-    eval_meta = {"version": FORMAT_VERSION, "eval_files": counts["eval"], "eval_bytes": len(held_out),
-                 "eval_sha256": hashlib.sha256(held_out).hexdigest()}
+    _write_atomic(eval_folder / "eval.bin", held_out)
+    eval_meta = {"version": FORMAT_VERSION, "seed": seed, "eval_bytes": len(held_out),
+                 "oracle_bpb": round(oracle, 6), "eval_sha256": hashlib.sha256(held_out).hexdigest()}
     _write_atomic(eval_folder / "meta.json", json.dumps(eval_meta, indent=2).encode())
 
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "train.bin", bytes(train))
-    _write_atomic(directory / "val.bin", bytes(val))
+    _write_atomic(directory / "val.bin", val)
     meta = {
         "version": FORMAT_VERSION,
         "source": str(stdlib),
         "python": sys.version.split()[0],
-        "train_files": counts["train"],
-        "val_files": counts["val"],
+        "train_files": len(files),
         "train_bytes": len(train),
         "val_bytes": len(val),
+        "val_oracle_bpb": round(val_oracle, 6),
         "train_sha256": hashlib.sha256(train).hexdigest(),
         "val_sha256": hashlib.sha256(val).hexdigest(),
     }
     _write_atomic(directory / "meta.json", json.dumps(meta, indent=2).encode())  # last: marks completion
     print(
-        f"wrote {directory}: train {len(train):,} B from {counts['train']} files, "
-        f"val {len(val):,} B from {counts['val']} files; held-out eval {len(held_out):,} B from "
-        f"{counts['eval']} files in {eval_folder}"
+        f"wrote {directory}: train {len(train):,} B from {len(files)} files, val {len(val):,} B sampled "
+        f"(oracle {val_oracle:.3f} bpb); held-out eval {len(held_out):,} B sampled with a secret seed in {eval_folder}"
     )
     return meta
 

@@ -17,6 +17,7 @@ import time
 # steps by up to 10x, and on an idle one this costs nothing. Read when torch loads libgomp.
 os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
+import safe_export
 import torch
 import torch.nn.functional as F
 from prepare import TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, load_split
@@ -106,7 +107,8 @@ def lr_at(step: int, progress: float) -> float:
 
 
 def export_model(model: nn.Module, seq_len: int) -> None:
-    """Save the model as a torch.export program (graph and weights, no Python code) for evaluate.py."""
+    """Save the model as a torch.export program (graph and weights, no Python code) for evaluate.py,
+    which runs only the pure tensor operators in safe_export.ALLOWED_OPS."""
     output = os.environ.get("AUTORESEARCH_OUTPUT")
     if not output:
         return
@@ -114,7 +116,8 @@ def export_model(model: nn.Module, seq_len: int) -> None:
     # On the CPU, so the evaluator needs no GPU; the batch size is fixed in the program.
     example = torch.zeros(max(1, 8192 // seq_len), seq_len, dtype=torch.long)
     program = torch.export.export(model.float().cpu(), (example,))
-    torch.export.save(program, os.path.join(output, "model.pt2"))
+    # safe_export.save: torch.export.save without the pickled sample inputs evaluate.py would refuse.
+    safe_export.save(program, os.path.join(output, "model.pt2"))
 
 
 def main() -> None:
