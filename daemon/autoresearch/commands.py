@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
+from autoresearch import branchsync
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
@@ -31,6 +32,7 @@ from autoresearch.runners import lane_runners, runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
+from autoresearch.session_config import load_session_settings
 from autoresearch.status import summarize
 from autoresearch.workspace import GitWorkspace
 
@@ -56,6 +58,8 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
     if config_path.exists() and given:
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
     settings = load_settings(ws.root, **given)
+    if config_path.exists() and CONFIG_FILE not in ws.tracked([config_path]):
+        raise ConfigError(f"{config_path} is not committed; commit it (the session reads it from its branch)")
     tag = tag or default_tag()
     check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
     settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
@@ -169,7 +173,7 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     protect_daemon()  # before the agent reads its key and before any run starts
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
-    settings = load_settings(ws.root, **overrides)
+    settings = load_session_settings(ws, session.branch, **overrides)
     # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
@@ -183,9 +187,11 @@ def read_status(repo: Path) -> dict[str, Any]:
     path = ws.state_dir() / JOURNAL_FILE
     if not path.exists():
         raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {repo}` first")
-    settings = load_settings(ws.root)
-    summary = summarize(Journal(path).load(), settings.direction, lanes=_status_lanes(settings),
-                        budget=settings.budget)
+    session = load_session(ws)
+    settings = load_session_settings(ws, session.branch)
+    state = Journal(path).load()
+    summary = summarize(state, settings.direction, lanes=_status_lanes(settings), budget=settings.budget)
+    summary["branch"] = {"name": session.branch, **branchsync.inspect(ws, session.branch, state).as_dict()}
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch import limits, noise
+from autoresearch import branchsync, limits, noise, session_config
 from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
 from autoresearch.drafts import Drafter
@@ -44,6 +44,9 @@ from autoresearch.waits import TRANSIENT, Waiter, what_of
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
+
+SYNC_EVERY_S = 2.0
+"""Least seconds between two looks at the session branch while lanes are free."""
 
 PROPOSAL_HORIZON_S = 3600.0
 """How long a proposal may take before the systemd watchdog may consider the loop hung."""
@@ -75,6 +78,7 @@ class Loop:
     _alive_until: float = 0.0
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
+    _synced_at: float = 0.0
 
     @property
     def journal(self) -> Journal:
@@ -120,25 +124,47 @@ class Loop:
     def _start(self) -> None:
         """Back to a known state: the branch and results.tsv. Orphans are reaped and the runner checked by
         ``wait_for_runner``; experiments a crash interrupted are settled by ``_settle``."""
-        ws, branch = self.workspace, self.session.branch
-        if ws.branch_sha(branch) is None:
+        branch = self.session.branch
+        if self.workspace.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
         self.journal.repair_tail()
         remove_stale_temps(self.session.repo)
         state = self.journal.load()
-        pending = state.pending()
         if state.waiting is not None:
             self._waiter.end()  # a killed daemon's wait: this daemon probes afresh
-        dirty = ws.dirty_files()
-        if ws.current_branch() != branch:
-            if dirty:
-                raise RepoError(f"{ws.root} has uncommitted changes; commit or stash them before switching to {branch}")
-            ws.checkout(branch)
-        if dirty and pending is None:
-            raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them")
+        self._pin_measured(state)
+        # The user's checkout is theirs: never switched, reset or cleaned; only a clean checkout of the
+        # session branch is fast-forwarded (branchsync). A commit someone put on the branch is adopted.
+        self._reconcile()
         for exp in state.open():
             log.warning("recovery.resume", n=exp.n, phase=exp.phase, lane=exp.lane)
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
+
+    def _pin_measured(self, state: JournalState) -> None:
+        """The first run pins the keys that decide what is measured; a later run with other values exits 2."""
+        if state.measured is None:
+            self.journal.append({"type": "config", "measured": session_config.measured(self.settings)})
+        else:
+            session_config.check_unchanged(state.measured, self.settings, state.tag)
+
+    def _reconcile(self) -> None:
+        """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
+        the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
+        before the record adopts it again at the next start; after it, the experiment resumes)."""
+        self._synced_at = time.monotonic()
+        with self._record_lock:
+            state = self.journal.load()
+            result = branchsync.sync(self.workspace, self.session.branch, state)
+            if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
+                return
+            tip, n = result.tip, state.next_n()
+            content = self.workspace.read(tip, self.settings.target)
+            description = f"adopted {tip[:7]} (a commit on {self.session.branch} autoresearch did not make)"
+            self.journal.proposed(
+                n, parent=tip, baseline=True, adopted=tip, description=description, content=content, agent="user",
+                meta={}, usage=Proposal(content=content, description=description).usage.as_dict(), propose_s=0.0,
+            )
+            log.warning("branch.adopting", n=n, commit=tip[:7], branch=self.session.branch)
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
@@ -164,6 +190,9 @@ class Loop:
             state = self.journal.load()
             reason = self.limit_reached(state)
             paid_only = self.limit_reached(state, spend=False) is None and not self._count_reached(state)
+            if paid_only and self.pool.free() and time.monotonic() >= self._synced_at + SYNC_EVERY_S:
+                self._reconcile()  # between experiments: a commit someone made meanwhile becomes the base
+                state = self.journal.load()
             self._dispatch(state, take=paid_only, draft=paid_only and reason is None)
             state = self.journal.load()
             if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):

@@ -43,6 +43,8 @@ def status_table(s: dict[str, Any]) -> Table:
         table.add_row("claims far from evaluation", ", ".join(f"#{n}" for n in s["claim_flags"][-10:]))
     imp = s.get("improvement")
     table.add_row("improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%)")
+    if s.get("branch"):
+        table.add_row("branch", branch_line(s["branch"]))
     lanes = s.get("lanes") or []
     for lane in lanes if len(lanes) > 1 else []:
         table.add_row(f"lane {lane['lane']}", lane_line(lane))
@@ -81,3 +83,14 @@ def lane_line(lane: dict[str, Any]) -> str:
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{float(value):.6f}"
+
+
+def branch_line(b: dict[str, Any]) -> str:
+    """The session branch against the best: at it, or why a checkout of it is behind (``branchsync``)."""
+    tip = str(b.get("tip") or "")[:7] or "missing"
+    where = f" (checked out in {b['checkout']})" if b.get("checkout") else ""
+    if b.get("state") == "ok":
+        return f"{b['name']} at {tip}, the best{where}"
+    if b.get("state") == "behind":
+        return f"{b['name']} at {tip}{where} is behind the best {str(b.get('want'))[:7]}: {b.get('reason')}"
+    return f"{b['name']} at {tip}: {b.get('reason')}; the next run measures it as the new base"

@@ -143,10 +143,10 @@ def report_command(
 ) -> list[Path]:
     """The CLI entry: the files go to ``.git/autoresearch/report/`` unless ``out_dir`` says otherwise.
     With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths."""
-    from autoresearch.config import load_settings
+    from autoresearch.session_config import settings_of_repo
 
     repo = repo.resolve()
-    settings = load_settings(repo)
+    settings = settings_of_repo(repo)
     if not (state_dir(repo) / JOURNAL_FILE).exists() and not (repo / RESULTS_FILE).exists():
         raise RepoError(f"{repo} has no autoresearch session (no journal, no {RESULTS_FILE}); nothing to report. "
                         f"Start one with `autoresearch init {repo}` and `autoresearch run {repo}`")
