@@ -79,6 +79,7 @@ class Loop:
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
     _synced_at: float = 0.0
+    _synced_rows: int = 0
 
     @property
     def journal(self) -> Journal:
@@ -147,6 +148,10 @@ class Loop:
         else:
             session_config.check_unchanged(state.measured, self.settings, state.tag)
 
+    def _sync_due(self, state: JournalState) -> bool:
+        """After each row, and every ``SYNC_EVERY_S`` while a lane is idle (git is not asked every tick)."""
+        return len(state.completion) != self._synced_rows or time.monotonic() >= self._synced_at + SYNC_EVERY_S
+
     def _reconcile(self) -> None:
         """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
         the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
@@ -154,6 +159,7 @@ class Loop:
         self._synced_at = time.monotonic()
         with self._record_lock:
             state = self.journal.load()
+            self._synced_rows = len(state.completion)
             result = branchsync.sync(self.workspace, self.session.branch, state)
             if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
                 return
@@ -190,7 +196,7 @@ class Loop:
             state = self.journal.load()
             reason = self.limit_reached(state)
             paid_only = self.limit_reached(state, spend=False) is None and not self._count_reached(state)
-            if paid_only and self.pool.free() and time.monotonic() >= self._synced_at + SYNC_EVERY_S:
+            if paid_only and self.pool.free() and self._sync_due(state):
                 self._reconcile()  # between experiments: a commit someone made meanwhile becomes the base
                 state = self.journal.load()
             self._dispatch(state, take=paid_only, draft=paid_only and reason is None)

@@ -52,9 +52,9 @@ def check_unchanged(pinned: dict[str, Any], settings: Settings, tag: str | None)
     lines = [f"  {key}: {pinned[key]!r} in this session, now {now[key]!r} (from {settings.source_of(key)})"
              for key in changed]
     raise ConfigError(
-        "these settings decide what is measured, and results under other values would not compare:\n"
-        + "\n".join(lines) + f"\nput them back, or start a new session (`autoresearch init REPO --tag NEW`; "
-        f"session {tag or '?'} stays on its branch)"
+        f"{', '.join(changed)} changed since session {tag or '?'} began: these decide what is measured, and "
+        "results under other values would not compare; put them back, or start a new session "
+        "(`autoresearch init REPO --tag NEW`; this one stays on its branch)\n" + "\n".join(lines)
     )
 
 
