@@ -196,3 +196,21 @@ def test_measured_key_change_needs_a_new_session(tmp_path: Path) -> None:
     state = _loop(repo, [], [], 2).journal.load()
     assert len(state.recorded()) == 1 and state.stops[-1].exit_code == 2 and "budget" in state.stops[-1].reason
     assert _loop(repo, [ok(1.9)], [], 2, proposals={"ahead": 1}).run().exit_code == 0  # not measured: fine
+
+
+def test_fast_forward_cut_by_a_kill_is_finished(tmp_path: Path) -> None:
+    repo = _session(tmp_path)
+    git(repo, "checkout", "-q", "autoresearch/t")
+    loop = _loop(repo, [ok(2.0), ok(1.0)], [(BETTER, "lr")], 2)
+    (repo / "prepare.py").write_text("# dirty while the keep lands\n")
+    assert loop.run().exit_code == 0
+    base, best = _tip(repo), loop.journal.load().experiments[1].commit
+    git(repo, "checkout", "--", "prepare.py")
+    git(repo, "read-tree", "-m", "-u", base, best)  # what merge --ff-only leaves when killed before its ref update
+    assert git(repo, "status", "--porcelain") == "M  train.py"
+    assert branchsync.sync(GitWorkspace.open(repo), "autoresearch/t", loop.journal.load()).kind == "ok"
+    assert git(repo, "rev-parse", "HEAD") == best and git(repo, "status", "--porcelain") == ""
+    (repo / "train.py").write_text("# the user's own edit of the same file\n")  # not the keep's tree: left alone
+    git(repo, "update-ref", "refs/heads/autoresearch/t", base)
+    assert branchsync.sync(GitWorkspace.open(repo), "autoresearch/t", loop.journal.load()).kind == "behind"
+    assert (repo / "train.py").read_text() == "# the user's own edit of the same file\n"

@@ -99,6 +99,9 @@ def _advance(ws: Workspace, branch: str, want: str, tip: str | None, forward: bo
             return BranchSync("ok", want, want)
         return BranchSync("behind", ws.branch_sha(branch), want, reason="moved by someone else meanwhile")
     checkout = outs[0]
+    if checkout.dirty and forward and ws.holds_tree_of(checkout, want) and ws.move_branch(branch, want, tip):
+        log.info("branch.fast_forward_finished", branch=branch, checkout=str(checkout.path), to=want[:7])
+        return BranchSync("ok", want, want, checkout.path)  # a fast-forward a kill cut before its ref update
     if checkout.dirty:
         reason = _dirty_reason(checkout.path, checkout.dirty)
         log.warning("branch.behind", branch=branch, checkout=str(checkout.path), reason=reason)

@@ -65,6 +65,9 @@ class Workspace(Protocol):
     def fast_forward(self, checkout: Checkout, sha: str) -> None:
         """Fast-forward that work tree's branch, index and files to ``sha``; RepoError if git refuses
         (it never overwrites a local change)."""
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        """Whether that work tree's index and tracked files are exactly ``sha``'s tree (what a fast-forward
+        killed before its ref update leaves)."""
     def reset_checkout(self, checkout: Checkout, sha: str) -> None:
         """Move that work tree's branch, index and files to ``sha`` (``reset --keep``: RepoError rather
         than losing a local change). Only for a branch left at one of the daemon's own commits."""
@@ -240,6 +243,15 @@ class GitWorkspace:
     def fast_forward(self, checkout: Checkout, sha: str) -> None:
         run_git(checkout.path, "-c", "gc.auto=0", "merge", "--ff-only", "--no-verify-signatures", "--no-stat", "-q",
                 sha, git_dir=checkout.git_dir, work_tree=checkout.path, env=_ident_env())
+
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        try:  # diff-files exits 1 when a tracked file differs from the index; write-tree fails on a conflict
+            run_git(checkout.path, "diff-files", "--quiet", "--ignore-submodules=all", git_dir=checkout.git_dir,
+                    work_tree=checkout.path)
+            index_tree = run_git(checkout.path, "write-tree", git_dir=checkout.git_dir, work_tree=checkout.path)
+        except RepoError:
+            return False
+        return index_tree == self._git("rev-parse", f"{sha}^{{tree}}")
 
     def reset_checkout(self, checkout: Checkout, sha: str) -> None:
         run_git(checkout.path, "reset", "-q", "--keep", sha, git_dir=checkout.git_dir, work_tree=checkout.path,
@@ -421,6 +433,9 @@ class FakeWorkspace:
         if self.dirty or not self.is_ancestor(self.head(), sha):
             raise RepoError(f"cannot fast-forward {checkout.path} to {sha[:7]}")
         self.reset_hard(sha)
+
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        return False  # the fake's checkout moves in one step
 
     def reset_checkout(self, checkout: Checkout, sha: str) -> None:
         if self.dirty:
