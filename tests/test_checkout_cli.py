@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GIT_ENV, NO_REPEATS, cli, git
+from tests.conftest import GIT_ENV, NO_REPEATS, cli, git, make_repo
 
 CFG_TRAIN = """\
 import os
@@ -28,14 +28,7 @@ print("loss: %.6f" % ((LR - 0.1) ** 2 + abs(WIDTH - 12) * 0.01 + 1.0 + random.ra
 
 
 def _cfg(tmp_path: Path) -> Path:
-    cfg = tmp_path / "cfg"
-    cfg.mkdir()
-    git(cfg, "init", "-q", "-b", "main")
-    (cfg / "train.py").write_text(CFG_TRAIN)
-    (cfg / "prepare.py").write_text("print('prepared')\n")
-    git(cfg, "add", "-A")
-    git(cfg, "commit", "-qm", "research repo")
-    return cfg.resolve()
+    return make_repo(tmp_path / "cfg", train=CFG_TRAIN).resolve()
 
 
 def _sh(script: str, cwd: Path) -> None:

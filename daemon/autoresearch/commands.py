@@ -246,6 +246,8 @@ def run_demo(
     ws = GitWorkspace.open(folder)
     if not (ws.state_dir() / JOURNAL_FILE).exists():
         console.print("preparing data and the session branch ...")
+        if budget is not None:  # the budget is pinned by init (a measured key): this process's session gets it
+            os.environ["AUTORESEARCH_BUDGET"] = f"{budget:g}"
         init_repo(folder, None, {}, say=console.print)
     overrides: dict[str, Any] = {"agent": "offline", "budget": budget, "runner": runner,
                                  "limits": {"max_experiments": experiments}}
