@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from autoresearch import tarsafe
 from autoresearch.errors import RepoError
@@ -236,7 +236,7 @@ class GitWorkspace:
             if git_dir is None:
                 continue  # a linked work tree that is gone (prunable): nothing to update there
             status = run_git(path, "status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all",
-                             git_dir=git_dir, work_tree=path)
+                             git_dir=git_dir, work_tree=path, env=_NO_LOCKS)
             out.append(Checkout(path, git_dir, tuple(line[3:] for line in status.splitlines() if line.strip())))
         return out
 
@@ -245,13 +245,13 @@ class GitWorkspace:
                 sha, git_dir=checkout.git_dir, work_tree=checkout.path, env=_ident_env())
 
     def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
-        try:  # diff-files exits 1 when a tracked file differs from the index; write-tree fails on a conflict
-            run_git(checkout.path, "diff-files", "--quiet", "--ignore-submodules=all", git_dir=checkout.git_dir,
-                    work_tree=checkout.path)
-            index_tree = run_git(checkout.path, "write-tree", git_dir=checkout.git_dir, work_tree=checkout.path)
+        where: dict[str, Any] = {"git_dir": checkout.git_dir, "work_tree": checkout.path, "env": _NO_LOCKS}
+        try:  # each exits 1 on a difference: files against the index, the index against the commit
+            run_git(checkout.path, "diff-files", "--quiet", "--ignore-submodules=all", **where)
+            run_git(checkout.path, "diff-index", "--cached", "--quiet", "--ignore-submodules=all", sha, **where)
         except RepoError:
             return False
-        return index_tree == self._git("rev-parse", f"{sha}^{{tree}}")
+        return True
 
     def reset_checkout(self, checkout: Checkout, sha: str) -> None:
         run_git(checkout.path, "reset", "-q", "--keep", sha, git_dir=checkout.git_dir, work_tree=checkout.path,
@@ -267,6 +267,11 @@ def _commit_env(when: str) -> dict[str, str]:
     name, email = IDENTITY
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+
+
+_NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0"}
+"""For reads of the user's checkout: git then never takes its index.lock to refresh stat data, so the
+user's own git commands never find it held by the daemon."""
 
 
 def _ident_env() -> dict[str, str]:
