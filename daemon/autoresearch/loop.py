@@ -152,12 +152,15 @@ class Loop:
         """After each row, and every ``SYNC_EVERY_S`` while a lane is idle (git is not asked every tick)."""
         return len(state.completion) != self._synced_rows or time.monotonic() >= self._synced_at + SYNC_EVERY_S
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, wait: bool = True) -> None:
         """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
         the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
-        before the record adopts it again at the next start; after it, the experiment resumes)."""
+        before the record adopts it again at the next start; after it, the experiment resumes).
+        ``wait=False``: skip it while a lane judges (an evaluation may take minutes; the scheduler goes on)."""
+        if not self._record_lock.acquire(blocking=wait):
+            return
         self._synced_at = time.monotonic()
-        with self._record_lock:
+        try:
             state = self.journal.load()
             self._synced_rows = len(state.completion)
             result = branchsync.sync(self.workspace, self.session.branch, state)
@@ -171,6 +174,8 @@ class Loop:
                 meta={}, usage=Proposal(content=content, description=description).usage.as_dict(), propose_s=0.0,
             )
             log.warning("branch.adopting", n=n, commit=tip[:7], branch=self.session.branch)
+        finally:
+            self._record_lock.release()
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
@@ -197,7 +202,7 @@ class Loop:
             reason = self.limit_reached(state)
             paid_only = self.limit_reached(state, spend=False) is None and not self._count_reached(state)
             if paid_only and self.pool.free() and self._sync_due(state):
-                self._reconcile()  # between experiments: a commit someone made meanwhile becomes the base
+                self._reconcile(wait=False)  # between experiments: a commit made meanwhile becomes the base
                 state = self.journal.load()
             self._dispatch(state, take=paid_only, draft=paid_only and reason is None)
             state = self.journal.load()
