@@ -137,6 +137,8 @@ def test_foreign_commit_between_runs_is_adopted_and_kept(tmp_path: Path) -> None
     (repo / "train.py").write_text(FAST_TRAIN.replace("WIDTH = 8", "WIDTH = 12"))
     git(repo, "commit", "-qam", "mine: width 12")
     mine = git(repo, "rev-parse", "HEAD")
+    branch = read_status(repo)["branch"]
+    assert branch["state"] == "foreign" and "the next run measures it as the new base" in branch_line(branch)
     loop = _loop(repo, [ok(1.5), ok(1.0)], [(BETTER.replace("WIDTH = 8", "WIDTH = 12"), "lr")], 3)
     assert loop.run().exit_code == 0
     state = loop.journal.load()
