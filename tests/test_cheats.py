@@ -60,7 +60,7 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     (agent / "cheats.json").write_text(json.dumps(CHEATS))
     (agent / "agent.py").write_text(AGENT)
     env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
-           "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
+           "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command", "AUTORESEARCH_BUDGET": "0.001",
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
                                                   f"{agent / 'cheats.json'} {{target}}",
            "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}

@@ -26,7 +26,8 @@ def _containers(client: Any, repo: Path) -> list[Any]:
 def test_example_runs_in_containers(docker_client: Any, tmp_path: Path) -> None:
     repo = (tmp_path / "example").resolve()
     assert cli("example", str(repo)).returncode == 0
-    docker = {"AUTORESEARCH_RUNNER": "docker"}  # the example's toml says process; the environment overrides it
+    docker = {"AUTORESEARCH_RUNNER": "docker",  # the example's toml says process; the environment overrides it
+              "AUTORESEARCH_BUDGET": "4"}  # a measured key: pinned by init
     init = cli("init", str(repo), "--tag", "d", env=docker, timeout=900)
     assert init.returncode == 0, init.stderr[-3000:]
     # A generous grace: on a loaded 2-core machine startup and evaluation take several seconds.
