@@ -169,6 +169,7 @@ def test_foreign_commit_during_a_run_is_not_lost(tmp_path: Path) -> None:
     assert state.experiments[1].status == "keep"  # the keep was judged, but the branch was not moved over theirs
     assert state.experiments[2].adopted == theirs and state.experiments[2].status == "keep"
     assert git(repo, "merge-base", "--is-ancestor", theirs, "autoresearch/t") == ""
+    assert git(other, "rev-parse", "HEAD") == _tip(repo) and git(other, "status", "--porcelain") == ""  # followed
     assert git(repo, "rev-parse", "refs/autoresearch/t/1") == state.experiments[1].commit  # the keep: still reachable
 
 

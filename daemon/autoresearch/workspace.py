@@ -297,7 +297,10 @@ def _linked_git_dir(path: Path) -> Path | None:
     except OSError:
         return None
     line = text.strip()
-    return Path(line.removeprefix("gitdir:").strip()) if line.startswith("gitdir:") else None
+    if not line.startswith("gitdir:"):
+        return None
+    git_dir = Path(line.removeprefix("gitdir:").strip())
+    return git_dir if git_dir.is_absolute() else (path / git_dir).resolve()
 
 
 def _is_bare(path: Path) -> bool:
