@@ -12,7 +12,7 @@ import pytest
 
 from autoresearch.commands import repo_id
 from autoresearch.ledger import parse_results
-from tests.conftest import cli, make_repo
+from tests.conftest import cli, git, make_repo
 from tests.test_kill import assert_recovery_exercised, check_consistency, kill_and_restart, kill_test_repo
 
 pytestmark = pytest.mark.docker
@@ -44,7 +44,7 @@ def test_init_defaults_to_docker_when_an_engine_and_image_are_there(docker_clien
     repo = make_repo(tmp_path / "r")
     result = cli("init", str(repo), "--tag", "auto", "--budget", "2", env={"COLUMNS": "300"})
     assert result.returncode == 0, result.stderr
-    config = (repo / "autoresearch.toml").read_text()
+    config = git(repo, "show", "autoresearch/auto:autoresearch.toml")  # on the session branch, not the checkout
     assert 'runner = "docker"' in config
     where = os.environ.get("DOCKER_HOST") or "the default socket"  # init says which runner, and why
     assert f"runner: docker (engine up at {where}, image autoresearch-runner:local present;" in result.stdout
