@@ -52,14 +52,15 @@ Path(".autoresearch-description").write_text("cheat: " + name + "\n")
 """
 
 
-def cheating_agent(tmp_path: Path, cheats: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """The daemon's environment for a command agent that applies one cheat per experiment, in order."""
+def cheating_agent(tmp_path: Path, cheats: dict[str, tuple[str, str]], budget: str) -> dict[str, str]:
+    """The daemon's environment for a command agent that applies one cheat per experiment, in order (the
+    budget is a measured key: init pins it, so it is given to init and run alike)."""
     agent = tmp_path / "agent"  # the command agent runs jailed: this folder is its one writable mount
     agent.mkdir()
     (agent / "cheats.json").write_text(json.dumps(cheats))
     (agent / "agent.py").write_text(AGENT)
     return {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
-            "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command",
+            "AUTORESEARCH_NOISE__REPEATS": "0", "AUTORESEARCH_AGENT": "command", "AUTORESEARCH_BUDGET": budget,
             "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} {agent / 'agent.py'} "
                                                    f"{agent / 'cheats.json'} {{target}}",
             "AUTORESEARCH_COMMAND_AGENT__WRITABLE": json.dumps([str(agent)])}
@@ -74,7 +75,7 @@ def test_no_printed_cheat_is_kept(tmp_path: Path) -> None:
     assert seed_line in train.read_text()
     train.write_text(train.read_text().replace(seed_line, "seed = 0"))  # the daemon varies it per run
     git(repo, "commit", "-qam", "pin the seed")
-    env = cheating_agent(tmp_path, CHEATS)
+    env = cheating_agent(tmp_path, CHEATS, budget="0.001")
     init = cli("init", str(repo), "--tag", "cheats", env=env, timeout=600)
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "eval" / "eval.bin").exists() and not (tmp_path / "cache" / "eval.bin").exists()
@@ -266,7 +267,7 @@ def test_no_evaluator_cheat_is_kept(tmp_path: Path) -> None:
     """The red team's archives, written by train.py under the daemon: each evaluation fails (cause eval:...)."""
     repo = tmp_path / "example"
     assert cli("example", str(repo)).returncode == 0
-    env = cheating_agent(tmp_path, EVALUATOR_CHEATS)
+    env = cheating_agent(tmp_path, EVALUATOR_CHEATS, budget="0.5")
     assert cli("init", str(repo), "--tag", "evalcheats", env=env, timeout=600).returncode == 0
     result = cli("run", str(repo), "--max-experiments", str(1 + len(EVALUATOR_CHEATS)), "--budget", "0.5",
                  "--grace", "300", env=env, timeout=1500)

@@ -152,13 +152,16 @@ def test_run_bad_env_names_the_variable(initialised: Path, env: dict[str, str], 
     ('runner = "podman"', "runner [key runner in "),
 ])
 def test_run_bad_toml_names_the_key(initialised: Path, line: str, message: str) -> None:
+    # The session's config is the one committed on its branch (init leaves the checkout on main).
+    git(initialised, "checkout", "-q", "autoresearch/t1")
     toml = initialised / "autoresearch.toml"
     kept = [old for old in toml.read_text().splitlines() if old.split(" = ")[0] != line.split(" = ")[0]]
     toml.write_text("\n".join([*kept, line]) + "\n")
+    git(initialised, "commit", "-qam", "bad value")
     before = _snapshot(initialised)
     result = cli("run", str(initialised))
     assert result.returncode == 2 and message in result.stderr, result.stderr
-    assert f"{toml}]: " in result.stderr
+    assert "autoresearch/t1:autoresearch.toml]: " in result.stderr
     assert _snapshot(initialised) == before
 
 
@@ -193,7 +196,8 @@ def test_init_says_which_runner_and_why(tmp_path: Path) -> None:
                     env={"AUTORESEARCH_DOCKER__HOST": f"unix://{tmp_path}/no-such.sock", "COLUMNS": "300"})
     assert no_engine.returncode == 0, no_engine.stderr
     assert "runner: process (docker unavailable: " in no_engine.stdout
-    assert "runner" not in (tmp_path / "c" / "autoresearch.toml").read_text()
+    session_branch = git(tmp_path / "c", "for-each-ref", "--format=%(refname)", "refs/heads/autoresearch/")
+    assert "runner" not in git(tmp_path / "c", "show", f"{session_branch}:autoresearch.toml")
 
 
 def test_sigterm_mid_run_stops_the_job_records_it_and_exits_0(tmp_path: Path) -> None:

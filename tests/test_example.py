@@ -22,7 +22,7 @@ def test_example_trains_and_the_loop_records_rows(tmp_path: Path) -> None:
     constants = find_constants((repo / "train.py").read_text())
     assert {"LEARNING_RATE", "D_MODEL", "DEPTH"} <= set(constants)
     env = {"AUTORESEARCH_CACHE_DIR": str(tmp_path / "cache"), "AUTORESEARCH_EVAL_DATA": str(tmp_path / "eval"),
-           "AUTORESEARCH_NOISE__REPEATS": "2"}
+           "AUTORESEARCH_NOISE__REPEATS": "2", "AUTORESEARCH_BUDGET": "3"}  # budget: pinned by init
     init = cli("init", str(repo), "--tag", "e2e", env=env, timeout=600)
     assert init.returncode == 0, init.stderr
     result = cli("run", str(repo), "--max-runs", "3", "--budget", "3", "--grace", "60", env=env, timeout=600)

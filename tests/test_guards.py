@@ -72,7 +72,7 @@ def test_init_while_a_daemon_runs_is_refused_and_the_daemon_goes_on(tmp_path: Pa
         assert "cannot init: an autoresearch daemon (or another init) runs on" in second.stderr
         assert f"(pid {daemon.pid})" in second.stderr
         # Nothing changed: same branch, same journal (the daemon's reader would stop on a replaced one).
-        assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "autoresearch/a"
+        assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"  # init never switches the checkout
         assert git(repo, "branch", "--list", "autoresearch/b") == ""
         assert journal.load().tag == "a" and daemon.poll() is None
     finally:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from autoresearch import init_checks, repo_env, sessions, snapshot
+from autoresearch import branchsync, init_checks, repo_env, sessions, snapshot
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
@@ -40,6 +40,7 @@ from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.runners.limits_notice import read_notice, record_limits
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
+from autoresearch.session_config import load_session_settings
 from autoresearch.status import run_lines, summarize
 from autoresearch.workspace import GitWorkspace
 
@@ -65,6 +66,8 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
     if config_path.exists() and given:
         raise ConfigError(f"{config_path} exists; edit it instead of passing {', '.join('--' + k for k in given)}")
     settings = load_settings(ws.root, **given)
+    if config_path.exists() and CONFIG_FILE not in ws.tracked([config_path]):
+        raise ConfigError(f"{config_path} is not committed; commit it (the session reads it from its branch)")
     tag = tag or default_tag()
     check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
     settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
@@ -206,7 +209,7 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     protect_daemon()  # before the agent reads its key and before any run starts
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
-    settings = load_settings(ws.root, **overrides)
+    settings = load_session_settings(ws, session.branch, **overrides)
     # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
@@ -220,12 +223,14 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     """The session's summary (the active one, or ``tag``'s), with its rows, runs and the daemon's pid."""
     ws = GitWorkspace.open(repo)
     files = sessions.find(ws.root, ws.state_dir(), tag)
-    settings = load_settings(ws.root)
+    branch = f"autoresearch/{files.tag}"
+    settings = load_session_settings(ws, branch)
     state = Journal(files.journal).load()
     summary = summarize(state, settings.direction, lanes=_status_lanes(settings), budget=settings.budget)
     summary.update(snapshot.session_fields(files, ws.state_dir()))
     summary["rows"] = snapshot.rows(files)
     summary["runs"] = snapshot.runs(state, files)
+    summary["branch"] = {"name": branch, **branchsync.inspect(ws, branch, state).as_dict()}
     summary["metric"] = settings.metric
     summary["direction"] = settings.direction
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
@@ -302,6 +307,8 @@ def run_demo(
     ws = GitWorkspace.open(folder)
     if not (ws.state_dir() / JOURNAL_FILE).exists():
         say("preparing data and the session branch ...")
+        if budget is not None:  # the budget is pinned by init (a measured key): this process's session gets it
+            os.environ["AUTORESEARCH_BUDGET"] = f"{budget:g}"
         init_repo(folder, None, {}, say=say)
     caps = {k: v for k, v in (("max_experiments", experiments), ("max_runs", runs)) if v is not None}
     overrides: dict[str, Any] = {"agent": "offline", "budget": budget, "runner": runner, "limits": caps}

@@ -448,15 +448,17 @@ class Settings(BaseSettings):
         return sources
 
 
-def load_settings(repo: Path, **overrides: Any) -> Settings:
-    """Read ``repo/autoresearch.toml`` (if any), the environment and ``overrides`` (CLI flags).
+def load_settings(repo: Path, *, config_file: Path | None = None, config_label: str | None = None,
+                  **overrides: Any) -> Settings:
+    """Read ``repo/autoresearch.toml`` (if any; or ``config_file``, named ``config_label`` in messages), the
+    environment and ``overrides`` (CLI flags).
 
     ``None`` overrides are ignored, so unset flags do not shadow the file.
     """
-    path = repo / CONFIG_FILE
+    path = config_file or repo / CONFIG_FILE
     flags = {k: v for k, v in overrides.items() if v is not None}
     check_environment(Settings, os.environ)  # a mistyped AUTORESEARCH_* variable is an error, not ignored
-    sources = Sources.read(path, flags)
+    sources = Sources.read(path, flags, label=config_label)
     # The TOML path is per repo, so each load gets a subclass bound to its own file.
     bound = type("RepoSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
@@ -467,7 +469,7 @@ def load_settings(repo: Path, **overrides: Any) -> Settings:
         raise ConfigError(f"invalid configuration: {exc} (a table's variable must hold JSON, or use "
                           f"AUTORESEARCH_<TABLE>__<KEY> variables)") from exc
     except (OSError, ValueError) as exc:  # unreadable file, TOML syntax error
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {config_label or path}: {exc}") from exc
     plain = Settings.model_validate(settings.model_dump())
     plain._sources = sources
     return plain

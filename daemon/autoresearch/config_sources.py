@@ -24,11 +24,14 @@ class Sources:
     env: Mapping[tuple[str, ...], str] = field(default_factory=dict)  # ("docker", "image") -> the variable's name
     toml: Mapping[str, Any] = field(default_factory=dict)
     toml_path: Path | None = None
+    toml_label: str | None = None
+    """How messages name the TOML file when it is not the user's (the session branch's committed one)."""
 
     @classmethod
-    def read(cls, toml_path: Path, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Sources:
+    def read(cls, toml_path: Path, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+             label: str | None = None) -> Sources:
         return cls(flags=flags, env=_env_names(os.environ if environ is None else environ),
-                   toml=_toml_tree(toml_path), toml_path=toml_path)
+                   toml=_toml_tree(toml_path), toml_path=toml_path, toml_label=label)
 
     def of(self, loc: Loc) -> str:
         """``flag --budget``, ``env AUTORESEARCH_BUDGET``, ``key budget in <path>`` or ``default of budget``."""
@@ -44,7 +47,7 @@ class Sources:
                 return f"env {name}"
         depth = _provided(self.toml, keys)
         if depth:
-            return f"key {'.'.join(keys[:depth])} in {self.toml_path}"
+            return f"key {'.'.join(keys[:depth])} in {self.toml_label or self.toml_path}"
         return f"default of {'.'.join(keys)}"
 
     def given(self, loc: Loc) -> bool:

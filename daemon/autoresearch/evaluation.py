@@ -133,6 +133,11 @@ class Steps:
                       or noise.measurements(state, best_commit, upto=exp.n) or (float(best_exp.metric or 0.0),))
             best = judge.Best(commit=best_commit, metrics=values, memory_gb=best_exp.memory_gb,
                               lines=self._lines(best_commit))
+        if exp.adopted:  # someone else's commit on the branch: the new base unless it crashed
+            verdict = judge.decide(run, None, noise.sigma(state, upto=exp.n), policy(p))
+            if verdict.action == "crash":
+                return verdict
+            return judge.Verdict("keep", "adopted", mean=sum(run.metrics) / len(run.metrics))
         return judge.decide(run, best, noise.sigma(state, upto=exp.n), policy(p))
 
     def _lines(self, commit: str) -> int:

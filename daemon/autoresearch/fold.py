@@ -13,6 +13,7 @@ from autoresearch.records import (
     AgentRecord,
     Checked,
     Committed,
+    ConfigRecord,
     DraftDropRecord,
     DraftRecord,
     Evaluated,
@@ -124,6 +125,11 @@ class Experiment:
     @property
     def measure_commit(self) -> str | None:
         return self.proposed.measure_commit
+
+    @property
+    def adopted(self) -> str | None:
+        """The foreign commit this experiment measures as the new base (None for the daemon's own)."""
+        return self.proposed.adopted
 
     @property
     def confirm_of(self) -> int | None:
@@ -299,6 +305,8 @@ class JournalState:
     """Experiment numbers in the order they were recorded (with lanes, not the order of n)."""
     setups: list[SetupRecord] = field(default_factory=list)
     """Runs of the repo's ``setup`` command after init (its inputs changed)."""
+    measured: dict[str, Any] | None = None
+    """The settings that decide what is measured, as pinned by the session's first ``config`` record."""
 
     def copy(self) -> JournalState:
         """A snapshot for a reader on another thread: containers copied, records shared (immutable)."""
@@ -365,6 +373,8 @@ def fold(state: JournalState, rec: Record) -> None:
         state.failed_in_a_row = []
     elif isinstance(rec, SetupRecord):
         state.setups.append(rec)
+    elif isinstance(rec, ConfigRecord):
+        state.measured = rec.measured if state.measured is None else state.measured
     elif isinstance(rec, DraftDropRecord):
         dropped = state.drafts.pop(rec.id, None)
         if dropped is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch import limits, noise
+from autoresearch import branchsync, limits, noise, session_config
 from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
 from autoresearch.drafts import Drafter
@@ -45,6 +45,9 @@ from autoresearch.waits import TRANSIENT, Waiter, what_of
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
+
+SYNC_EVERY_S = 2.0
+"""Least seconds between two looks at the session branch while lanes are free."""
 
 PROPOSAL_HORIZON_S = 3600.0
 """How long a proposal may take before the systemd watchdog may consider the loop hung."""
@@ -76,6 +79,8 @@ class Loop:
     _alive_until: float = 0.0
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
+    _synced_at: float = 0.0
+    _synced_rows: int = 0
 
     @property
     def journal(self) -> Journal:
@@ -121,25 +126,57 @@ class Loop:
     def _start(self) -> None:
         """Back to a known state: the branch and results.tsv. Orphans are reaped and the runner checked by
         ``wait_for_runner``; experiments a crash interrupted are settled by ``_settle``."""
-        ws, branch = self.workspace, self.session.branch
-        if ws.branch_sha(branch) is None:
+        branch = self.session.branch
+        if self.workspace.branch_sha(branch) is None:
             raise RepoError(f"branch {branch} does not exist; run `autoresearch init` first")
         self.journal.repair_tail()
         remove_stale_temps(self.session.repo)
         state = self.journal.load()
-        pending = state.pending()
         if state.waiting is not None:
             self._waiter.end()  # a killed daemon's wait: this daemon probes afresh
-        dirty = ws.dirty_files()
-        if ws.current_branch() != branch:
-            if dirty:
-                raise RepoError(f"{ws.root} has uncommitted changes; commit or stash them before switching to {branch}")
-            ws.checkout(branch)
-        if dirty and pending is None:
-            raise RepoError(f"{ws.root} has uncommitted changes ({', '.join(dirty[:5])}); commit or stash them")
+        self._pin_measured(state)
+        # The user's checkout is theirs: never switched, reset or cleaned; only a clean checkout of the
+        # session branch is fast-forwarded (branchsync). A commit someone put on the branch is adopted.
+        self._reconcile()
         for exp in state.open():
             log.warning("recovery.resume", n=exp.n, phase=exp.phase, lane=exp.lane)
         write_results(self.session.repo, self.journal.load(), self.settings.metric)
+
+    def _pin_measured(self, state: JournalState) -> None:
+        """The first run pins the keys that decide what is measured; a later run with other values exits 2."""
+        if state.measured is None:
+            self.journal.append({"type": "config", "measured": session_config.measured(self.settings)})
+        else:
+            session_config.check_unchanged(state.measured, self.settings, state.tag)
+
+    def _sync_due(self, state: JournalState) -> bool:
+        """After each row, and every ``SYNC_EVERY_S`` while a lane is idle (git is not asked every tick)."""
+        return len(state.completion) != self._synced_rows or time.monotonic() >= self._synced_at + SYNC_EVERY_S
+
+    def _reconcile(self, wait: bool = True) -> None:
+        """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
+        the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
+        before the record adopts it again at the next start; after it, the experiment resumes).
+        ``wait=False``: skip it while a lane judges (an evaluation may take minutes; the scheduler goes on)."""
+        if not self._record_lock.acquire(blocking=wait):
+            return
+        self._synced_at = time.monotonic()
+        try:
+            state = self.journal.load()
+            self._synced_rows = len(state.completion)
+            result = branchsync.sync(self.workspace, self.session.branch, state)
+            if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
+                return
+            tip, n = result.tip, state.next_n()
+            content = self.workspace.read(tip, self.settings.target)
+            description = f"adopted {tip[:7]} (a commit on {self.session.branch} autoresearch did not make)"
+            self.journal.proposed(
+                n, parent=tip, baseline=True, adopted=tip, description=description, content=content, agent="user",
+                meta={}, usage=Proposal(content=content, description=description).usage.as_dict(), propose_s=0.0,
+            )
+            log.warning("branch.adopting", n=n, commit=tip[:7], branch=self.session.branch)
+        finally:
+            self._record_lock.release()
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
@@ -167,6 +204,9 @@ class Loop:
             runs_ok = self.limit_reached(state, spend=False) is None and not limits.runs_reached(
                 self.settings.limits, state)
             paid_only = runs_ok and not self._count_reached(state)
+            if paid_only and self.pool.free() and self._sync_due(state):
+                self._reconcile(wait=False)  # between experiments: a commit made meanwhile becomes the base
+                state = self.journal.load()
             self._dispatch(state, take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
             state = self.journal.load()
             if reason is None and not paid_only and self._drained(state):

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from autoresearch import judge, noise, rebase, repo_env, retention
+from autoresearch import branchsync, judge, noise, rebase, repo_env, retention
 from autoresearch.config import Settings
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.evaluation import Steps, read_metric
@@ -70,7 +70,6 @@ class Phases:
     def commit(self, exp: Experiment) -> None:
         if exp.measure_commit:  # a repeat or confirmation: the same commit, measured again
             sha = exp.measure_commit
-            self.workspace.reset_hard(sha)
         elif exp.baseline:
             sha = exp.parent
         else:
@@ -226,7 +225,7 @@ class Phases:
                 return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
             exp = self._load(exp.n)
         verdict = steps.verdict(self.journal.load(), exp)
-        checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat")
+        checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
         if checkable and s.check and exp.phase != "checked":
             if not steps.check(exp):
                 return
@@ -249,8 +248,6 @@ class Phases:
             note = f"rebased as #{rebased_as}" if rebased_as is not None else verdict.reason
             description = clean_description(f"{exp.description} [{note}]")
         new_best = exp if status == "keep" else best
-        # Keep: the branch stays at the commit. Discard/crash: back to the best (the ref keeps the commit).
-        self.workspace.reset_hard((new_best or exp).commit)
         best_metric = verdict.mean if status == "keep" else noise.best_mean(state)
         self.journal.phase(
             exp.n,
@@ -270,14 +267,17 @@ class Phases:
             lineage=verdict.reason if verdict.reason in LINEAGES else None,
             rebased_as=rebased_as,
         )
+        # Written ahead: a kill before the move is finished by the next start (branchsync moves it forward).
+        branchsync.sync(self.workspace, self.session.branch, self.journal.load())
         state = self.journal.load()
         write_results(self.session.repo, state, s.metric)
         retention.prune_outputs(state, s.keep_outputs, self.output_dir)
         self._log_finished(exp, status, description)
         if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
             tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
+            what = f"the adopted commit {exp.commit[:7]}" if exp.adopted else f"the baseline (unchanged {s.target})"
             raise BaselineCrashed(
-                f"the baseline (unchanged {s.target}) crashed [{reason}]; fix it and commit it on "
+                f"{what} crashed [{reason}]; fix it and commit it on "
                 f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
             )
 

@@ -70,6 +70,13 @@ class UsageRecord(Record):
     usage: UsageFields = Field(default_factory=UsageFields)
 
 
+class ConfigRecord(Record):
+    """The values of the settings that decide what is measured, pinned for the session (``session_config``)."""
+
+    type: Literal["config"]
+    measured: dict[str, Any]
+
+
 class StopRecord(Record):
     type: Literal["stop"]
     reason: str
@@ -123,6 +130,8 @@ class Proposed(PhaseRecord):
     """The experiment whose commit a repeat or confirmation measures again."""
     for_candidate: int | None = None
     """A fresh run of the best, made for the candidate first measured at this experiment."""
+    adopted: str | None = None
+    """A commit someone else put on the session branch, measured as the new base (``branchsync``)."""
 
 
 class Committed(PhaseRecord):
@@ -263,4 +272,5 @@ OTHER_MODELS: dict[str, type[Record]] = {
     "draft": DraftRecord,
     "draft_drop": DraftDropRecord,
     "setup": SetupRecord,
+    "config": ConfigRecord,
 }

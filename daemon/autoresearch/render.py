@@ -63,6 +63,8 @@ def status_table(s: dict[str, Any]) -> Table:
     imp = s.get("improvement")
     _add(table, "improvement", "-" if not imp else f"{imp['absolute']:.6f} ({imp['percent']:.2f}%"
          + ("" if imp.get("sigmas") is None else f", {imp['sigmas']:.1f}σ") + ")")
+    if s.get("branch"):
+        _add(table, "branch", branch_line(s["branch"]))
     lanes = s.get("lanes") or []
     for lane in lanes if len(lanes) > 1 else []:
         _add(table, f"lane {lane['lane']}", lane_line(lane))
@@ -140,3 +142,14 @@ def notice_line(info: dict[str, Any]) -> str:
         return head
     why = f" ({info['reason']})" if info.get("reason") else ""
     return f"NOT enforced{why}: {'; '.join(missing)}. Applied: {head}"
+
+
+def branch_line(b: dict[str, Any]) -> str:
+    """The session branch against the best: at it, or why a checkout of it is behind (``branchsync``)."""
+    tip = str(b.get("tip") or "")[:7] or "missing"
+    where = f" (checked out in {b['checkout']})" if b.get("checkout") else ""
+    if b.get("state") == "ok":
+        return f"{b['name']} at {tip}, the best{where}"
+    if b.get("state") == "behind":
+        return f"{b['name']} at {tip}{where} is behind the best {str(b.get('want'))[:7]}: {b.get('reason')}"
+    return f"{b['name']} at {tip}: {b.get('reason')}; the next run measures it as the new base"

@@ -14,6 +14,7 @@ from autoresearch.config import CONFIG_FILE, Settings
 from autoresearch.errors import RepoError
 from autoresearch.journal import Journal
 from autoresearch.ledger import RESULTS_FILE, header, write_atomic
+from autoresearch.session_config import measured as measured_of
 from autoresearch.sessions import archive_active
 from autoresearch.workspace import Workspace
 
@@ -103,18 +104,22 @@ def mentions_metric(text: str, metric: str) -> bool:
 
 
 def start_session(ws: Workspace, settings: Settings, tag: str, config_text: str | None) -> Session:
-    """Create the branch (committing a new autoresearch.toml there), results.tsv and the journal."""
+    """Create the branch (committing a new autoresearch.toml there), results.tsv and the journal. The
+    user's checkout stays as it is: the branch is made beside it, never checked out."""
     state_dir = ws.state_dir()
     _archive_previous(ws.root, state_dir)
-    ws.create_branch(f"autoresearch/{tag}")
-    if config_text is not None:
+    base = ws.head()
+    if config_text is not None:  # through a private index: the user's index and files are untouched
         when = dt.datetime.now(dt.UTC).isoformat()
-        ws.commit_file(ws.head(), CONFIG_FILE, config_text, "autoresearch: add experiment config", when)
+        base = ws.make_commit(base, CONFIG_FILE, config_text, "autoresearch: add experiment config", when)
+    if not ws.move_branch(f"autoresearch/{tag}", base, None):
+        raise RepoError(f"branch autoresearch/{tag} appeared meanwhile; pick another --tag")
     ws.exclude(f"/{RESULTS_FILE}")
     ws.exclude(f"/.{RESULTS_FILE}.*")  # write_atomic's temp files
     write_atomic(ws.root / RESULTS_FILE, header(settings.metric))
     session = Session(repo=ws.root, state_dir=state_dir, tag=tag)
-    session.journal.append({"type": "session", "tag": tag, "branch": session.branch, "base": ws.head()})
+    session.journal.append({"type": "session", "tag": tag, "branch": session.branch, "base": base})
+    session.journal.append({"type": "config", "measured": measured_of(settings)})
     return session
 
 

@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from autoresearch import tarsafe
 from autoresearch.errors import RepoError
@@ -19,6 +19,16 @@ from autoresearch.gitcmd import git_bytes, git_status, run_git
 from autoresearch.safetext import printable
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A work tree (the main one or a linked one) that has a given branch checked out."""
+
+    path: Path
+    git_dir: Path
+    dirty: tuple[str, ...] = ()
+    """Tracked files with uncommitted changes (staged or not)."""
 
 
 class Workspace(Protocol):
@@ -46,6 +56,22 @@ class Workspace(Protocol):
         """Add a pattern to info/exclude unless there; True if it was added."""
     def state_dir(self) -> Path: ...
     def close(self) -> None: ...
+    def move_branch(self, branch: str, new: str, old: str | None) -> bool:
+        """Point ``refs/heads/<branch>`` at ``new`` only if it is at ``old`` now (None: only if it does not
+        exist); False if it was not. No work tree is touched."""
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether commit ``a`` is ``b`` or an ancestor of it."""
+    def checkouts(self, branch: str) -> list[Checkout]:
+        """The work trees that have ``branch`` checked out, with their uncommitted files."""
+    def fast_forward(self, checkout: Checkout, sha: str) -> None:
+        """Fast-forward that work tree's branch, index and files to ``sha``; RepoError if git refuses
+        (it never overwrites a local change)."""
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        """Whether that work tree's index and tracked files are exactly ``sha``'s tree (what a fast-forward
+        killed before its ref update leaves)."""
+    def reset_checkout(self, checkout: Checkout, sha: str) -> None:
+        """Move that work tree's branch, index and files to ``sha`` (``reset --keep``: RepoError rather
+        than losing a local change). Only for a branch left at one of the daemon's own commits."""
 
 
 class GitWorkspace:
@@ -191,6 +217,49 @@ class GitWorkspace:
     def close(self) -> None:
         """Nothing to release: every git call is a process of its own that has ended."""
 
+    def move_branch(self, branch: str, new: str, old: str | None) -> bool:
+        try:  # update-ref's compare-and-swap: a commit someone made meanwhile is never overwritten
+            self._git("update-ref", f"refs/heads/{branch}", new, old or "", env=_ident_env())
+        except RepoError:
+            return False
+        return True
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        code, _ = git_status(self.root, "merge-base", "--is-ancestor", a, b, git_dir=self.git_dir)
+        if code not in (0, 1):
+            raise RepoError(f"git merge-base --is-ancestor {a[:7]} {b[:7]} failed (exit {code})")
+        return code == 0
+
+    def checkouts(self, branch: str) -> list[Checkout]:
+        out = []
+        for path, ref in _worktrees(self._git("worktree", "list", "--porcelain", "-z")):
+            if ref != f"refs/heads/{branch}":
+                continue
+            git_dir = self.git_dir if path == self.root else _linked_git_dir(path)
+            if git_dir is None:
+                continue  # a linked work tree that is gone (prunable): nothing to update there
+            status = run_git(path, "status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all",
+                             git_dir=git_dir, work_tree=path, env=_NO_LOCKS)
+            out.append(Checkout(path, git_dir, tuple(line[3:] for line in status.splitlines() if line.strip())))
+        return out
+
+    def fast_forward(self, checkout: Checkout, sha: str) -> None:
+        run_git(checkout.path, "-c", "gc.auto=0", "merge", "--ff-only", "--no-verify-signatures", "--no-stat", "-q",
+                sha, git_dir=checkout.git_dir, work_tree=checkout.path, env=_ident_env())
+
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        where: dict[str, Any] = {"git_dir": checkout.git_dir, "work_tree": checkout.path, "env": _NO_LOCKS}
+        try:  # each exits 1 on a difference: files against the index, the index against the commit
+            run_git(checkout.path, "diff-files", "--quiet", "--ignore-submodules=all", **where)
+            run_git(checkout.path, "diff-index", "--cached", "--quiet", "--ignore-submodules=all", sha, **where)
+        except RepoError:
+            return False
+        return True
+
+    def reset_checkout(self, checkout: Checkout, sha: str) -> None:
+        run_git(checkout.path, "reset", "-q", "--keep", sha, git_dir=checkout.git_dir, work_tree=checkout.path,
+                env=_ident_env())
+
     def state_dir(self) -> Path:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
         git_dir = git_dir if git_dir.is_absolute() else self.root / git_dir
@@ -201,6 +270,40 @@ def _commit_env(when: str) -> dict[str, str]:
     name, email = IDENTITY
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+
+
+_NO_LOCKS = {"GIT_OPTIONAL_LOCKS": "0"}
+"""For reads of the user's checkout: git then never takes its index.lock to refresh stat data, so the
+user's own git commands never find it held by the daemon."""
+
+
+def _ident_env() -> dict[str, str]:
+    """The daemon's identity for reflog entries (a repo without user.name must not make them fail)."""
+    name, email = IDENTITY
+    return {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+
+
+def _worktrees(porcelain: str) -> list[tuple[Path, str | None]]:
+    """(path, checked-out ref or None) of each work tree in ``git worktree list --porcelain -z``."""
+    out: list[tuple[Path, str | None]] = []
+    for fields in porcelain.split("\0\0"):
+        attrs = dict(f.partition(" ")[::2] for f in fields.split("\0") if f)
+        if "worktree" in attrs and "bare" not in attrs:
+            out.append((Path(attrs["worktree"]).resolve(), attrs.get("branch")))
+    return out
+
+
+def _linked_git_dir(path: Path) -> Path | None:
+    """The git dir a linked work tree's ``.git`` file names."""
+    try:
+        text = (path / ".git").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    line = text.strip()
+    if not line.startswith("gitdir:"):
+        return None
+    git_dir = Path(line.removeprefix("gitdir:").strip())
+    return git_dir if git_dir.is_absolute() else (path / git_dir).resolve()
 
 
 def _is_bare(path: Path) -> bool:
@@ -319,3 +422,33 @@ class FakeWorkspace:
 
     def close(self) -> None:
         return None
+
+    def move_branch(self, branch: str, new: str, old: str | None) -> bool:
+        if self.refs.get(f"refs/heads/{branch}") != old:
+            return False
+        self.refs[f"refs/heads/{branch}"] = new
+        return True
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        node: str | None = b
+        while node is not None:
+            if node == a:
+                return True
+            node = self.commits[node][0]
+        return False
+
+    def checkouts(self, branch: str) -> list[Checkout]:
+        return [Checkout(self.root, self.root / ".git", tuple(self.dirty))] if branch == self.branch else []
+
+    def fast_forward(self, checkout: Checkout, sha: str) -> None:
+        if self.dirty or not self.is_ancestor(self.head(), sha):
+            raise RepoError(f"cannot fast-forward {checkout.path} to {sha[:7]}")
+        self.reset_hard(sha)
+
+    def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
+        return False  # the fake's checkout moves in one step
+
+    def reset_checkout(self, checkout: Checkout, sha: str) -> None:
+        if self.dirty:
+            raise RepoError(f"cannot reset {checkout.path} to {sha[:7]}: local changes")
+        self.reset_hard(sha)

@@ -29,7 +29,7 @@ def autoresearch(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
 def test_three_iterations_on_the_example_then_a_restart(tmp_path: Path) -> None:
     repo = tmp_path / "example"
     for args in (("example", str(repo)), ("init", str(repo), "--tag", "t")):
-        done = autoresearch(*args)
+        done = autoresearch(*args, env={"AUTORESEARCH_BUDGET": "3"})  # a measured key: pinned by init
         assert done.returncode == 0, done.stderr
     run = ("run", str(repo), "--agent", "anthropic", "--budget", "3", "--grace", "120")
     with FakeMessagesAPI(fallback=ToyResearcher("train.py")) as fake:

@@ -137,7 +137,8 @@ def test_unit_under_systemd(machine: Callable[..., subprocess.CompletedProcess[s
         out=$(systemd-analyze verify /etc/systemd/system/{UNIT} 2>&1); [ -z "$out" ] || {{ echo "$out"; exit 1; }}
         cd /srv/autoresearch
         runuser -u autoresearch -- env HOME=/home/autoresearch autoresearch example {REPO} >/dev/null
-        runuser -u autoresearch -- env HOME=/home/autoresearch {NO_SANDBOX} autoresearch init {REPO} >/dev/null
+        runuser -u autoresearch -- env HOME=/home/autoresearch AUTORESEARCH_BUDGET=5 {NO_SANDBOX} \
+            autoresearch init {REPO} >/dev/null
         printf 'AUTORESEARCH_BUDGET=5\\nAUTORESEARCH_GRACE=30\\n{NO_SANDBOX}\\n' >/etc/autoresearch/demo.env
         echo '{NO_CGROUPS}' >>/etc/autoresearch/demo.env
         mkdir -p /etc/systemd/system/{UNIT}.d

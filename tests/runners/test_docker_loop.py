@@ -12,7 +12,7 @@ import pytest
 
 from autoresearch.commands import repo_id
 from autoresearch.ledger import parse_results
-from tests.conftest import cli, make_repo
+from tests.conftest import cli, git, make_repo
 from tests.test_kill import assert_recovery_exercised, check_consistency, kill_and_restart, kill_test_repo
 
 pytestmark = pytest.mark.docker
@@ -26,7 +26,8 @@ def _containers(client: Any, repo: Path) -> list[Any]:
 def test_example_runs_in_containers(docker_client: Any, tmp_path: Path) -> None:
     repo = (tmp_path / "example").resolve()
     assert cli("example", str(repo)).returncode == 0
-    docker = {"AUTORESEARCH_RUNNER": "docker"}  # the example's toml says process; the environment overrides it
+    docker = {"AUTORESEARCH_RUNNER": "docker",  # the example's toml says process; the environment overrides it
+              "AUTORESEARCH_BUDGET": "4"}  # a measured key: pinned by init
     init = cli("init", str(repo), "--tag", "d", env=docker, timeout=900)
     assert init.returncode == 0, init.stderr[-3000:]
     # A generous grace: on a loaded 2-core machine startup and evaluation take several seconds.
@@ -43,7 +44,7 @@ def test_init_defaults_to_docker_when_an_engine_and_image_are_there(docker_clien
     repo = make_repo(tmp_path / "r")
     result = cli("init", str(repo), "--tag", "auto", "--budget", "2", env={"COLUMNS": "300"})
     assert result.returncode == 0, result.stderr
-    config = (repo / "autoresearch.toml").read_text()
+    config = git(repo, "show", "autoresearch/auto:autoresearch.toml")  # on the session branch, not the checkout
     assert 'runner = "docker"' in config
     where = os.environ.get("DOCKER_HOST") or "the default socket"  # init says which runner, and why
     assert f"runner: docker (engine up at {where}, image autoresearch-runner:local present;" in result.stdout

@@ -146,10 +146,10 @@ def report_command(
     """The CLI entry: the files go to ``.git/autoresearch/report/`` unless ``out_dir`` says otherwise.
     With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths.
     ``tag`` names a session (an archived one's report goes into its archive folder)."""
-    from autoresearch.config import load_settings
+    from autoresearch.session_config import settings_of_repo
 
     repo = repo.resolve()
-    settings = load_settings(repo)
+    settings = settings_of_repo(repo)
     if tag is not None:
         archived = _archived_session(repo, tag)
         if archived is not None:
