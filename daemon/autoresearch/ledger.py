@@ -75,7 +75,9 @@ def change_keys(state: JournalState) -> dict[int, int]:
     keys: dict[int, int] = {}
     base: int | None = None
     for exp in state.ordered():  # a confirmation always comes after what it confirms
-        if exp.baseline:
+        if exp.adopted:  # someone's commit, measured as the new base: a change of its own, not a baseline run
+            keys[exp.n] = exp.n
+        elif exp.baseline:
             base = exp.n if base is None else base
             keys[exp.n] = base
         elif exp.confirm_of is not None and exp.confirm_of in keys:
