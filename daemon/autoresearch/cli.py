@@ -1,4 +1,4 @@
-"""The ``autoresearch`` command line: example, init, run, status, demo, report."""
+"""The ``autoresearch`` command line: example, init, run, status, demo, report, serve."""
 
 from __future__ import annotations
 
@@ -88,8 +88,15 @@ def run_cmd(
     if max_experiments is not None:
         overrides["limits"] = {"max_experiments": max_experiments}
     loop = build_loop(repo, overrides)
+    from autoresearch.web.server import start_background
+
+    dashboard = start_background(repo, loop.settings)  # [http] listen: the dashboard beside the loop
     _stop_on_signals(loop.stop_event)
-    result = loop.run()
+    try:
+        result = loop.run()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
     raise typer.Exit(result.exit_code)
 
 
@@ -141,6 +148,23 @@ def report(
         out.print(f"{rendered.stats.title}: " + ", ".join(str(p) for p in rendered.paths))
 
     report_command(repo, output, watch, notebook, interval, on_render=shown)
+
+
+@app.command()
+def serve(
+    repo: RepoArg,
+    listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT to listen on (default: [http] listen, else 127.0.0.1:8765). Not loopback: needs a token.")
+    ] = None,
+    archive: Annotated[str | None, typer.Option(
+        help="Show an archived session (a folder name under .git/autoresearch/archive/).")] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="The least severe log level shown.")] = "info",
+) -> None:
+    """Serve the live dashboard and /metrics (read-only: reads the journal, with or without a running daemon)."""
+    from autoresearch.web.server import serve_forever
+
+    logs.configure(level=log_level)
+    serve_forever(repo, listen, archive, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
 
 
 def _stop_on_signals(event: Any) -> None:

@@ -1,0 +1,126 @@
+"""One watcher for all clients: it polls the journal's size and the in-flight runs' logs, rebuilds the
+page's JSON once per change (in a worker thread) and wakes every event stream. Clients only read
+what it built, so N watchers cost one journal read."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+
+from autoresearch.errors import AutoresearchError, JournalError
+from autoresearch.journal import JournalState
+from autoresearch.lanes import Lane
+from autoresearch.status import lane_of
+from autoresearch.web.chart import render_svg
+from autoresearch.web.source import SessionSource
+from autoresearch.web.view import snapshot
+
+log = structlog.get_logger("autoresearch.web")
+
+POLL_S = 0.25
+"""How often the journal's size and the running logs are checked (a stat each: cheap)."""
+LOG_BYTES = 6000
+
+
+@dataclass
+class Hub:
+    source: SessionSource
+    lanes: list[Lane]
+    poll_s: float = POLL_S
+    version: int = 0
+    state_json: str = "{}"
+    logs_version: int = 0
+    logs_json: str = "{}"
+    error: str | None = None
+    _state: JournalState | None = None
+    _signature: Any = None
+    _log_signature: Any = None
+    _chart: tuple[int, bytes] | None = None
+    _chart_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        """Poll until cancelled (the server's lifespan)."""
+        while True:
+            try:
+                await self.refresh()
+            except AutoresearchError as exc:  # a torn or invalid journal: show it, keep watching
+                if self.error != str(exc):
+                    log.warning("web.read_failed", error=str(exc))
+                    self.error = str(exc)
+                    self._wake()
+            await asyncio.sleep(self.poll_s)
+
+    async def refresh(self) -> None:
+        signature = self.source.signature()
+        if signature != self._signature or self._state is None:
+            state, text = await anyio.to_thread.run_sync(self._build)
+            self._state, self.state_json, self._signature = state, text, signature
+            self.version += 1
+            self.error = None
+            self._wake()
+        logs = self._log_files(self._state)
+        log_signature = [(n, self._size(n)) for n in logs]
+        if log_signature != self._log_signature:
+            tails = await anyio.to_thread.run_sync(self._tails, logs)
+            self.logs_json = json.dumps(tails)
+            self._log_signature = log_signature
+            self.logs_version += 1
+            self._wake()
+
+    def _build(self) -> tuple[JournalState, str]:
+        state = self.source.load()
+        view = snapshot(state, self.source.settings, self.lanes, dt.datetime.now(dt.UTC))
+        view["archived"] = self.source.archived
+        view["version"] = self.version + 1
+        return state, json.dumps(view)
+
+    def _log_files(self, state: JournalState | None) -> dict[int, int]:
+        """Lane → the experiment training in it now (its log grows while it runs)."""
+        if state is None:
+            return {}
+        return {lane_of(e): e.n for e in state.open() if e.running is not None and e.finished is None}
+
+    def _tails(self, logs: dict[int, int]) -> dict[str, dict[str, Any]]:
+        return {str(lane): {"n": n, "tail": self.source.log_tail(n, LOG_BYTES)} for lane, n in logs.items()}
+
+    def _size(self, n: int) -> int:
+        try:
+            return self.source.log_path(n).stat().st_size
+        except OSError:
+            return -1
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait(self) -> None:
+        """Until the next change (state, logs or an error)."""
+        await self._changed.wait()
+
+    @property
+    def state(self) -> JournalState | None:
+        return self._state
+
+    async def chart(self) -> bytes:
+        """The SVG of the current version, drawn once per version (matplotlib in a worker thread)."""
+        async with self._chart_lock:
+            version, state = self.version, self._state
+            if self._chart is not None and self._chart[0] == version:
+                return self._chart[1]
+            if state is None:
+                await self.refresh()
+                version, state = self.version, self._state
+            if state is None:
+                raise JournalError(self.error or f"{self.source.journal_path}: not read yet")
+            settings = self.source.settings
+            svg = await anyio.to_thread.run_sync(
+                lambda: render_svg(state, settings.metric, settings.direction, self.source.folder))
+            self._chart = (version, svg)
+            return svg

@@ -1,0 +1,91 @@
+"""Helpers for the dashboard's tests: ``autoresearch serve`` and the daemon as real subprocesses,
+always stopped (and killed if need be) when a test ends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import GIT_ENV, NO_REPEATS
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    url: str
+    output: list[str]
+
+    def log(self) -> str:
+        """Everything it printed so far (stdout and stderr), after it stopped."""
+        return "".join(self.output)
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, **GIT_ENV, **NO_REPEATS, **(extra or {})}
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def serving(repo: Path, *args: str, env: dict[str, str] | None = None, listen: str = "127.0.0.1:0") -> Iterator[Served]:
+    """``autoresearch serve`` on a free port; yields once it printed its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "serve", str(repo), "--listen", listen, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(env))
+    output: list[str] = []
+    drain: threading.Thread | None = None
+    try:
+        url = _wait_for_url(proc, output)
+        # Keep reading what it prints, so a full pipe never blocks it.
+        drain = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+        drain.start()
+        yield Served(proc, url, output)
+    finally:
+        stop(proc)
+        if drain is not None:
+            drain.join(10)
+
+
+def _wait_for_url(proc: subprocess.Popen[str], output: list[str], timeout: float = 60) -> str:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            output.append(line)
+            if match := re.search(r"dashboard: (http://\S+/)", line):
+                return match.group(1).replace("0.0.0.0", "127.0.0.1")
+    raise AssertionError(f"serve did not start (exit {proc.poll()}):\n{''.join(output)}")
+
+
+@contextlib.contextmanager
+def daemon(repo: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``autoresearch run`` in the background; SIGTERM (then SIGKILL) when the test is done."""
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(env))
+    try:
+        yield proc
+    finally:
+        stop(proc, timeout=60)
+        if proc.stderr is not None:
+            proc.stderr.close()
