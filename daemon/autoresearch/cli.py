@@ -163,8 +163,12 @@ def serve(
     """Serve the live dashboard and /metrics (read-only: reads the journal, with or without a running daemon)."""
     from autoresearch.web.server import serve_forever
 
+    def say(line: str) -> None:
+        out.print(line, highlight=False, soft_wrap=True)
+        out.file.flush()  # the URL line is read by scripts (and tests) while the server runs
+
     logs.configure(level=log_level)
-    serve_forever(repo, listen, archive, say=lambda line: out.print(line, highlight=False, soft_wrap=True))
+    serve_forever(repo, listen, archive, say=say)
 
 
 def _stop_on_signals(event: Any) -> None:
