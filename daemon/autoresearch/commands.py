@@ -253,7 +253,16 @@ def run_demo(
         console.print(progress_line(exp, settings.metric), highlight=False)
 
     loop.on_recorded = show
-    result = loop.run()
+    from autoresearch.web.server import start_background
+
+    dashboard = start_background(folder, settings)  # [http] listen (compose sets it): watch the demo live
+    if dashboard is not None:
+        console.print(f"dashboard: {dashboard.prepared.url}")
+    try:
+        result = loop.run()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
     console.print(status_table(read_status(folder)))
     console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
                   f"(writes {ws.state_dir() / 'report'})")
