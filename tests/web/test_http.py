@@ -134,6 +134,6 @@ def test_the_daemon_serves_the_dashboard_itself_with_http_listen(tmp_path: Path)
             with contextlib.suppress(httpx.TransportError):
                 rows = httpx.get(f"http://127.0.0.1:{port}/api/state").json()["rows"]
             time.sleep(0.3)
-        assert run.wait(120) == 0
+        assert run.wait(120) == 0, run.stderr.read()[-3000:] if run.stderr else ""
     with pytest.raises(httpx.TransportError):  # the daemon's exit closed it
         httpx.get(f"http://127.0.0.1:{port}/api/state", timeout=2)

@@ -54,7 +54,9 @@ class Dashboard:
 
     async def chart(self, _request: Request) -> Response:
         svg = await self.hub.chart()
-        return Response(svg, media_type="image/svg+xml", headers={"cache-control": "private, max-age=3600"})
+        if svg is None:
+            return PlainTextResponse("the chart could not be drawn (see the server's log)\n", status_code=503)
+        return Response(svg, media_type="image/svg+xml", headers=NO_STORE)
 
     async def diff(self, request: Request) -> Response:
         exp = self._experiment(request)
@@ -87,19 +89,28 @@ class Dashboard:
     async def _stream(self, request: Request) -> AsyncIterator[dict[str, str]]:
         """The full state on connect and after every journal change; the running logs' tails as they grow."""
         hub = self.hub
-        state_seen = logs_seen = -1
+        state_seen = logs_seen = chart_seen = -1
         error_seen: str | None = None
+        # The state the client has (the page fetched it gzipped; EventSource resends its last id on a
+        # reconnect) is not sent again.
+        have = request.query_params.get("since") or request.headers.get("last-event-id")
+        if have is not None and have == hub.state_id():
+            state_seen = hub.version
         while not await request.is_disconnected():
             if hub.version != state_seen:
                 state_seen = hub.version
-                yield {"event": "state", "id": str(state_seen), "data": hub.state_json}
+                yield {"event": "state", "id": hub.state_id(state_seen), "data": hub.state_json}
+            if hub.chart_version != chart_seen:
+                chart_seen = hub.chart_version
+                yield {"event": "chart", "data": str(chart_seen)}
             if hub.logs_version != logs_seen:
                 logs_seen = hub.logs_version
                 yield {"event": "logs", "data": hub.logs_json}
             if hub.error != error_seen:
                 error_seen = hub.error
                 yield {"event": "problem", "data": error_seen or ""}
-            if hub.version == state_seen and hub.logs_version == logs_seen and hub.error == error_seen:
+            if (hub.version, hub.logs_version, hub.chart_version, hub.error) == (
+                    state_seen, logs_seen, chart_seen, error_seen):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hub.wait(), timeout=PING_S)
 
@@ -119,6 +130,7 @@ def build_app(source: SessionSource, token: str | None, lanes: list[Lane], poll_
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await hub.close()
 
     app = Starlette(
         routes=[

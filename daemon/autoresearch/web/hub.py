@@ -5,15 +5,17 @@ what it built, so N watchers cost one journal read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import structlog
 
-from autoresearch.errors import AutoresearchError, JournalError
+from autoresearch.errors import AutoresearchError
 from autoresearch.journal import JournalState
 from autoresearch.lanes import Lane
 from autoresearch.status import lane_of
@@ -35,14 +37,19 @@ class Hub:
     poll_s: float = POLL_S
     version: int = 0
     state_json: str = "{}"
+    boot: str = field(default_factory=lambda: secrets.token_hex(4))
+    """Tells this server's state ids from an earlier one's (a client that reconnects after a restart)."""
     logs_version: int = 0
     logs_json: str = "{}"
     error: str | None = None
     _state: JournalState | None = None
     _signature: Any = None
     _log_signature: Any = None
-    _chart: tuple[int, bytes] | None = None
-    _chart_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    chart_version: int = 0
+    _chart: bytes | None = None
+    _chart_key: Any = None
+    _chart_task: asyncio.Task[None] | None = None
+    _chart_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -65,6 +72,8 @@ class Hub:
             self.version += 1
             self.error = None
             self._wake()
+            if self._chart_task is None or self._chart_task.done():
+                self._chart_task = asyncio.create_task(self._draw())
         logs = self._log_files(self._state)
         log_signature = [(n, self._size(n)) for n in logs]
         if log_signature != self._log_signature:
@@ -79,7 +88,11 @@ class Hub:
         view = snapshot(state, self.source.settings, self.lanes, dt.datetime.now(dt.UTC))
         view["archived"] = self.source.archived
         view["version"] = self.version + 1
+        view["id"] = self.state_id(self.version + 1)
         return state, json.dumps(view)
+
+    def state_id(self, version: int | None = None) -> str:
+        return f"{self.boot}-{self.version if version is None else version}"
 
     def _log_files(self, state: JournalState | None) -> dict[int, int]:
         """Lane → the experiment training in it now (its log grows while it runs)."""
@@ -108,19 +121,40 @@ class Hub:
     def state(self) -> JournalState | None:
         return self._state
 
-    async def chart(self) -> bytes:
-        """The SVG of the current version, drawn once per version (matplotlib in a worker thread)."""
-        async with self._chart_lock:
-            version, state = self.version, self._state
-            if self._chart is not None and self._chart[0] == version:
-                return self._chart[1]
-            if state is None:
+    async def _draw(self) -> None:
+        """Redraw the chart until it shows the latest recorded experiment: once per recorded row (the
+        chart shows nothing else), in a worker thread, never while a client waits for it."""
+        settings = self.source.settings
+        while (state := self._state) is not None and _chart_key(state) != self._chart_key:
+            key = _chart_key(state)
+            try:
+                self._chart = await anyio.to_thread.run_sync(
+                    lambda: render_svg(state, settings.metric, settings.direction, self.source.folder))
+            except Exception:  # a drawing bug must not stop the live page: the table and lanes go on
+                log.exception("web.chart_failed")
+                self._chart_ready.set()
+                return
+            self._chart_key = key
+            self.chart_version += 1
+            self._chart_ready.set()
+            self._wake()
+
+    async def close(self) -> None:
+        """Let a drawing in progress finish: its worker thread must not outlive the server (a thread
+        still in matplotlib while the interpreter exits aborts it)."""
+        if self._chart_task is not None:
+            with contextlib.suppress(Exception):
+                await self._chart_task
+
+    async def chart(self) -> bytes | None:
+        """The newest drawing (the first one is waited for); None when it could not be drawn."""
+        if self._chart is None:
+            if self._state is None:
                 await self.refresh()
-                version, state = self.version, self._state
-            if state is None:
-                raise JournalError(self.error or f"{self.source.journal_path}: not read yet")
-            settings = self.source.settings
-            svg = await anyio.to_thread.run_sync(
-                lambda: render_svg(state, settings.metric, settings.direction, self.source.folder))
-            self._chart = (version, svg)
-            return svg
+            await self._chart_ready.wait()
+        return self._chart
+
+
+def _chart_key(state: JournalState) -> tuple[int, int | None]:
+    """What the chart depends on changes only when a row is recorded."""
+    return len(state.completion), state.completion[-1] if state.completion else None

@@ -23,6 +23,8 @@ log = structlog.get_logger("autoresearch.web")
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
 SHUTDOWN_GRACE_S = 2
+STOP_WAIT_S = 20.0
+"""The daemon's exit waits this long for its dashboard (inside systemd's TimeoutStopSec=30s)."""
 
 
 @dataclass
@@ -75,9 +77,12 @@ class Background:
     prepared: Prepared
     thread: threading.Thread
 
-    def stop(self, timeout: float = SHUTDOWN_GRACE_S + 3) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """Close the connections and wait for the server's thread (a chart being drawn finishes first)."""
         self.prepared.server.should_exit = True
         self.thread.join(timeout)
+        if self.thread.is_alive():
+            log.warning("http.stop_timeout", waited_s=timeout)
         self.prepared.sock.close()
 
 

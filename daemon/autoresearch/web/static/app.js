@@ -48,10 +48,10 @@ function renderHeader(s) {
   $("#metric-head").textContent = s.metric + (s.direction === "min" ? " ↓" : " ↑");
 }
 
-function renderChart(s) {
-  if (s.version === view.chartVersion) return;
-  view.chartVersion = s.version;
-  $("#chart").src = "/chart.svg?v=" + encodeURIComponent(s.version);
+function renderChart(version) {
+  if (version === view.chartVersion || version === "0") return;  // 0: not drawn yet
+  view.chartVersion = version;
+  $("#chart").src = "/chart.svg?v=" + encodeURIComponent(version);
 }
 
 function renderLanes() {
@@ -221,22 +221,40 @@ function renderLimits(s) {
 function render() {
   const s = view.state;
   renderHeader(s);
-  renderChart(s);
   renderLanes();
   renderRows();
   renderAgent(s);
   renderLimits(s);
 }
 
-function connect() {
-  const source = new EventSource("/events");
+function applyState(state) {
+  view.state = state;
+  view.receivedAt = Date.now();
+  render();
+}
+
+async function start() {
+  // The first state over a gzipped fetch; the stream then sends only what changes after it.
+  let since = "";
+  try {
+    const response = await fetch("/api/state", { credentials: "same-origin" });
+    if (response.ok) {
+      const state = await response.json();
+      applyState(state);
+      since = state.id;
+    }
+  } catch (error) {
+    $("#connection").textContent = "reconnecting…";
+  }
+  connect(since);
+}
+
+function connect(since) {
+  const source = new EventSource("/events" + (since ? "?since=" + encodeURIComponent(since) : ""));
   source.addEventListener("open", () => { $("#connection").textContent = "live"; });
   source.addEventListener("error", () => { $("#connection").textContent = "reconnecting…"; });
-  source.addEventListener("state", (event) => {
-    view.state = JSON.parse(event.data);
-    view.receivedAt = Date.now();
-    render();
-  });
+  source.addEventListener("state", (event) => applyState(JSON.parse(event.data)));
+  source.addEventListener("chart", (event) => renderChart(event.data));
   source.addEventListener("logs", (event) => {
     view.logs = JSON.parse(event.data);
     if (view.state) renderLanes();
@@ -258,5 +276,5 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#filter").addEventListener("input", () => view.state && renderRows());
   $("#status-filter").addEventListener("change", () => view.state && renderRows());
   setInterval(() => { if (view.state) renderLanes(); }, 1000);
-  connect();
+  start();
 });
