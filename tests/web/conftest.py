@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import selectors
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ class Served:
     output: list[str]
 
     def log(self) -> str:
-        """Everything it printed so far (stdout and stderr), after it stopped."""
+        """Everything it printed so far (stdout and stderr)."""
         return "".join(self.output)
 
 
@@ -49,33 +47,27 @@ def serving(repo: Path, *args: str, env: dict[str, str] | None = None, listen: s
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "serve", str(repo), "--listen", listen, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(env))
     output: list[str] = []
-    drain: threading.Thread | None = None
+    started = threading.Event()
+
+    def read() -> None:  # everything it prints is read at once, so a full pipe never blocks it
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            if "dashboard: " in line:
+                started.set()
+        started.set()  # it exited
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        url = _wait_for_url(proc, output)
-        # Keep reading what it prints, so a full pipe never blocks it.
-        drain = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-        drain.start()
-        yield Served(proc, url, output)
+        started.wait(60)
+        match = re.search(r"dashboard: (http://\S+/)", "".join(output))
+        if match is None:
+            raise AssertionError(f"serve did not start (exit {proc.poll()}):\n{''.join(output)}")
+        yield Served(proc, match.group(1).replace("0.0.0.0", "127.0.0.1"), output)
     finally:
         stop(proc)
-        if drain is not None:
-            drain.join(10)
-
-
-def _wait_for_url(proc: subprocess.Popen[str], output: list[str], timeout: float = 60) -> str:
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if selector.select(timeout=0.5):
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            output.append(line)
-            if match := re.search(r"dashboard: (http://\S+/)", line):
-                return match.group(1).replace("0.0.0.0", "127.0.0.1")
-    raise AssertionError(f"serve did not start (exit {proc.poll()}):\n{''.join(output)}")
+        reader.join(10)
 
 
 @contextlib.contextmanager
