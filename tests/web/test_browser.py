@@ -47,7 +47,7 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
     assert init.returncode == 0, init.stderr
     env = {"AUTORESEARCH_AGENT": "command",
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} agent.py {{target}}"}
-    with daemon(repo, "--max-experiments", "4", env=env) as run, serving(repo) as served, sync_playwright() as pw:
+    with daemon(repo, "--max-experiments", "8", env=env) as run, serving(repo) as served, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             # CSP off: the page's own escaping is what is tested here (the CSP is a second layer, test_http).
@@ -87,6 +87,11 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
             assert page.evaluate("[...document.scripts].every(s => s.src.endsWith('/static/app.js'))")
             assert not errors, errors
 
+            assert page.locator("#agent-facts dd").first.text_content() == "command"  # the daemon's, from the journal
+
+            # The picture for the README: a run in flight, a row open.
+            page.wait_for_function("""() => [...document.querySelectorAll('#lanes pre.log')].some(
+                pre => pre.textContent.includes('step 1/1'))""", timeout=60_000)
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             if os.environ.get(SCREENSHOT_ENV):

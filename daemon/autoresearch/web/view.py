@@ -29,7 +29,7 @@ def snapshot(
         "metric": settings.metric,
         "direction": settings.direction,
         "budget_s": settings.budget,
-        "agent": settings.agent,
+        "agent": _agent(state, settings.agent),
         "summary": {k: summary[k] for k in (
             "experiments", "keep", "discard", "crash", "baseline", "best", "best_n", "sigma", "improvement",
             "gpu_hours", "cost_usd", "tokens", "skipped_proposals", "failed_proposals_in_a_row",
@@ -39,6 +39,12 @@ def snapshot(
         "notes": notes[:NOTES_LIMIT] if isinstance(notes, str) else None,
         "limits": limits(state, settings, now),
     }
+
+
+def _agent(state: JournalState, configured: str) -> str:
+    """The agent that made the latest proposal (the daemon's settings may differ from this process's)."""
+    named = (e.agent for e in reversed(state.ordered()) if e.agent not in (None, "baseline", "judge"))
+    return next(named, None) or configured
 
 
 def rows(state: JournalState, metric: str) -> list[dict[str, Any]]:

@@ -207,7 +207,7 @@ function renderLimits(s) {
   body.replaceChildren();
   if (!s.limits.length) {
     const tr = el("tr");
-    tr.append(el("td", "no limits set: it runs until stopped"));
+    tr.append(el("td", "none in autoresearch.toml or AUTORESEARCH_* (a flag given to `run` is not seen here)"));
     body.append(tr);
   }
   for (const lim of s.limits) {
