@@ -63,9 +63,10 @@ def test_with_a_token_every_route_needs_it_and_the_cookie_login_works(session: P
     (tmp_path / "token").write_text(TOKEN + "\n")
     env = {"AUTORESEARCH_HTTP__TOKEN_FILE": str(tmp_path / "token")}
     with serving(session, env=env, listen="0.0.0.0:0") as served, httpx.Client(base_url=served.url) as http:
-        for path in ("/api/state", "/metrics", "/events", "/chart.svg", "/api/diff/1", "/api/log/1",
-                     "/static/app.js", f"/api/state?token={TOKEN}"):
+        for path in ("/api/state", "/metrics", "/events", "/chart.svg", "/api/diff/1", "/api/log/1", "/",
+                     f"/api/state?token={TOKEN}", f"/?token={TOKEN}"):
             assert http.get(path).status_code == 401, path
+        assert http.get("/static/app.css").status_code == 200  # the login form's style: the package's, public
         assert http.get("/api/state", headers={"authorization": "Bearer wrong-token-0123456789"}).status_code == 401
         page = http.get("/", headers={"accept": "text/html"})
         assert page.status_code == 401 and 'action="/login"' in page.text  # the login form, not the page

@@ -16,6 +16,7 @@ from autoresearch.web.access import COOKIE, authorized
 log = structlog.get_logger("autoresearch.web")
 
 LOGIN_PATH = "/login"
+PUBLIC_PREFIX = "/static/"
 MAX_FORM_BYTES = 4096
 COOKIE_AGE_S = 30 * 24 * 3600
 SECURITY_HEADERS = [
@@ -50,6 +51,9 @@ class Gate:
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         cookies = _cookies(headers.get("cookie", ""))
+        if scope["path"].startswith(PUBLIC_PREFIX):  # the package's own script and style: nothing of the session
+            await self.app(scope, receive, secured)
+            return
         if scope["path"] == LOGIN_PATH and self.token is not None:
             response = await self._login(scope, receive)
         elif authorized(self.token, headers, cookies):
