@@ -23,9 +23,9 @@ import re, sys
 from pathlib import Path
 target = Path(sys.argv[1])
 text = target.read_text()
-lr = float(re.search(r"^LR = (.*)$", text, re.M).group(1))
+lr = float(re.search(r"^LR = ([0-9.]+)", text, re.M).group(1))
 new = round(0.1 + (lr - 0.1) * 0.6, 6)
-target.write_text(text.replace(f"LR = {{lr}}", f"LR = {{new}}", 1))
+target.write_text(re.sub(r"^LR = .*$", lambda m: f"LR = {{new}}  # " + {PLANT!r}, text, count=1, flags=re.M))
 Path(".autoresearch-description").write_text({PLANT!r} + f" LR {{lr}} -> {{new}}")
 Path(".autoresearch-notes").write_text("notes " + {PLANT!r})
 """
@@ -47,7 +47,7 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
     assert init.returncode == 0, init.stderr
     env = {"AUTORESEARCH_AGENT": "command",
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} agent.py {{target}}"}
-    with daemon(repo, "--max-experiments", "8", env=env) as run, serving(repo) as served, sync_playwright() as pw:
+    with daemon(repo, "--max-experiments", "30", env=env) as run, serving(repo) as served, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             # CSP off: the page's own escaping is what is tested here (the CSP is a second layer, test_http).
@@ -75,13 +75,16 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
             planted_row = page.locator("#rows tbody tr.row", has_text="LR 0.5 ->").first
             planted_row.click()
             page.wait_for_function("""() => { const d = document.querySelector('tr.detail pre.diff');
-                return d && d.textContent.includes('-LR = 0.5') && d.textContent.includes('+LR = 0.34'); }""")
+                return d && d.textContent.includes('-LR = 0.5')
+                         && d.textContent.includes('+LR = 0.34  # <script>'); }""")
             page.wait_for_function("document.querySelector('#chart').naturalWidth > 0")
             assert "judge:" in page.locator("tr.detail h3").first.text_content()
 
             # The planted markup is shown as text and never ran.
             assert PLANT in planted_row.locator("td.description").text_content()
             assert PLANT in page.locator("#notes").text_content()
+            chart = page.request.get(served.url + "chart.svg").text()
+            assert "<script" not in chart and "onerror" not in chart  # labels are drawn as glyph paths
             assert page.evaluate("window.__pwned") is None
             assert page.locator("img[src='x']").count() == 0
             assert page.evaluate("[...document.scripts].every(s => s.src.endsWith('/static/app.js'))")

@@ -4,7 +4,6 @@ to start with (exit 2), the security headers, the token kept out of logs, archiv
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
 from pathlib import Path
@@ -105,7 +104,14 @@ def test_an_archived_session_is_served_by_name(session: Path, tmp_path: Path) ->
     repo = make_repo(tmp_path / "research")
     assert cli("init", str(repo), "--tag", "old", "--runner", "process", "--budget", "5").returncode == 0
     assert cli("run", str(repo), "--max-experiments", "2").returncode == 0
-    assert cli("init", str(repo), "--tag", "new").returncode == 0  # autoresearch.toml is there now
+    with serving(repo) as served, httpx.Client(base_url=served.url) as http:
+        assert http.get("/api/state").json()["tag"] == "old"
+        assert cli("init", str(repo), "--tag", "new").returncode == 0  # a new session under a running server
+        deadline = time.monotonic() + 30
+        while (state := http.get("/api/state").json())["tag"] != "new":  # it follows the new journal
+            assert time.monotonic() < deadline, state["tag"]
+            time.sleep(0.3)
+        assert state["rows"] == []
     archived = [p.name for p in (repo / ".git/autoresearch/archive").iterdir()]
     assert len(archived) == 1 and archived[0].startswith("old-")
     unknown = cli("serve", str(repo), "--archive", "nope", timeout=60)
@@ -113,9 +119,6 @@ def test_an_archived_session_is_served_by_name(session: Path, tmp_path: Path) ->
     with serving(repo, "--archive", archived[0]) as served, httpx.Client(base_url=served.url) as http:
         state = http.get("/api/state").json()
         assert state["tag"] == "old" and state["archived"] == archived[0] and len(state["rows"]) == 2
-    with serving(repo) as served, httpx.Client(base_url=served.url) as http:
-        state = json.loads(http.get("/api/state").text)
-        assert state["tag"] == "new" and state["rows"] == []
 
 
 def test_the_daemon_serves_the_dashboard_itself_with_http_listen(tmp_path: Path) -> None:
