@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import GIT_ENV, NO_REPEATS
+from tests.conftest import GIT_ENV, NO_REPEATS, cli, make_repo
 
 
 @dataclass
@@ -81,3 +81,12 @@ def daemon(repo: Path, *args: str, env: dict[str, str] | None = None) -> Iterato
         stop(proc, timeout=60)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def recorded_session(folder: Path, tag: str, experiments: int) -> Path:
+    """A fast research repo whose daemon recorded ``experiments`` experiments and stopped."""
+    repo = make_repo(folder / "research")
+    assert cli("init", str(repo), "--tag", tag, "--runner", "process", "--budget", "5").returncode == 0
+    run = cli("run", str(repo), "--max-experiments", str(experiments))
+    assert run.returncode == 0, run.stderr[-2000:]
+    return repo

@@ -49,10 +49,10 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
            "AUTORESEARCH_COMMAND_AGENT__COMMAND": f"{sys.executable} agent.py {{target}}"}
     with daemon(repo, "--max-experiments", "30", env=env) as run, serving(repo) as served, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        errors: list[str] = []
         try:
             # CSP off: the page's own escaping is what is tested here (the CSP is a second layer, test_http).
             page = browser.new_page(viewport={"width": 1200, "height": 1500}, bypass_csp=True)
-            errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(served.url)
 
@@ -104,5 +104,6 @@ def test_the_dashboard_follows_a_running_daemon_in_a_real_browser(tmp_path: Path
             page.set_viewport_size({"width": 390, "height": 800})
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
         finally:
+            print("serve:", served.log()[-4000:], "page errors:", errors, sep="\n")  # shown when it failed
             browser.close()
         assert run.poll() is None or run.returncode == 0

@@ -13,7 +13,7 @@ import pytest
 
 from autoresearch.ledger import parse_results
 from tests.conftest import cli, make_repo
-from tests.web.conftest import daemon, serving
+from tests.web.conftest import daemon, recorded_session, serving
 
 TOKEN = "s3cret-token-0123456789abcdef"
 
@@ -21,11 +21,7 @@ TOKEN = "s3cret-token-0123456789abcdef"
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session with three recorded experiments (the daemon has stopped)."""
-    repo = make_repo(tmp_path_factory.mktemp("web") / "research")
-    assert cli("init", str(repo), "--tag", "one", "--runner", "process", "--budget", "5").returncode == 0
-    run = cli("run", str(repo), "--max-experiments", "3")
-    assert run.returncode == 0, run.stderr[-2000:]
-    return repo
+    return recorded_session(tmp_path_factory.mktemp("web"), "one", 3)
 
 
 def test_a_non_loopback_bind_without_a_token_exits_2(session: Path) -> None:

@@ -18,8 +18,7 @@ from autoresearch.journal import Journal
 from autoresearch.ledger import parse_results
 from autoresearch.web.metrics import SessionCollector
 from autoresearch.web.source import SessionSource
-from tests.conftest import cli, make_repo
-from tests.web.conftest import serving
+from tests.web.conftest import recorded_session, serving
 
 CRASHING = "import sys\nLR = 0.5\nsys.exit(3)\n"
 
@@ -35,11 +34,7 @@ def samples(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("metrics") / "research")
-    assert cli("init", str(repo), "--tag", "m", "--runner", "process", "--budget", "5").returncode == 0
-    run = cli("run", str(repo), "--max-experiments", "4")
-    assert run.returncode == 0, run.stderr[-2000:]
-    return repo
+    return recorded_session(tmp_path_factory.mktemp("metrics"), "m", 4)
 
 
 def test_a_scrape_matches_results_tsv_and_the_journal(session: Path) -> None:
