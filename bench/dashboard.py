@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import hashlib
 import json
 import os
@@ -191,6 +192,9 @@ def main() -> None:
             cold, sizes = load_page(browser, url, args.experiments)
             warm, warm_sizes = load_page(browser, url, args.experiments)
             print(f"page load, {args.experiments} experiments: cold {cold:.2f} s, warm {warm:.2f} s")
+            state = httpx.get(url + "api/state", headers={"accept-encoding": "identity"}).content
+            print(f"state: {len(state) / 1024:.0f} KiB as JSON (each journal change sends it to every stream), "
+                  f"{len(gzip.compress(state)) / 1024:.0f} KiB gzipped (the page's first fetch)")
             print(f"transferred: {sum(sizes.values()) / 1024:.0f} KiB cold ("
                   + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sorted(sizes.items())) + f"), "
                   f"{sum(warm_sizes.values()) / 1024:.0f} KiB warm")

@@ -4,6 +4,7 @@ their runs, the agent named by the journal."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,13 @@ def test_rows_carry_results_tsv_cells_and_the_agent_comes_from_the_journal(tmp_p
     assert [m["n"] for m in view["rows"][1]["measurements"]] == [1]
     assert view["agent"] == "anthropic"
     assert view["summary"]["cost_usd"] == pytest.approx(1.5)
+
+
+def test_a_stream_sends_only_the_rows_a_client_lacks() -> None:
+    from autoresearch.web.app import _rows_delta
+
+    assert _rows_delta(["1", "2"], ["1", "2"]) is None
+    assert json.loads(_rows_delta(["1", "2"], ["1", "2", "3"]) or "") == {"from": 2, "rows": [3]}
+    assert json.loads(_rows_delta([], ["1"]) or "") == {"from": 0, "rows": [1]}
+    assert json.loads(_rows_delta(["1", "2", "3"], ["1", "4", "3"]) or "") == {"from": 1, "rows": [4, 3]}
+    assert json.loads(_rows_delta(["1", "2"], ["1"]) or "") == {"from": 1, "rows": []}  # a new, shorter session

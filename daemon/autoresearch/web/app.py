@@ -50,7 +50,7 @@ class Dashboard:
     async def state(self, _request: Request) -> Response:
         if self.hub.state is None:
             await self.hub.refresh()
-        return Response(self.hub.state_json, media_type="application/json", headers=NO_STORE)
+        return Response(self.hub.full_json(), media_type="application/json", headers=NO_STORE)
 
     async def chart(self, _request: Request) -> Response:
         svg = await self.hub.chart()
@@ -94,11 +94,16 @@ class Dashboard:
         # The state the client has (the page fetched it gzipped; EventSource resends its last id on a
         # reconnect) is not sent again.
         have = request.query_params.get("since") or request.headers.get("last-event-id")
+        rows_sent: list[str] = []
         if have is not None and have == hub.state_id():
-            state_seen = hub.version
+            state_seen, rows_sent = hub.version, hub.rows_json
         while not await request.is_disconnected():
             if hub.version != state_seen:
                 state_seen = hub.version
+                rows = _rows_delta(rows_sent, hub.rows_json)
+                rows_sent = hub.rows_json
+                if rows is not None:
+                    yield {"event": "rows", "data": rows}
                 yield {"event": "state", "id": hub.state_id(state_seen), "data": hub.state_json}
             if hub.chart_version != chart_seen:
                 chart_seen = hub.chart_version
@@ -113,6 +118,15 @@ class Dashboard:
                     state_seen, logs_seen, chart_seen, error_seen):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(hub.wait(), timeout=PING_S)
+
+
+def _rows_delta(sent: list[str], now: list[str]) -> str | None:
+    """The rows a client lacks: from the first that differs from what it was sent (rows are appended as
+    experiments are recorded; an older row changes only when its commit is measured again)."""
+    start = next((i for i, (a, b) in enumerate(zip(sent, now, strict=False)) if a != b), min(len(sent), len(now)))
+    if start == len(sent) == len(now):
+        return None
+    return f'{{"from": {start}, "rows": [{",".join(now[start:])}]}}'
 
 
 def build_app(source: SessionSource, token: str | None, lanes: list[Lane], poll_s: float | None = None) -> Gate:

@@ -37,6 +37,7 @@ class Hub:
     poll_s: float = POLL_S
     version: int = 0
     state_json: str = "{}"
+    rows_json: list[str] = field(default_factory=list)
     boot: str = field(default_factory=lambda: secrets.token_hex(4))
     """Tells this server's state ids from an earlier one's (a client that reconnects after a restart)."""
     logs_version: int = 0
@@ -67,8 +68,8 @@ class Hub:
     async def refresh(self) -> None:
         signature = self.source.signature()
         if signature != self._signature or self._state is None:
-            state, text = await anyio.to_thread.run_sync(self._build)
-            self._state, self.state_json, self._signature = state, text, signature
+            state, text, rows = await anyio.to_thread.run_sync(self._build)
+            self._state, self.state_json, self.rows_json, self._signature = state, text, rows, signature
             self.version += 1
             self.error = None
             self._wake()
@@ -83,13 +84,19 @@ class Hub:
             self.logs_version += 1
             self._wake()
 
-    def _build(self) -> tuple[JournalState, str]:
+    def _build(self) -> tuple[JournalState, str, list[str]]:
+        """The state without its rows, and each row as its own JSON (streams send only changed rows)."""
         state = self.source.load()
         view = snapshot(state, self.source.settings, self.lanes, dt.datetime.now(dt.UTC))
         view["archived"] = self.source.archived
         view["version"] = self.version + 1
         view["id"] = self.state_id(self.version + 1)
-        return state, json.dumps(view)
+        rows = [json.dumps(row) for row in view.pop("rows")]
+        return state, json.dumps(view), rows
+
+    def full_json(self) -> str:
+        """The state with every row (the page's first fetch)."""
+        return self.state_json[:-1] + ', "rows": [' + ",".join(self.rows_json) + "]}"
 
     def state_id(self, version: int | None = None) -> str:
         return f"{self.boot}-{self.version if version is None else version}"

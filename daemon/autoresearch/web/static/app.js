@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const view = { state: null, receivedAt: 0, logs: {}, sort: { key: "row", dir: 1 }, open: new Set(), diffs: new Map(), chartVersion: -1 };
+const view = { state: null, rows: [], receivedAt: 0, logs: {}, sort: { key: "row", dir: 1 }, open: new Set(), diffs: new Map(), chartVersion: -1 };
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -101,7 +101,7 @@ function renderRows() {
   const text = $("#filter").value.trim();
   const status = $("#status-filter").value;
   const { key, dir } = view.sort;
-  const rows = s.rows.filter((r) => matches(r, text, status));
+  const rows = view.rows.filter((r) => matches(r, text, status));
   rows.sort((a, b) => {
     const x = sortValue(a, key), y = sortValue(b, key);
     if (x === y) return a.row - b.row;
@@ -121,7 +121,8 @@ function renderRows() {
     body.append(tr);
     if (view.open.has(row.n)) body.append(detail(row));
   }
-  $("#row-count").textContent = rows.length === s.rows.length ? "(" + rows.length + ")" : "(" + rows.length + " of " + s.rows.length + ")";
+  const all = view.rows.length;
+  $("#row-count").textContent = rows.length === all ? "(" + all + ")" : "(" + rows.length + " of " + all + ")";
   for (const th of document.querySelectorAll("#rows th")) {
     th.classList.toggle("asc", th.dataset.key === key && dir === 1);
     th.classList.toggle("desc", th.dataset.key === key && dir === -1);
@@ -228,6 +229,7 @@ function render() {
 }
 
 function applyState(state) {
+  if (state.rows) view.rows = state.rows;  // the first fetch; the stream sends rows as "rows" events
   view.state = state;
   view.receivedAt = Date.now();
   render();
@@ -253,6 +255,11 @@ function connect(since) {
   const source = new EventSource("/events" + (since ? "?since=" + encodeURIComponent(since) : ""));
   source.addEventListener("open", () => { $("#connection").textContent = "live"; });
   source.addEventListener("error", () => { $("#connection").textContent = "reconnecting…"; });
+  source.addEventListener("rows", (event) => {
+    const delta = JSON.parse(event.data);
+    view.rows.length = delta.from;
+    view.rows.push(...delta.rows);
+  });
   source.addEventListener("state", (event) => applyState(JSON.parse(event.data)));
   source.addEventListener("chart", (event) => renderChart(event.data));
   source.addEventListener("logs", (event) => {
