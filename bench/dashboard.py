@@ -151,11 +151,11 @@ def load_page(browser, url: str, rows: int) -> tuple[float, dict[str, int]]:  # 
     return elapsed, by_kind
 
 
-def watch(url: str, stop: threading.Event, counts: list[int]) -> None:
+def watch(url: str, stop: threading.Event, received: list[int]) -> None:
+    """An event-stream client; ``received`` gets the size of every line it reads."""
     with httpx.Client(timeout=None) as client, client.stream("GET", url + "events") as stream:
         for line in stream.iter_lines():
-            if line.startswith("event:"):
-                counts.append(1)
+            received.append(len(line) + 1)
             if stop.is_set():
                 return
 
@@ -193,8 +193,8 @@ def main() -> None:
             warm, warm_sizes = load_page(browser, url, args.experiments)
             print(f"page load, {args.experiments} experiments: cold {cold:.2f} s, warm {warm:.2f} s")
             state = httpx.get(url + "api/state", headers={"accept-encoding": "identity"}).content
-            print(f"state: {len(state) / 1024:.0f} KiB as JSON (each journal change sends it to every stream), "
-                  f"{len(gzip.compress(state)) / 1024:.0f} KiB gzipped (the page's first fetch)")
+            print(f"state: {len(state) / 1024:.0f} KiB as JSON, {len(gzip.compress(state)) / 1024:.0f} KiB gzipped "
+                  "(the page's first fetch; the stream then sends only changes)")
             print(f"transferred: {sum(sizes.values()) / 1024:.0f} KiB cold ("
                   + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sorted(sizes.items())) + f"), "
                   f"{sum(warm_sizes.values()) / 1024:.0f} KiB warm")
@@ -203,7 +203,7 @@ def main() -> None:
             page.goto(url)
             page.wait_for_function(
                 f"() => document.querySelectorAll('#rows tbody tr.row').length >= {args.experiments}")
-            stop, events = threading.Event(), []
+            stop, events = threading.Event(), list[int]()
             clients = [threading.Thread(target=watch, args=(url, stop, events), daemon=True)
                        for _ in range(args.clients)]
             for client in clients:
@@ -220,9 +220,12 @@ def main() -> None:
                     writer.experiment()
                     last[0] = time.monotonic()
 
+            before = sum(events)
             busy = measure_cpu(proc.pid, args.seconds, 0.5, activity)
+            per_client = (sum(events) - before) / args.clients / args.seconds * 60 / 1024
             print(f"server CPU, {args.clients} event-stream clients + 1 browser page: idle {idle:.1f}% of a core, "
-                  f"a new experiment every {args.every:g} s and a growing run log {busy:.1f}%")
+                  f"a new experiment every {args.every:g} s and a growing run log {busy:.1f}% "
+                  f"({per_client:.0f} KiB a minute to each stream)")
 
             delays = []
             for i in range(5):
