@@ -40,6 +40,11 @@ def test_a_bad_listen_address_exits_2(session: Path, listen: str, message: str) 
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
+def test_a_repo_without_a_session_exits_2(tmp_path: Path) -> None:
+    result = cli("serve", str(make_repo(tmp_path / "bare")), timeout=60)
+    assert result.returncode == 2 and "has no autoresearch session" in result.stderr, result.stderr
+
+
 def test_a_busy_port_exits_2_with_the_reason(session: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -77,6 +82,10 @@ def test_with_a_token_every_route_needs_it_and_the_cookie_login_works(session: P
         cookie = login.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie and "path=/" in cookie
         assert http.get("/api/state").status_code == 200  # the client now sends the cookie
+        with http.stream("GET", "/events") as events:  # as a browser's EventSource does: the cookie only
+            assert events.status_code == 200
+            lines = events.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) in ("event: rows", "event: state")
         assert http.get("/").status_code == 200
     assert TOKEN not in served.log()
     assert "http.unauthorized" in served.log()
