@@ -1,4 +1,4 @@
-"""The ``autoresearch`` command line: example, init, run, status, demo, report, serve."""
+"""The ``autoresearch`` command line: example, init, run, status, demo, report."""
 
 from __future__ import annotations
 
@@ -88,15 +88,11 @@ def run_cmd(
     if max_experiments is not None:
         overrides["limits"] = {"max_experiments": max_experiments}
     loop = build_loop(repo, overrides)
-    from autoresearch.web.server import start_background
+    from autoresearch.web.server import serve_beside
 
-    dashboard = start_background(repo, loop.settings)  # [http] listen: the dashboard beside the loop
+    serve_beside(repo, loop.settings)  # [http] listen: the dashboard in a thread, until the process exits
     _stop_on_signals(loop.stop_event)
-    try:
-        result = loop.run()
-    finally:
-        if dashboard is not None:
-            dashboard.stop()
+    result = loop.run()
     raise typer.Exit(result.exit_code)
 
 
@@ -150,6 +146,19 @@ def report(
     report_command(repo, output, watch, notebook, interval, on_render=shown)
 
 
+def _stop_on_signals(event: Any) -> None:
+    """First SIGINT/SIGTERM: stop gracefully (the running job is stopped and recorded). Second: abort."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        structlog.get_logger("autoresearch").warning("loop.signal", signal=signal.Signals(signum).name)
+        event.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 @app.command()
 def serve(
     repo: RepoArg,
@@ -169,16 +178,3 @@ def serve(
 
     logs.configure(level=log_level)
     serve_forever(repo, listen, archive, say=say)
-
-
-def _stop_on_signals(event: Any) -> None:
-    """First SIGINT/SIGTERM: stop gracefully (the running job is stopped and recorded). Second: abort."""
-
-    def handler(signum: int, _frame: object) -> None:
-        if event.is_set():
-            raise KeyboardInterrupt
-        structlog.get_logger("autoresearch").warning("loop.signal", signal=signal.Signals(signum).name)
-        event.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

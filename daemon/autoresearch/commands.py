@@ -253,16 +253,11 @@ def run_demo(
         console.print(progress_line(exp, settings.metric), highlight=False)
 
     loop.on_recorded = show
-    from autoresearch.web.server import start_background
+    from autoresearch.web.server import serve_beside
 
-    dashboard = start_background(folder, settings)  # [http] listen (compose sets it): watch the demo live
-    if dashboard is not None:
-        console.print(f"dashboard: {dashboard.prepared.url}")
-    try:
-        result = loop.run()
-    finally:
-        if dashboard is not None:
-            dashboard.stop()
+    # [http] listen (compose sets it): watch the demo live. No markup: an IPv6 URL holds [brackets].
+    serve_beside(folder, settings, lambda line: console.print(line, markup=False, highlight=False))
+    result = loop.run()
     console.print(status_table(read_status(folder)))
     console.print(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "
                   f"(writes {ws.state_dir() / 'report'})")

@@ -303,10 +303,11 @@ class JournalState:
         """A snapshot for a reader on another thread: containers copied, records shared (immutable)."""
         new = copy.copy(self)
         new.experiments = {n: copy.copy(e) for n, e in self.experiments.items()}
-        for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion", "waits"):
+        for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion"):
             setattr(new, name, list(getattr(self, name)))
         new.drafts = dict(self.drafts)
         new.agent_state = dict(self.agent_state)
+        new.waits = list(self.waits)
         return new
 
     def all_usage(self) -> list[UsageFields]:

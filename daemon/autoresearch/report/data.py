@@ -13,7 +13,7 @@ from typing import Literal
 
 from autoresearch import noise
 from autoresearch.errors import RepoError
-from autoresearch.journal import Experiment, Journal, JournalState
+from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import RESULTS_FILE, clean_description, parse_results
 from autoresearch.records import UsageFields
 from autoresearch.workspace import GitWorkspace
@@ -171,18 +171,8 @@ def load_ledger(repo: Path, metric: str, direction: Direction) -> Ledger:
 
 
 def _from_journal(ledger: Ledger, journal: Journal) -> None:
-    _from_state(ledger, journal.load())
-
-
-def state_ledger(state: JournalState, metric: str, direction: Direction, folder: Path) -> Ledger:
-    """The ledger of a journal already folded (the dashboard's; ``folder`` holds its runs/)."""
-    ledger = Ledger(metric=metric, direction=direction, state_dir=folder)
-    _from_state(ledger, state)
-    return ledger
-
-
-def _from_state(ledger: Ledger, state: JournalState) -> None:
     ledger.source = "journal"
+    state = journal.load()
     for usage in state.all_usage():
         _add_usage(ledger, usage)
     ledger.runs = [_run(e) for e in state.recorded()]
@@ -262,3 +252,10 @@ def last_log_line(path: Path | None, limit: int = 120) -> str:
         return ""
     last = lines[-1]
     return last if len(last) <= limit else last[: limit - 3] + "..."
+
+
+def journal_ledger(journal: Path, metric: str, direction: Direction) -> Ledger:
+    """The ledger of one journal file, the current session's or an archived one's (its runs/ beside it)."""
+    ledger = Ledger(metric=metric, direction=direction, state_dir=journal.parent)
+    _from_journal(ledger, Journal(journal))
+    return ledger

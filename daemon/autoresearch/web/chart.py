@@ -7,18 +7,18 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from autoresearch.journal import JournalState
-from autoresearch.report.data import Direction, state_ledger
+from autoresearch.report.data import Direction, journal_ledger
 
 FIGSIZE = (12.0, 6.0)
 
 
-def render_svg(state: JournalState, metric: str, direction: Direction, folder: Path) -> bytes:
+def render_svg(journal: Path, metric: str, direction: Direction) -> bytes:
+    """The chart of the journal as it is now (the report's loader reads it: once per recorded row)."""
     import matplotlib
 
     from autoresearch.report.plot import build
 
-    fig, _ = build(state_ledger(state, metric, direction, folder), figsize=FIGSIZE)
+    fig, _ = build(journal_ledger(journal, metric, direction), figsize=FIGSIZE)
     out = io.BytesIO()
     # Glyphs as paths (no text nodes at all) and no date or random ids: the same journal gives the same bytes.
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "autoresearch"}):

@@ -136,7 +136,7 @@ class Hub:
             key = _chart_key(state)
             try:
                 self._chart = await anyio.to_thread.run_sync(
-                    lambda: render_svg(state, settings.metric, settings.direction, self.source.folder))
+                    lambda: render_svg(self.source.journal_path, settings.metric, settings.direction))
             except Exception:  # a drawing bug must not stop the live page: the table and lanes go on
                 log.exception("web.chart_failed")
                 self._chart_ready.set()

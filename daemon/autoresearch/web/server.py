@@ -4,6 +4,7 @@ port or a refused address is a clear error (exit 2), and port 0 reports the port
 
 from __future__ import annotations
 
+import atexit
 import socket
 import threading
 from collections.abc import Callable
@@ -86,12 +87,17 @@ class Background:
         self.prepared.sock.close()
 
 
-def start_background(repo: Path, settings: Settings) -> Background | None:
-    """The daemon's ``[http] listen``; None when it is not set."""
+def serve_beside(repo: Path, settings: Settings, say: Callable[[str], None] | None = None) -> Background | None:
+    """The daemon's ``[http] listen``: the dashboard in a thread of this process, stopped when it exits
+    (atexit: after the loop, whichever way it ended). None when it is not set."""
     if not settings.http.listen:
         return None
     prepared = prepare(repo, None, None, settings)
     thread = threading.Thread(target=prepared.server.run, kwargs={"sockets": [prepared.sock]},
                               name="http", daemon=True)
     thread.start()
-    return Background(prepared, thread)
+    background = Background(prepared, thread)
+    atexit.register(background.stop)
+    if say is not None:
+        say(f"dashboard: {prepared.url}")
+    return background
