@@ -101,6 +101,11 @@ def test_loopback_needs_no_login_and_serves_the_page_assets_and_chart(session: P
         assert chart.status_code == 200 and chart.headers["content-type"].startswith("image/svg+xml")
         assert b"<script" not in chart.content
         assert http.get("/api/diff/999").status_code == 404
+        # DNS rebinding: a page on another name that resolves to 127.0.0.1 gets nothing.
+        assert http.get("/api/state", headers={"host": "rebind.example:8765"}).status_code == 403
+        assert http.get("/", headers={"host": "rebind.example"}).status_code == 403
+        for host in ("localhost:1", "127.0.0.1", "[::1]:8765"):
+            assert http.get("/api/state", headers={"host": host}).status_code == 200, host
         diff = http.get("/api/diff/1")
         assert diff.status_code == 200 and ("+++ b/train.py" in diff.text or "no change" in diff.text)
 

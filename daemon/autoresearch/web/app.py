@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.lanes import Lane
-from autoresearch.web.gate import Gate
+from autoresearch.web.gate import LOOPBACK_NAMES, Gate
 from autoresearch.web.hub import Hub
 from autoresearch.web.metrics import SessionCollector
 from autoresearch.web.source import SessionSource
@@ -129,7 +129,8 @@ def _rows_delta(sent: list[str], now: list[str]) -> str | None:
     return f'{{"from": {start}, "rows": [{",".join(now[start:])}]}}'
 
 
-def build_app(source: SessionSource, token: str | None, lanes: list[Lane], poll_s: float | None = None) -> Gate:
+def build_app(source: SessionSource, token: str | None, lanes: list[Lane], hosts: frozenset[str] = LOOPBACK_NAMES,
+              poll_s: float | None = None) -> Gate:
     hub = Hub(source, lanes) if poll_s is None else Hub(source, lanes, poll_s=poll_s)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SessionCollector(source))
@@ -160,5 +161,5 @@ def build_app(source: SessionSource, token: str | None, lanes: list[Lane], poll_
         middleware=[Middleware(GZipMiddleware, minimum_size=1024)],
         lifespan=lifespan,
     )
-    return Gate(app, token)
+    return Gate(app, token, hosts)
 

@@ -5,7 +5,7 @@ allows no inline script, so even a missed escape could not run one)."""
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -34,10 +34,18 @@ LOGIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 autofocus required></label> <button type="submit">Sign in</button></form></main></body></html>"""
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class Gate:
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    """``hosts``: without a token, the Host names a request may carry (the loopback names and the listen
+    address), so a web page elsewhere cannot read the dashboard through DNS rebinding (a name of its own
+    that resolves to 127.0.0.1). With a token, any Host: the token is the protection."""
+
+    def __init__(self, app: ASGIApp, token: str | None, hosts: frozenset[str] = LOOPBACK_NAMES) -> None:
         self.app = app
         self.token = token
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,6 +58,11 @@ class Gate:
             await send(message)
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.token is None and _hostname(headers.get("host", "")) not in self.hosts:
+            log.info("http.foreign_host", host=headers.get("host", "")[:100])
+            await PlainTextResponse("403: unknown Host (a loopback dashboard answers only to its own names)\n",
+                                    status_code=403)(scope, receive, secured)
+            return
         cookies = _cookies(headers.get("cookie", ""))
         if scope["path"].startswith(PUBLIC_PREFIX):  # the package's own script and style: nothing of the session
             await self.app(scope, receive, secured)
@@ -82,6 +95,14 @@ class Gate:
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, self.token, max_age=COOKIE_AGE_S, httponly=True, samesite="strict", path="/")
         return response
+
+
+def _hostname(host: str) -> str | None:
+    """The name in a Host header, without the port ("[::1]:8765" -> "::1")."""
+    try:
+        return urlsplit("//" + host).hostname
+    except ValueError:
+        return None
 
 
 def _cookies(header: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from autoresearch.config import Settings
 from autoresearch.errors import ConfigError
 from autoresearch.web.access import Listen, redact_logs, required_token
 from autoresearch.web.app import build_app
+from autoresearch.web.gate import LOOPBACK_NAMES
 from autoresearch.web.source import SessionSource
 
 log = structlog.get_logger("autoresearch.web")
@@ -46,7 +47,7 @@ def prepare(repo: Path, listen_text: str | None, archive: str | None = None,
     token = required_token(listen, http)
     redact_logs(token)
     sock = _bind(listen)
-    app = build_app(source, token, _status_lanes(source.settings))
+    app = build_app(source, token, _status_lanes(source.settings), LOOPBACK_NAMES | {listen.host.lower()})
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S, server_header=False)
     host, port = sock.getsockname()[:2]
