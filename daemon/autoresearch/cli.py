@@ -127,6 +127,9 @@ def run_cmd(
     if caps:
         overrides["limits"] = caps
     loop = build_loop(repo, overrides)
+    from autoresearch.web.server import serve_beside
+
+    serve_beside(repo, loop.settings)  # [http] listen: the dashboard in a thread, until the process exits
     _stop_on_signals(loop.stop_event)
     if table:
         show_progress(loop, out)
@@ -309,3 +312,24 @@ def _stop_on_signals(event: Any) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+@app.command()
+def serve(
+    repo: RepoArg,
+    listen: Annotated[str | None, typer.Option(
+        help="HOST:PORT to listen on (default: [http] listen, else 127.0.0.1:8765). Not loopback: needs a token.")
+    ] = None,
+    archive: Annotated[str | None, typer.Option(
+        help="Show an archived session (a folder name under .git/autoresearch/archive/).")] = None,
+    log_level: Annotated[LogLevel, typer.Option(help="The least severe log level shown.")] = "info",
+) -> None:
+    """Serve the live dashboard and /metrics (read-only: reads the journal, with or without a running daemon)."""
+    from autoresearch.web.server import serve_forever
+
+    def say(line: str) -> None:
+        out.print(line, highlight=False, soft_wrap=True)
+        out.file.flush()  # the URL line is read by scripts (and tests) while the server runs
+
+    logs.configure(level=log_level)
+    serve_forever(repo, listen, archive, say=say)

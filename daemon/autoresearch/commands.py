@@ -323,6 +323,10 @@ def run_demo(
         console.print(progress_line(exp, settings.metric), highlight=False)
 
     loop.on_recorded = show
+    from autoresearch.web.server import serve_beside
+
+    # [http] listen (compose sets it): watch the demo live. No markup: an IPv6 URL holds [brackets].
+    serve_beside(folder, settings, lambda line: console.print(line, markup=False, highlight=False))
     result = loop.run()
     console.print(status_table(read_status(folder)))
     say(f"results: {folder / 'results.tsv'}; chart: autoresearch report {folder} "

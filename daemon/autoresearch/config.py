@@ -303,6 +303,19 @@ class SimplicitySettings(Section):
     """A candidate whose gain is within noise and that adds more lines than this is not kept (none = no limit)."""
 
 
+class HttpSettings(Section):
+    listen: str | None = None
+    """Serve the read-only dashboard and /metrics from the daemon too, on HOST:PORT (e.g.
+    "127.0.0.1:8765"); none = only `autoresearch serve` does. A non-loopback address needs a token."""
+    token_file: Path | None = None
+    """File holding the token that a non-loopback listener requires (header ``Authorization: Bearer``
+    or the HttpOnly cookie the login form sets). Under systemd, ``LoadCredential=http_token:...``
+    is read when this is unset."""
+    container_published_on_loopback: bool = False
+    """Allow a non-loopback listener without a token, only inside a container whose port the host
+    publishes on its own 127.0.0.1 (compose.yaml); refused outside a container."""
+
+
 class Settings(BaseSettings):
     """One research repo's experiment configuration."""
 
@@ -385,6 +398,7 @@ class Settings(BaseSettings):
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     _sources: Sources = PrivateAttr(default_factory=Sources)
 

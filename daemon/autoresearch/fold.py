@@ -293,6 +293,8 @@ class JournalState:
     """The failed proposals since the last successful one."""
     waiting: WaitRecord | None = None
     """What the loop waits for now (engine, GPU), if anything."""
+    waits: list[WaitRecord] = field(default_factory=list)
+    """Every ``wait`` record in order, the ends (``what`` null) included: waits by reason, and for how long."""
     voided: list[UsageFields] = field(default_factory=list)
     """The cost of proposals a crash voided (their number was proposed again): paid for all the same."""
     drafts: dict[int, DraftRecord] = field(default_factory=dict)
@@ -316,6 +318,7 @@ class JournalState:
             setattr(new, name, list(getattr(self, name)))
         new.drafts = dict(self.drafts)
         new.agent_state = dict(self.agent_state)
+        new.waits = list(self.waits)
         return new
 
     def all_usage(self) -> list[UsageFields]:
@@ -367,6 +370,7 @@ def fold(state: JournalState, rec: Record) -> None:
         state.failed_in_a_row.append(rec)
     elif isinstance(rec, WaitRecord):
         state.waiting = None if rec.what is None else rec
+        state.waits.append(rec)
     elif isinstance(rec, DraftRecord):
         state.drafts[rec.id] = rec
         state.draft_ids = max(state.draft_ids, rec.id + 1)

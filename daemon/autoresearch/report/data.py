@@ -265,3 +265,10 @@ def last_log_line(path: Path | None, limit: int = 120) -> str:
         return ""
     last = lines[-1]
     return last if len(last) <= limit else last[: limit - 3] + "..."
+
+
+def journal_ledger(journal: Path, metric: str, direction: Direction) -> Ledger:
+    """The ledger of one journal file, the current session's or an archived one's (its runs/ beside it)."""
+    ledger = Ledger(metric=metric, direction=direction, state_dir=journal.parent)
+    _from_journal(ledger, Journal(journal))
+    return ledger

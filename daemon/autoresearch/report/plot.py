@@ -65,7 +65,14 @@ def y_range(ledger: Ledger) -> tuple[float, float] | None:
 
 def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
     """Render the chart to ``path`` (atomically: a viewer left open never sees half a file)."""
-    fig = Figure(figsize=(16, 8))
+    fig, stats = build(ledger)
+    _save(fig, path, dpi)
+    return stats
+
+
+def build(ledger: Ledger, figsize: tuple[float, float] = (16, 8)) -> tuple[Figure, PlotStats]:
+    """The chart as a figure (the dashboard saves it as SVG), and what was drawn."""
+    fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     kept = [r for r in ledger.of("keep") if r.metric is not None]
@@ -101,8 +108,7 @@ def draw(ledger: Ledger, path: Path, dpi: int = 150) -> PlotStats:
         ax.set_ylim(*limits)
         off_scale = sum(1 for r in discarded if r.metric is not None and not limits[0] <= r.metric <= limits[1])
     _decorate(ax, ledger, off_scale)
-    _save(fig, path, dpi)
-    return PlotStats(
+    return fig, PlotStats(
         kept=drawn.get("Kept", 0),
         discarded=drawn.get("Discarded", 0),
         crashed=len(crashed),
