@@ -15,6 +15,7 @@ from autoresearch.gitcmd import run_git
 from autoresearch.journal import Journal, JournalState
 from autoresearch.runners.base import log_tail
 from autoresearch.session import JOURNAL_FILE
+from autoresearch.session_config import load_session_settings
 from autoresearch.workspace import GitWorkspace
 
 log = structlog.get_logger("autoresearch.web")
@@ -49,7 +50,8 @@ class SessionSource:
             folder = archives / archive
         if not (folder / JOURNAL_FILE).exists():
             raise RepoError(f"{ws.root} has no autoresearch session; run `autoresearch init {repo}` first")
-        return cls(workspace=ws, folder=folder, settings=settings or load_settings(ws.root), archived=archive)
+        settings = settings or _session_settings(ws, folder)
+        return cls(workspace=ws, folder=folder, settings=settings, archived=archive)
 
     @property
     def journal_path(self) -> Path:
@@ -99,3 +101,10 @@ class SessionSource:
         if len(text) > DIFF_LIMIT:
             return text[:DIFF_LIMIT] + f"\n... (cut at {DIFF_LIMIT} characters)\n"
         return text
+
+
+def _session_settings(ws: GitWorkspace, folder: Path) -> Settings:
+    """The session's own settings: its branch's committed autoresearch.toml (not the user's checkout),
+    overridden by the environment, as ``status`` reads them."""
+    tag = Journal(folder / JOURNAL_FILE).load().tag
+    return load_session_settings(ws, f"autoresearch/{tag}") if tag else load_settings(ws.root)
