@@ -14,6 +14,7 @@ import pytest
 
 from autoresearch.journal import Journal
 from tests.conftest import cli, git
+from tests.karpathy_analysis import check_session as notebook_check
 from tests.karpathy_fixture import DEPENDENCY, karpathy_session
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,9 @@ def check_session(repo: Path, runner: str) -> None:
         assert venv.stat().st_uid == 65534
     assert "home = " in venv.read_text()
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    # karpathy's analysis.ipynb logic on this session's results.tsv: KEEP rows = distinct kept commits,
+    # the deltas are the judged means' differences.
+    notebook_check(repo)
 
 
 def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
