@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +97,13 @@ def initialised(repo: Path) -> Path:
                  "--budget", "2")
     assert result.returncode == 0, result.stderr
     return repo
+
+
+@pytest.fixture(autouse=True)
+def _environ_restored() -> Iterator[None]:
+    """The demo run in-process sets AUTORESEARCH_* for its own process (a sandbox fallback, the pinned
+    budget): what a test leaves in os.environ must not decide the tests after it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -35,12 +35,14 @@ NOT_SETTINGS: dict[str, str] = {
     "AUTORESEARCH_UID": "compose.yaml: the daemon's user",
     "AUTORESEARCH_GID": "compose.yaml: the daemon's group",
     "AUTORESEARCH_GPUS": "compose.yaml: GPUs for the runner's containers",
+    "AUTORESEARCH_HTTP_PORT": "compose.yaml: the host port (on 127.0.0.1) the dashboard is published on",
     "AUTORESEARCH_REQUIRE_DOCKER": "CI: Docker tests fail instead of skipping",
     "AUTORESEARCH_DAEMON_IMAGE": "CI and ops tests: the daemon image to reuse",
     "AUTORESEARCH_TEST_IMAGE": "tests: the runner image to test",
     "AUTORESEARCH_EXPECT_CPU": "scripts/device-check.sh: a CPU-only run is expected",
     "AUTORESEARCH_DAEMON_PID": "tests: the hostile harness's daemon pid",
     "AUTORESEARCH_CREDS": "tests: the hostile harness's credentials folder",
+    "AUTORESEARCH_DASHBOARD_SCREENSHOT": "tests: where the browser test saves the dashboard's screenshot",
 }
 """``AUTORESEARCH_*`` names that are not settings, and who uses each (docs/operations.md lists them).
 ``AUTORESEARCH_EVAL_DATA`` and ``AUTORESEARCH_TARGET``, also given to runs and agents, are settings too."""
