@@ -68,5 +68,10 @@ def settings_of_repo(repo: Path) -> Settings:
         ws = GitWorkspace.open(repo)
         tag = Journal(ws.state_dir() / "journal.jsonl").load().tag
     except RepoError:
-        tag = None
-    return load_settings(repo) if not tag else load_session_settings(ws, f"autoresearch/{tag}")
+        return load_settings(repo)
+    return session_settings(ws, tag)
+
+
+def session_settings(ws: Workspace, tag: str | None) -> Settings:
+    """The settings of the session ``tag`` (its branch's config); without a tag, of the checkout."""
+    return load_settings(ws.root) if not tag else load_session_settings(ws, f"autoresearch/{tag}")

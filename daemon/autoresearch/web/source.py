@@ -9,13 +9,13 @@ from pathlib import Path
 
 import structlog
 
-from autoresearch.config import Settings, load_settings
+from autoresearch.config import Settings
 from autoresearch.errors import JournalReplaced, RepoError
 from autoresearch.gitcmd import run_git
 from autoresearch.journal import Journal, JournalState
 from autoresearch.runners.base import log_tail
 from autoresearch.session import JOURNAL_FILE
-from autoresearch.session_config import load_session_settings
+from autoresearch.session_config import session_settings
 from autoresearch.workspace import GitWorkspace
 
 log = structlog.get_logger("autoresearch.web")
@@ -106,5 +106,4 @@ class SessionSource:
 def _session_settings(ws: GitWorkspace, folder: Path) -> Settings:
     """The session's own settings: its branch's committed autoresearch.toml (not the user's checkout),
     overridden by the environment, as ``status`` reads them."""
-    tag = Journal(folder / JOURNAL_FILE).load().tag
-    return load_session_settings(ws, f"autoresearch/{tag}") if tag else load_settings(ws.root)
+    return session_settings(ws, Journal(folder / JOURNAL_FILE).load().tag)
