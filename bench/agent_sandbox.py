@@ -1,10 +1,11 @@
 """What the command agent's sandbox costs per proposal: start-to-exit of a trivial command, by network mode.
 
-    python3 bench/agent_sandbox.py [--runs N]
+    python3 bench/agent_sandbox.py [--runs N] [--smoke]
 
 ``user`` is the default (its own network namespace, slirp4netns up before the command starts);
 ``host`` shares the host's network (the opt-in). Both drop every capability. Prints the median and
-the 90th percentile in milliseconds; the difference is what user-mode networking adds.
+the 90th percentile in milliseconds; the difference is what user-mode networking adds. The last line,
+``agent_sandbox_ms: host_median=X user_median=Y``, is for scripts. ``--smoke``: 2 runs each (CI).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 from autoresearch.agents.sandbox import AgentJail
 from autoresearch.config import CommandAgentSettings
 
 
-def measure(network: str, runs: int, base: Path) -> list[float]:
-    jail = AgentJail.from_config(CommandAgentSettings(command="true", writable=[], network=network))  # type: ignore[arg-type]
+def measure(network: Literal["host", "user"], runs: int, base: Path) -> list[float]:
+    jail = AgentJail.from_config(CommandAgentSettings(command="true", writable=[], network=network))
     tree, work = base / "tree", base / "work"
     tree.mkdir(exist_ok=True)
     work.mkdir(exist_ok=True)
@@ -38,12 +40,18 @@ def measure(network: str, runs: int, base: Path) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="2 runs per mode: the code paths, in seconds (CI)")
     args = parser.parse_args()
+    runs = 2 if args.smoke else args.runs
+    medians = {}
     with tempfile.TemporaryDirectory(prefix="ar-bench-agent-") as tmp:
-        for network in ("host", "user"):
-            times = sorted(measure(network, args.runs, Path(tmp)))
+        networks: tuple[Literal["host", "user"], ...] = ("host", "user")
+        for network in networks:
+            times = sorted(measure(network, runs, Path(tmp)))
             p90 = times[int(0.9 * (len(times) - 1))]
-            print(f"network={network:5} runs={len(times)} median={statistics.median(times):.1f} ms p90={p90:.1f} ms")
+            medians[network] = statistics.median(times)
+            print(f"network={network:5} runs={len(times)} median={medians[network]:.1f} ms p90={p90:.1f} ms")
+    print(f"agent_sandbox_ms: host_median={medians['host']:.1f} user_median={medians['user']:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """What keeping the session branch costs per step: ``branchsync.sync`` (after each row, at start, and between
 experiments) and ``branchsync.inspect`` (``status``), on a fresh repo.
 
-    python3 bench/branchsync.py [--repeats 20]
+    python3 bench/branchsync.py [--repeats 20] [--smoke]
 
 Printed, in milliseconds per call (median and max): sync with the branch already at the best, with the
 branch not checked out and one keep to move (compare-and-swap), with a clean checkout of the branch to
-fast-forward (``merge --ff-only``), and inspect with a dirty checkout left behind.
+fast-forward (``merge --ff-only``), and inspect with a dirty checkout left behind; the last line, the
+medians, is for scripts (``branchsync_ms: at_best=… move=… fast_forward=… inspect=…``). ``--smoke``: 2
+repeats (CI).
 """
 
 from __future__ import annotations
@@ -56,32 +58,43 @@ def keep_to(ws: GitWorkspace, state: JournalState, i: int) -> JournalState:
     return JournalState(session=state.session.model_copy(update={"base": new}))
 
 
-def timed(repeats: int, setup: Callable[[int], JournalState], call: Callable[[JournalState], object]) -> str:
+def timed(repeats: int, setup: Callable[[int], JournalState], call: Callable[[JournalState], object]) -> list[float]:
     times = []
     for i in range(repeats):
         state = setup(i)
         start = time.perf_counter()
         call(state)
         times.append((time.perf_counter() - start) * 1000)
-    return f"median {statistics.median(times):6.1f} ms  max {max(times):6.1f} ms"
+    return times
+
+
+def show(label: str, times: list[float]) -> float:
+    print(f"{label:32}median {statistics.median(times):6.1f} ms  max {max(times):6.1f} ms")
+    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=20)
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--smoke", action="store_true", help="2 repeats: the code paths, in seconds (CI)")
+    args = parser.parse_args()
+    repeats = 2 if args.smoke else args.repeats
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))  # figures only
+    medians = {}
     with tempfile.TemporaryDirectory() as tmp:
         ws, state = repo_with_session(Path(tmp) / "r")
         branch = "autoresearch/b"
         sync = lambda s: branchsync.sync(ws, branch, s)  # noqa: E731
-        print("sync, branch at the best:       ", timed(repeats, lambda _i: state, sync))
-        print("sync, one keep to move:         ", timed(repeats, lambda i: keep_to(ws, state, i), sync))
+        medians["at_best"] = show("sync, branch at the best:", timed(repeats, lambda _i: state, sync))
+        medians["move"] = show("sync, one keep to move:", timed(repeats, lambda i: keep_to(ws, state, i), sync))
         git(ws.root, "checkout", "-q", branch)
-        print("sync, fast-forward a checkout:  ", timed(repeats, lambda i: keep_to(ws, state, 100 + i), sync))
+        medians["fast_forward"] = show("sync, fast-forward a checkout:",
+                                       timed(repeats, lambda i: keep_to(ws, state, 100 + i), sync))
         (ws.root / "train.py").write_text("# dirty\n")
         inspect = lambda s: branchsync.inspect(ws, branch, s)  # noqa: E731
-        print("inspect, dirty checkout behind: ", timed(repeats, lambda i: keep_to(ws, state, 200 + i), inspect))
+        medians["inspect"] = show("inspect, dirty checkout behind:",
+                                  timed(repeats, lambda i: keep_to(ws, state, 200 + i), inspect))
+    print("branchsync_ms: " + " ".join(f"{k}={v:.1f}" for k, v in medians.items()))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The dashboard under a night's worth of data: page load and transfer size, the server's CPU while
 clients watch, and how soon a new journal record shows up as a row.
 
-    python3 bench/dashboard.py [--experiments 500] [--clients 5] [--seconds 30] [--every 5]
+    python3 bench/dashboard.py [--experiments 500] [--clients 5] [--seconds 30] [--every 5] [--smoke]
 
 A research repo is initialised and its journal given ``--experiments`` recorded experiments (written
 as the daemon writes them: proposed, committed, running, finished, recorded; about a tenth crashes,
@@ -14,6 +14,9 @@ keeps improving the metric), then ``autoresearch serve`` (a real subprocess) is 
   one browser page watch, idle and then with a new experiment recorded every ``--every`` seconds and
   a run log growing twice a second (as a training run writes it);
 - latency: from appending a ``recorded`` record to the row being in the browser's DOM (median, max).
+
+The last line, ``dashboard: experiments=N load_cold_s=… load_warm_s=… cpu_idle_pct=… cpu_busy_pct=…
+latency_median_ms=…``, is for scripts. ``--smoke`` (CI): 20 experiments, 1 client, 1 s of CPU each.
 """
 
 from __future__ import annotations
@@ -33,9 +36,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:  # imported where used: playwright is needed only to run the bench
+    from playwright.sync_api import Browser
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
        "GIT_COMMITTER_EMAIL": "b@b", "AUTORESEARCH_PROCESS__SANDBOX": "none"}
@@ -128,7 +136,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load_page(browser, url: str, rows: int) -> tuple[float, dict[str, int]]:  # type: ignore[no-untyped-def]
+def load_page(browser: Browser, url: str, rows: int) -> tuple[float, dict[str, int]]:
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -160,7 +168,7 @@ def watch(url: str, stop: threading.Event, received: list[int]) -> None:
                 return
 
 
-def measure_cpu(pid: int, seconds: float, tick: float, action=None) -> float:  # type: ignore[no-untyped-def]
+def measure_cpu(pid: int, seconds: float, tick: float, action: Callable[[], None] | None = None) -> float:
     start_cpu, start = cpu_seconds(pid), time.monotonic()
     while time.monotonic() - start < seconds:
         if action is not None:
@@ -177,7 +185,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--every", type=float, default=5.0)
+    parser.add_argument("--smoke", action="store_true", help="a small journal, 1 s windows: the code paths (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.experiments, args.clients, args.seconds, args.every = 20, 1, 1.0, 0.5
     root = Path(tempfile.mkdtemp(prefix="ar-bench-dash-"))
     proc = None
     try:
@@ -238,6 +249,9 @@ def main() -> None:
                   f"max {max(delays) * 1000:.0f} ms (the server polls the journal every 0.25 s)")
             stop.set()
             browser.close()
+        print(f"dashboard: experiments={args.experiments} load_cold_s={cold:.2f} load_warm_s={warm:.2f} "
+              f"cpu_idle_pct={idle:.1f} cpu_busy_pct={busy:.1f} "
+              f"latency_median_ms={statistics.median(delays) * 1000:.0f}")
     finally:
         if proc is not None:
             proc.terminate()

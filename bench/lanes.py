@@ -1,7 +1,7 @@
 """Lanes: experiments per hour with 1, 2, 4 and 8 lanes, and how busy each lane is with serial or
 pipelined proposals.
 
-    python3 bench/lanes.py [--budget S] [--per-lane K] [--lanes 1,2,4,8]
+    python3 bench/lanes.py [--budget S] [--per-lane K] [--lanes 1,2,4,8] [--smoke]
 
 The real loop (``Loop`` with one pinned process runner per lane, as ``runners.lane_runners`` builds them)
 drives a training command that sleeps exactly its budget, on 8 fake GPUs (``FakeGpu``: each lane's
@@ -18,6 +18,7 @@ runs get CUDA_VISIBLE_DEVICES of their own GPU). The agent sleeps A seconds per 
 
 The last two lines are for scripts: ``scaling_efficiency: lanes=8 value=X`` and
 ``busy_fraction: serial=X pipelined=Y`` (Y: pipelined at A = budget/5, mean over the lanes).
+``--smoke`` (CI): budget 0.5 s, 2 experiments per lane, 1 and 2 lanes.
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from typing import Any
 
 from autoresearch.agents.base import Proposal, ProposalContext
 from autoresearch.commands import init_repo, instance_id, repo_id
-from autoresearch.config import load_settings
 from autoresearch.gpu import FakeGpu, GpuDevice
 from autoresearch.journal import Experiment, JournalState
 from autoresearch.loop import Loop
 from autoresearch.runners import lane_runners
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import load_session
+from autoresearch.session_config import load_session_settings
 from autoresearch.status import lane_of
 from autoresearch.workspace import GitWorkspace
 
@@ -105,12 +106,15 @@ def session(root: Path, lanes: int, budget: float, agent_s: float, ahead: int, c
     repo = make_repo(root)
     init_repo(repo, "bench", {"budget": budget, "runner": "process", "metric": "val_bpb"})
     ws = GitWorkspace.open(repo)
+    current = load_session(ws)
     # No repeats of the baseline: the noise estimate is a one-time cost at the start, not the lanes'.
-    settings = load_settings(repo, lanes=lanes, limits={"max_experiments": 1 + lanes * per_lane},
-                             proposals={"ahead": ahead, "concurrency": concurrency}, noise={"repeats": 0})
+    # The session's settings (init committed the budget on its branch), as the daemon reads them.
+    settings = load_session_settings(ws, current.branch, lanes=lanes,
+                                     limits={"max_experiments": 1 + lanes * per_lane},
+                                     proposals={"ahead": ahead, "concurrency": concurrency}, noise={"repeats": 0})
     pinned = lane_runners(settings, repo_id(repo), instance_id(), gpu_probe=GPUS)
     agent = SlowAgent(agent_s)
-    loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=agent,
+    loop = Loop(settings=settings, session=current, workspace=ws, runner=pinned[0][1], agent=agent,
                 notifier=Notifier(), lanes=pinned)
     loop.run()
     return Session(loop.journal.load(), lanes, budget)
@@ -121,7 +125,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=6.0)
     parser.add_argument("--per-lane", type=int, default=4, help="experiments per lane after the baseline")
     parser.add_argument("--lanes", default="1,2,4,8")
+    parser.add_argument("--smoke", action="store_true", help="tiny sessions: the code paths, in seconds (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.budget, args.per_lane, args.lanes = 0.5, 2, "1,2"
     from autoresearch import logs
 
     logs.configure(level="error", stream=sys.stderr)

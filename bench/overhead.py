@@ -1,6 +1,7 @@
 """Per-experiment overhead of the loop, per runner, and the GPU-busy fraction with a slow agent.
 
     python3 bench/overhead.py [--experiments N] [--budget S] [--agent-seconds A] [--no-docker] [--cgroups MODE]
+                              [--smoke]
 
 ``--cgroups`` (off, auto, v2, v1; default off) is the process runner's ``process.cgroups``: ``off`` measures
 the rlimit fallback; a cgroup mode gives every run its own cgroup, so run it only where the daemon owns
@@ -14,6 +15,9 @@ The training command sleeps exactly its budget and prints a metric, so everythin
 experiment costs (commit, start, teardown, judging, journal and ledger writes) is overhead:
 ``overhead = (recorded_at - proposed_at) - budget`` (the agent's time is before ``proposed_at``).
 The busy fraction is training time / wall time of a session whose agent takes A seconds a proposal.
+
+``--smoke`` (CI): 2 experiments of 0.5 s, an agent of 0.1 s. Docker is measured when an engine with the
+runner image answers; with ``AUTORESEARCH_REQUIRE_DOCKER=1`` (CI) its absence is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -111,6 +115,19 @@ def kill_latency(root: Path, name: str, cgroups: str = "off") -> tuple[float, fl
     return float(outcome.kill_latency_s or 0.0), outcome.wall_s - spec.deadline_s
 
 
+def docker_wanted(no_docker: bool) -> bool:
+    """Whether to measure the docker runner: if its engine and image are there; under
+    AUTORESEARCH_REQUIRE_DOCKER=1 (CI, as the tests) a missing one ends the bench with exit 1."""
+    if no_docker:
+        return False
+    if docker_ready():
+        return True
+    if os.environ.get("AUTORESEARCH_REQUIRE_DOCKER") == "1":
+        sys.exit("no Docker engine with autoresearch-runner:local (AUTORESEARCH_REQUIRE_DOCKER=1): "
+                 "run .ci/docker-setup.sh")
+    return False
+
+
 def docker_ready() -> bool:
     try:
         import docker
@@ -130,13 +147,16 @@ def main() -> None:
     parser.add_argument("--no-docker", action="store_true")
     parser.add_argument("--cgroups", choices=["off", "auto", "v2", "v1"], default="off",
                         help="process.cgroups of the process runner's figures (see the module docstring)")
+    parser.add_argument("--smoke", action="store_true", help="2 short experiments: the code paths, in seconds (CI)")
     args = parser.parse_args()
+    if args.smoke:
+        args.experiments, args.budget, args.agent_seconds = 2, 0.5, 0.1
     from autoresearch import logs
 
     logs.configure(level="error", stream=sys.stderr)
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        runners = ["bwrap", "process"] + ([] if args.no_docker or not docker_ready() else ["docker"])
+        runners = ["bwrap", "process"] + (["docker"] if docker_wanted(args.no_docker) else [])
         for runner in runners:
             state, wall = session(Path(tmp) / runner, runner, args.experiments, args.budget, 0.0, args.cgroups)
             values = overheads(state, args.budget)

@@ -1,0 +1,65 @@
+"""Every bench in ``bench/`` runs in CI, so none can rot unseen: ``python bench/X.py --smoke`` (tiny sizes,
+the same code paths) must exit 0 and print at least one figure line.
+
+The benches are found by glob, so a new one is covered without editing a list (``_*.py`` would be a
+helper, not a bench). A figure line is what scripts read: ``name: key=value ...`` with at least one
+finite number among the values (``scaling_efficiency: lanes=8 value=0.966``). A bench that needs Docker
+or bubblewrap gets what the tests get: CI provides both, and ``AUTORESEARCH_REQUIRE_DOCKER=1`` makes a
+missing engine an error there (the benches read it, as the tests' conftest does).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+FIGURE = re.compile(r"^[a-z][a-z0-9_]*: ([a-z][a-z0-9_]*=\S+)( [a-z][a-z0-9_]*=\S+)*$")
+TIMEOUT_S = 600  # one bench's smoke: seconds on an idle machine, minutes on a loaded 2-core one
+
+
+def figures(output: str) -> list[str]:
+    """The figure lines of a bench's output: ``name: k=v ...`` with a finite number among the values."""
+    found = []
+    for line in output.splitlines():
+        if FIGURE.match(line.strip()) and any(_finite(v.split("=", 1)[1]) for v in line.split(": ", 1)[1].split()):
+            found.append(line.strip())
+    return found
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def test_the_glob_finds_the_benches() -> None:
+    assert {"false_keeps.py", "lanes.py", "overhead.py"} <= {p.name for p in SCRIPTS}
+
+
+def test_figure_lines_are_told_from_prose() -> None:
+    assert figures("scaling_efficiency: lanes=8 value=0.966\n") == ["scaling_efficiency: lanes=8 value=0.966"]
+    assert figures("overhead_per_experiment_s: bwrap=0.099 docker=n/a") != []
+    assert figures("false_keeps: 0 of 20\nsigma: 0.3\nsafe / torch: 2.1x\n") == []
+    assert figures("chaos: resume_median_s=n/a resume_max_s=nan") == []  # no finite number: no figure
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_bench_smoke(script: Path) -> None:
+    try:
+        proc = subprocess.run([sys.executable, str(script), "--smoke"], cwd=BENCH.parent, capture_output=True,
+                              text=True, timeout=TIMEOUT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S} s:\n{exc.stdout!r}\n{exc.stderr!r}")
+    tail = f"\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, f"{script.name} --smoke exited {proc.returncode}{tail}"
+    assert figures(proc.stdout), f"{script.name} --smoke printed no figure line (name: key=value ...){tail}"
