@@ -47,11 +47,6 @@ class AgentJail:
             return cls(settings, None)
         return cls(settings, check_bwrap(), find_slirp() if settings.network == "user" else None)
 
-    @property
-    def tree_path(self) -> str | None:
-        """Where the CLI sees its checkout (None: at its host path)."""
-        return INSIDE_TREE if self.bwrap else None
-
     def context_path(self, host: Path) -> str:
         return INSIDE_CONTEXT if self.bwrap else str(host)
 

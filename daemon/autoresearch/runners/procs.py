@@ -128,11 +128,6 @@ def read_environ(pid: int) -> list[bytes]:
         return []
 
 
-def kill_marked(mark: bytes) -> int:
-    """SIGKILL every process (not this one) whose environment holds ``mark``; returns how many."""
-    return kill_where(lambda environ: mark in environ)
-
-
 def kill_where(select: Callable[[list[bytes]], bool]) -> int:
     """SIGKILL every process (not this one) whose environment (``NAME=value`` entries) ``select`` picks."""
     killed = 0
