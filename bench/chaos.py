@@ -12,7 +12,7 @@ resume time (daemon start to its first journal record, median and max over the r
 every kill came before it). Anything lost, doubled or orphaned, or a final exit other than 0, ends
 the bench with exit 1 after the figures: that is the guarantee it measures.
 
-``--smoke`` (CI): 2 kills, 4 experiments of 0.5 s, the process runner, and docker when an engine with
+``--smoke`` (CI): 2 kills, 2 experiments of 0.5 s, the process runner, and docker when an engine with
 the runner image answers (required under ``AUTORESEARCH_REQUIRE_DOCKER=1``, as for the tests).
 """
 
@@ -172,10 +172,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0)
     parser.add_argument("--runners", default="process,docker")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--smoke", action="store_true", help="2 kills, 4 experiments: the code paths (CI)")
+    parser.add_argument("--smoke", action="store_true", help="2 kills, 2 experiments: the code paths (CI)")
     args = parser.parse_args()
     if args.smoke:
-        args.kills, args.experiments, args.budget = 2, 4, 0.5
+        args.kills, args.experiments, args.budget = 2, 2, 0.5
         args.runners = "process,docker" if docker_wanted(no_docker=False) else "process"
     broken = []
     with tempfile.TemporaryDirectory() as tmp:
