@@ -189,6 +189,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.experiments, args.clients, args.seconds, args.every = 20, 1, 1.0, 0.5
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        sys.exit("bench/dashboard.py: chromium is not installed (apt-get install chromium; .ci/run installs it)")
     root = Path(tempfile.mkdtemp(prefix="ar-bench-dash-"))
     proc = None
     try:
@@ -197,7 +200,6 @@ def main() -> None:
         for _ in range(args.experiments):
             writer.experiment()
         proc, url = serve(repo)
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             cold, sizes = load_page(browser, url, args.experiments)
