@@ -3,8 +3,9 @@
     python3 bench/chaos.py [--kills 50] [--experiments 60] [--budget 2] [--runners process,docker] [--smoke]
 
 For each runner: a fresh research repo whose training sleeps a little and prints a metric; the
-daemon (`autoresearch run`, a real subprocess) is started and SIGKILLed ``--kills`` times at
-uniformly random instants, then run to ``--experiments`` recorded experiments. Printed per runner:
+daemon (`autoresearch run`, a real subprocess) is started and SIGKILLed ``--kills`` times at random
+instants (a fifth while it starts, the rest uniformly within budget + 1.5 s of its first journal record),
+then run to ``--experiments`` recorded experiments. Printed per runner:
 kills, rows (results.tsv), lost (rows the journal calls for, its recorded changes, missing from
 results.tsv, or numbers skipped), doubled (an experiment recorded twice, or a row twice), orphans (training
 processes or containers alive after the final exit), interrupted (runs a kill landed in), and the
@@ -48,6 +49,9 @@ WIDTH = 8
 time.sleep(0.4)
 print("val_bpb: %.6f" % ((LR - 0.1) ** 2 + abs(WIDTH - 12) * 0.01 + 1.0))
 """
+STARTUP_KILLS = 0.2
+"""The share of kills that land while the daemon starts (before its first journal record)."""
+RESUME_LIMIT_S = 120.0
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "c", "GIT_AUTHOR_EMAIL": "c@c", "GIT_COMMITTER_NAME": "c",
        "GIT_COMMITTER_EMAIL": "c@c"}
 
@@ -110,8 +114,14 @@ def chaos(root: Path, runner: str, kills: int, total: int, budget: float, seed: 
     for _ in range(kills):
         size, started = journal_size(repo), time.monotonic()
         proc = daemon(repo, total)
-        deadline = rng.uniform(0.3, budget + 1.5)
-        resumed = resume_seconds(repo, proc, started, size, deadline)
+        if resumes and rng.random() < STARTUP_KILLS:  # during its start, as long as the restarts so far took
+            deadline = rng.uniform(0.1, statistics.median(resumes))
+            resumed = resume_seconds(repo, proc, started, size, deadline)
+        else:
+            # While it works: drawn from its first record on, since the start's length grows with the load
+            # (drawn from the start, on a busy 2-core machine every kill landed before the daemon resumed).
+            resumed = resume_seconds(repo, proc, started, size, RESUME_LIMIT_S)
+            deadline = (resumed or time.monotonic() - started) + rng.uniform(0.0, budget + 1.5)
         if resumed is not None:
             resumes.append(resumed)
         time.sleep(max(0.0, deadline - (time.monotonic() - started)))
