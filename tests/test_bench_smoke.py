@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -83,12 +84,17 @@ def test_verdicts() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
 def test_bench_smoke(script: Path) -> None:
+    # Its own process group: a bench past its time is killed with all it started (daemons, servers, browsers).
+    proc = subprocess.Popen([sys.executable, str(script), "--smoke"], cwd=BENCH.parent, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        proc = subprocess.run([sys.executable, str(script), "--smoke"], cwd=BENCH.parent, capture_output=True,
-                              text=True, timeout=TIMEOUT_S, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S} s:\n{exc.stdout!r}\n{exc.stderr!r}")
-    outcome, why = verdict(proc.returncode, proc.stdout, proc.stderr, ci=os.environ.get("CI") == "true")
+        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S} s:\n{stdout[-4000:]}\n{stderr[-4000:]}")
+    outcome, why = verdict(proc.returncode, stdout, stderr, ci=os.environ.get("CI") == "true")
     if outcome == "skip":
         pytest.skip(f"{script.name} {why}")
     assert outcome == "pass", f"{script.name} --smoke {why}"
