@@ -20,6 +20,9 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
 FIGURE = re.compile(r"^[a-z][a-z0-9_]*: ([a-z][a-z0-9_]*=\S+)( [a-z][a-z0-9_]*=\S+)*$")
 TIMEOUT_S = 600  # one bench's smoke: seconds on an idle machine, minutes on a loaded 2-core one
+WORKERS = 3
+"""Benches run at once (each is mostly sleeping; more would make their own timeouts the risk)."""
 MISSING = 77
 """A bench's exit status for "what I need is not here" (the harness's skip)."""
 
@@ -81,9 +86,15 @@ def test_verdicts() -> None:
     assert verdict(MISSING, "", "no cluster answers", ci=True)[0] == "fail"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
-def test_bench_smoke(script: Path) -> None:
+@dataclass(frozen=True)
+class Smoke:
+    returncode: int | None
+    """None: killed past ``TIMEOUT_S``."""
+    stdout: str
+    stderr: str
+
+
+def run_smoke(script: Path) -> Smoke:
     # Its own process group: a bench past its time is killed with all it started (daemons, servers, browsers).
     proc = subprocess.Popen([sys.executable, str(script), "--smoke"], cwd=BENCH.parent, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -93,8 +104,27 @@ def test_bench_smoke(script: Path) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S} s:\n{stdout[-4000:]}\n{stderr[-4000:]}")
-    outcome, why = verdict(proc.returncode, stdout, stderr, ci=os.environ.get("CI") == "true")
+        return Smoke(None, stdout, stderr)
+    return Smoke(proc.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def smokes(request: pytest.FixtureRequest) -> Iterator[dict[Path, Future[Smoke]]]:
+    """The selected benches' smoke runs, started together, ``WORKERS`` at a time: they mostly sleep (budgets,
+    agents, polls), so this cuts the wall time; what each run must show is unchanged."""
+    wanted = [Path(str(item.callspec.params["script"])) for item in request.session.items
+              if isinstance(item, pytest.Function) and item.originalname == "test_bench_smoke"]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        yield {script: pool.submit(run_smoke, script) for script in wanted}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_bench_smoke(script: Path, smokes: dict[Path, Future[Smoke]]) -> None:
+    run = smokes[script].result()
+    if run.returncode is None:
+        pytest.fail(f"{script.name} --smoke ran past {TIMEOUT_S} s:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}")
+    outcome, why = verdict(run.returncode, run.stdout, run.stderr, ci=os.environ.get("CI") == "true")
     if outcome == "skip":
         pytest.skip(f"{script.name} {why}")
     assert outcome == "pass", f"{script.name} --smoke {why}"
