@@ -286,6 +286,30 @@ class ProcessSettings(Section):
     notice), v2 or v1 (that one or exit 2), off (the rlimit fallback: no memory limit)."""
 
 
+class SlurmSettings(Section):
+    shared_dir: Path | None = None
+    """A folder every node sees (NFS in a lab): snapshots, outputs, logs, the session home and the
+    environment live under it; required when runner = slurm."""
+    inner: Literal["bwrap", "docker", "none"] = "bwrap"
+    """The sandbox a job builds around its run on the compute node, as the local runners would."""
+    partition: str | None = None
+    """Slurm partition (``--partition``); none = the cluster's default."""
+    account: str | None = None
+    """Slurm account (``--account``); none = the user's default."""
+    qos: str | None = None
+    """Slurm QOS (``--qos``); none = the default."""
+    gres: str | None = "gpu:1"
+    """Generic resources per job (``--gres``), e.g. gpu:1; none = ask for none."""
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    """Cores per job (``--cpus-per-task``); none = the cluster's default."""
+    mem: str | None = None
+    """Memory per job in Slurm's syntax (``--mem``), e.g. 32G; none = the cluster's default."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Further sbatch arguments, passed as they are."""
+    poll_s: float = Field(default=2.0, gt=0)
+    """Seconds between two polls of a job's state."""
+
+
 class NoiseSettings(Section):
     repeats: int = Field(default=2, ge=0)
     """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
@@ -349,8 +373,8 @@ class Settings(BaseSettings):
     """Training time budget in seconds, passed as AUTORESEARCH_TIME_BUDGET."""
     grace: float | None = Field(default=None, ge=0)
     """Extra seconds before a run is killed; none = the budget (a 5-minute run dies at 10)."""
-    runner: Literal["process", "docker"] = "process"
-    """Where runs execute: a local process group, or a fresh hardened Docker container."""
+    runner: Literal["process", "docker", "slurm"] = "process"
+    """Where runs execute: a local process group, a fresh hardened Docker container, or a Slurm job per run."""
     agent: Literal["offline", "anthropic", "command"] = "offline"
     """Who proposes: Optuna over the constants, Claude with tools, or an external agent CLI."""
     max_crash_fixes: int = Field(default=3, ge=0)
@@ -365,7 +389,8 @@ class Settings(BaseSettings):
     lanes: Literal["auto"] | int = Field(default=1, union_mode="left_to_right")
     """Runs at the same time, each in its own lane pinned to its GPU(s) and a share of the CPU cores. auto:
     one lane per GPU the runner may use (``docker.gpus``/``process.gpus``; one lane on a host without
-    GPUs); N: N lanes (on a host without GPUs they split the cores). 1 (the default): one unpinned lane."""
+    GPUs); N: N lanes (on a host without GPUs they split the cores). 1 (the default): one unpinned lane.
+    runner = slurm: N means up to N jobs at once, whatever this host has (auto is refused)."""
     gpus_per_lane: int = Field(default=1, ge=1)
     """GPUs each lane gets when the host has GPUs (``lanes = "auto"`` then makes GPUs / gpus_per_lane lanes)."""
     evaluate: str | None = None
@@ -395,6 +420,7 @@ class Settings(BaseSettings):
     proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     process: ProcessSettings = Field(default_factory=ProcessSettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
