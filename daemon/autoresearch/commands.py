@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from autoresearch import branchsync, init_checks, repo_env, sessions, snapshot
+from autoresearch import branchsync, init_checks, repo_env, sessions, slurm_status, snapshot
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
@@ -241,6 +241,7 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     summary["limits"] = read_notice(ws.state_dir())
     summary["sandbox"] = sandbox_line(settings)
+    slurm_status.annotate(summary, state, SlurmCommands.from_config(settings))  # squeue only for Slurm jobs
     return summary
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.journal import Experiment
+from autoresearch.slurm_status import job_line
 
 _STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
 
@@ -73,6 +74,11 @@ def status_table(s: dict[str, Any]) -> Table:
         elapsed = run.get("phase_elapsed_s")
         since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
         _add(table, "running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
+    for lane in lanes:
+        if lane.get("job"):
+            _add(table, "slurm job" if len(lanes) <= 1 else f"lane {lane['lane']} job", job_line(lane["job"]))
+    if s.get("slurm") and s["slurm"] != "answers":
+        _add(table, "slurmctld", str(s["slurm"]))
     wait = s.get("waiting")
     if wait:
         elapsed = wait.get("elapsed_s")

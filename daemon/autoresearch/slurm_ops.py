@@ -96,14 +96,14 @@ class SlurmCommands:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired as exc:
-            raise SlurmUnavailable(f"{argv[0]} got no answer from slurmctld in {self.timeout_s:g} s") from exc
+            raise SlurmUnavailable(f"{argv[0]}: no answer in {self.timeout_s:g} s") from exc
         except OSError as exc:
             raise SlurmRejected(f"{argv[0]} could not run: {exc}") from exc
         message = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
         if done.returncode in ok_codes:
             return done.stdout + done.stderr if merge else done.stdout
         if any(phrase in message.lower() for phrase in DOWN):
-            raise SlurmUnavailable(f"slurmctld does not answer ({argv[0]}): {message.splitlines()[0]}")
+            raise SlurmUnavailable(f"{argv[0]}: {message.splitlines()[0]}")
         raise SlurmRejected(f"{' '.join(argv[:2])}: {message}")
 
 
