@@ -21,7 +21,7 @@ from autoresearch.errors import ConfigError, RunnerError, SlurmUnavailable
 
 CALL_TIMEOUT_S = 30.0
 DOWN = ("unable to contact slurm controller", "socket timed out", "connection refused",
-        "zero bytes were transmitted", "communications connection failure")
+        "zero bytes were transmitted", "communications connection failure", "is down")
 """Phrases of Slurm's errors that mean the controller is down or restarting (not the request's fault)."""
 _FORMAT = "%i|%T|%N|%r"
 
@@ -73,7 +73,8 @@ class SlurmCommands:
         return cls(timeout_s=max(CALL_TIMEOUT_S, 5 * settings.slurm.poll_s))
 
     def ping(self) -> None:
-        self._call(["squeue", "-h", "-o", "%i", "-j", "0"], ok_codes=(0, 1))
+        # scontrol ping asks the controller itself (squeue -j 0 fails in the client, never asking it)
+        self._call(["scontrol", "ping"])
 
     def jobs(self, job_ids: Sequence[str]) -> dict[str, QueuedJob]:
         if not job_ids:
@@ -99,7 +100,9 @@ class SlurmCommands:
             raise SlurmUnavailable(f"{argv[0]}: no answer in {self.timeout_s:g} s") from exc
         except OSError as exc:
             raise SlurmRejected(f"{argv[0]} could not run: {exc}") from exc
-        message = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
+        lines = (done.stderr + "\n" + done.stdout).splitlines()
+        said = [line.strip() for line in lines if any(c.isalpha() for c in line)]
+        message = "\n".join(said) or f"exit {done.returncode}"  # scontrol ping's banner of stars left out
         if done.returncode in ok_codes:
             return done.stdout + done.stderr if merge else done.stdout
         if any(phrase in message.lower() for phrase in DOWN):
