@@ -45,15 +45,23 @@ def test_init_check_says_partition_and_resources_and_leaves_nothing(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("shared", "message"), [
-    (None, r"slurm.shared_dir \(default of slurm.shared_dir\): runner = \"slurm\" needs a folder every node"),
-    ("rel/dir", r"slurm.shared_dir \(flag --shared-dir\): rel/dir must be an absolute path"),
-    ("/nonexistent/shared", r"/nonexistent/shared is not an existing folder"),
+    ("/nonexistent/shared", r"slurm.shared_dir \(flag --shared-dir\): /nonexistent/shared is not an existing "
+                            r"folder; create it"),
     ("/proc", r"/proc is not writable by this user"),
 ])
-def test_init_check_refuses_a_shared_dir_it_cannot_use(tmp_path: Path, shared: str | None, message: str) -> None:
-    s = load_settings(tmp_path, runner="slurm", slurm={} if shared is None else {"shared_dir": shared})
+def test_init_check_refuses_a_shared_dir_it_cannot_use(tmp_path: Path, shared: str, message: str) -> None:
+    s = load_settings(tmp_path, runner="slurm", slurm={"shared_dir": shared})
     with pytest.raises(ConfigError, match=message):
         check_cluster(s, FakeSlurmQueue())
+
+
+@pytest.mark.parametrize(("slurm", "message"), [
+    ({}, r'runner = "slurm" needs slurm.shared_dir'),
+    ({"shared_dir": "rel/dir"}, r"slurm.shared_dir must be an absolute path"),
+])
+def test_settings_refuse_a_missing_or_relative_shared_dir(tmp_path: Path, slurm: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path, runner="slurm", slurm=slurm)
 
 
 def test_init_check_names_a_down_controller_and_a_refused_job(tmp_path: Path) -> None:

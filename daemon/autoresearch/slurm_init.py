@@ -44,16 +44,12 @@ def check_cluster(settings: Settings, queue: SlurmQueue) -> list[str]:
 
 
 def check_shared_dir(settings: Settings) -> Path:
-    """``slurm.shared_dir``: set, absolute, an existing folder this process can write to (a file is made
-    and removed: nothing is left behind)."""
+    """``slurm.shared_dir`` (set and absolute: the settings check that): an existing folder this process
+    can write to (a file is made and removed: nothing is left behind)."""
     shared = settings.slurm.shared_dir
     where = f"slurm.shared_dir ({settings.source_of('slurm', 'shared_dir')})"
     if shared is None:
-        raise ConfigError(f"{where}: runner = \"slurm\" needs a folder every node sees (NFS in a lab); set "
-                          "[slurm] shared_dir in autoresearch.toml or AUTORESEARCH_SLURM__SHARED_DIR")
-    if not shared.is_absolute():
-        raise ConfigError(f"{where}: {shared} must be an absolute path (the compute nodes resolve it, not this "
-                          "folder)")
+        raise ConfigError(f"{where}: runner = \"slurm\" needs a folder every node sees (NFS in a lab)")
     if not shared.is_dir():
         raise ConfigError(f"{where}: {shared} is not an existing folder; create it on the shared file system")
     try:
