@@ -132,3 +132,15 @@ def test_real_init_refusal_exits_2_and_leaves_nothing(slurm_cluster: None, tmp_p
     missing = cli("init", str(repo), "--runner", "slurm", env={"AUTORESEARCH_SLURM__SHARED_DIR": str(tmp_path / "x")})
     assert missing.returncode == 2 and "is not an existing folder" in missing.stderr
     assert not (repo / ".git" / "autoresearch").exists()
+
+
+def test_the_readme_example_config_is_valid(tmp_path: Path) -> None:
+    """The README's "On a Slurm cluster" autoresearch.toml loads as it is (no drift from the settings)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## On a Slurm cluster", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "autoresearch.toml").write_text(example)
+    s = load_settings(tmp_path)
+    assert (s.runner, s.lanes, str(s.slurm.shared_dir)) == ("slurm", 4, "/shared/autoresearch/myrepo")
+    assert resource_args(s.slurm) == ["--partition=gpu", "--account=mylab", "--gres=gpu:1", "--cpus-per-task=8",
+                                      "--mem=64G", "--constraint=a100"]
