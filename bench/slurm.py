@@ -1,0 +1,206 @@
+"""Slurm lanes against local ones: overhead per run, submit -> start and end -> record latency, and the
+scaling efficiency of 2 lanes on a cluster with 2 (fake) GPUs.
+
+    python3 bench/slurm.py [--budget S] [--per-lane K] [--poll S] [--smoke]
+
+Needs the Slurm runner (``autoresearch.runners.slurm``) and a cluster that answers (``bash
+.ci/slurm-setup.sh start``: one node, 2 fake GPUs); without either it exits 2 saying which. In one run:
+
+- ``local``: the process runner in its bubblewrap sandbox, 1 lane (the reference);
+- ``slurm``: ``runner = "slurm"`` (``slurm.inner = "bwrap"``, ``gres = "gpu:1"``), 1 lane, then 2 lanes.
+
+The training command only sleeps for its budget (so CPU contention does not decide the figures) and
+prints ``bench_start``/``bench_end`` (epoch seconds) around its sleep. Per run:
+``overhead = (recorded_at - proposed_at) - budget``; ``submit_to_start = bench_start - submitted_at``
+(the journaled handle: queueing, the job's start and its sandbox's); ``end_to_record = recorded_at -
+bench_end`` (noticing the end, collecting the log, judging, the journal and ledger writes). Slurm's own
+view of the queue, ``queued_s``, is printed beside. Scaling efficiency = 2-lane throughput / (2 x the
+1-lane throughput), throughput being experiments after the baseline per hour of the rows' span.
+
+The last line is for scripts: ``slurm: overhead_s=X local_overhead_s=Y submit_to_start_s=A end_to_record_s=B
+scaling_efficiency=E``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoresearch.agents.base import Proposal, ProposalContext
+from autoresearch.commands import init_repo, instance_id, repo_id
+from autoresearch.config import load_settings
+from autoresearch.errors import AutoresearchError
+from autoresearch.journal import Experiment, JournalState
+from autoresearch.loop import Loop
+from autoresearch.runners import lane_runners
+from autoresearch.sdnotify import Notifier
+from autoresearch.session import load_session
+from autoresearch.slurm_ops import SlurmCommands
+from autoresearch.workspace import GitWorkspace
+
+SLEEPER = """\
+import os, time
+STEP = 1
+print("bench_start: %.6f" % time.time(), flush=True)
+time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET"]))
+print("bench_end: %.6f" % time.time(), flush=True)
+print("val_bpb: %.6f" % (1.0 + STEP * 1e-3))
+"""
+
+
+class Proposer:
+    """A new proposal at once (a worse STEP: every change is a discard, so no draft is ever rebased)."""
+
+    name = "bench"
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def propose(self, ctx: ProposalContext) -> Proposal:
+        with self._lock:
+            self._count += 1
+            k = self._count
+        return Proposal(content=ctx.best_content.replace("STEP = 1", f"STEP = {k + 1}"), description=f"step {k + 1}")
+
+
+@dataclass(frozen=True)
+class Run:
+    overhead_s: float
+    submit_to_start_s: float | None
+    end_to_record_s: float | None
+    queued_s: float | None
+
+
+@dataclass(frozen=True)
+class Session:
+    state: JournalState
+    runs_dir: Path
+    budget: float
+
+    def runs(self) -> list[Run]:
+        return [self._run(e) for e in self.state.recorded()]
+
+    def per_hour(self) -> float:
+        rows = [e for e in self.state.recorded() if not e.baseline]
+        baseline = next(e for e in self.state.recorded() if e.baseline)
+        return 3600.0 * len(rows) / (_at(rows[-1], "recorded") - _at(baseline, "recorded"))
+
+    def _run(self, exp: Experiment) -> Run:
+        printed = _printed(self.runs_dir / str(exp.n) / "run.log")
+        submitted = exp.running.handle.get("submitted_at") if exp.running is not None else None
+        recorded = _at(exp, "recorded")
+        return Run(overhead_s=recorded - _at(exp, "proposed") - self.budget,
+                   submit_to_start_s=None if submitted is None or "bench_start" not in printed
+                   else printed["bench_start"] - float(submitted),
+                   end_to_record_s=recorded - printed["bench_end"] if "bench_end" in printed else None,
+                   queued_s=getattr(exp.finished, "queued_s", None))
+
+
+def _at(exp: Experiment, phase: Any) -> float:
+    return dt.datetime.fromisoformat(str(exp.phase_at(phase))).timestamp()
+
+
+def _printed(log: Path) -> dict[str, float]:
+    out = {}
+    for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+        key, _, value = line.partition(": ")
+        if key in ("bench_start", "bench_end"):
+            out[key] = float(value)
+    return out
+
+
+def research_repo(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "train.py").write_text(SLEEPER)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@b"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    return root
+
+
+def session(root: Path, runner: str, lanes: int, budget: float, per_lane: int, poll_s: float) -> Session:
+    repo = research_repo(root / "repo")
+    shared = root / "shared"
+    shared.mkdir()
+    slurm = {"shared_dir": str(shared), "poll_s": poll_s, "gres": "gpu:1", "inner": "bwrap"}
+    process = {"sandbox": "bwrap", "gpus": "none", "cgroups": "off"}
+    os.environ["AUTORESEARCH_SLURM__SHARED_DIR"] = str(shared)  # init takes flags only; settings read it here
+    init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})
+    ws = GitWorkspace.open(repo)
+    settings = load_settings(repo, lanes=lanes, limits={"max_experiments": 1 + lanes * per_lane},
+                             proposals={"ahead": 1, "concurrency": lanes}, noise={"repeats": 0}, slurm=slurm,
+                             process=process)
+    pinned = lane_runners(settings, repo_id(repo), instance_id())
+    loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=Proposer(),
+                notifier=Notifier(), lanes=pinned)
+    loop.run()
+    return Session(loop.journal.load(), ws.state_dir() / "runs", budget)
+
+
+def preflight() -> str | None:
+    """Why this bench cannot run here, or None."""
+    if importlib.util.find_spec("autoresearch.runners.slurm") is None:
+        return ("the Slurm runner (autoresearch.runners.slurm) is not in this installation: this bench measures "
+                "it, so run it on a tree that has runner = \"slurm\"")
+    try:
+        SlurmCommands(timeout_s=15).ping()
+    except AutoresearchError as exc:
+        return f"no Slurm cluster answers ({exc}); start one with `bash .ci/slurm-setup.sh start`"
+    return None
+
+
+def _mean(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=5.0)
+    parser.add_argument("--per-lane", type=int, default=4, help="experiments per lane after the baseline")
+    parser.add_argument("--poll", type=float, default=0.5, help="slurm.poll_s")
+    parser.add_argument("--smoke", action="store_true", help="1 s budget, 1 experiment per lane: the figures exist")
+    args = parser.parse_args()
+    budget, per_lane = (1.0, 1) if args.smoke else (args.budget, args.per_lane)
+    problem = preflight()
+    if problem is not None:
+        print(f"bench/slurm.py: {problem}", file=sys.stderr)
+        sys.exit(2)
+    from autoresearch import logs
+
+    logs.configure(level="error", stream=sys.stderr)
+    print(f"budget_s={budget:g} experiments_per_lane={per_lane} poll_s={args.poll:g} (sleeping target)")
+    print("| runner | lanes | runs | overhead/run s | submit->start s | queued_s (Slurm) | end->record s | exp/hour |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    figures: dict[tuple[str, int], tuple[Session, list[Run]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for runner, lanes in (("process", 1), ("slurm", 1), ("slurm", 2)):
+            s = session(Path(tmp) / f"{runner}-{lanes}", runner, lanes, budget, per_lane, args.poll)
+            runs = s.runs()
+            figures[(runner, lanes)] = (s, runs)
+            name = "local bwrap" if runner == "process" else "slurm"
+            print(f"| {name} | {lanes} | {len(runs)} | {_mean([r.overhead_s for r in runs]):.3f} | "
+                  f"{_mean([r.submit_to_start_s for r in runs]):.3f} | {_mean([r.queued_s for r in runs]):.3f} | "
+                  f"{_mean([r.end_to_record_s for r in runs]):.3f} | {s.per_hour():.0f} |")
+    one, two = figures[("slurm", 1)], figures[("slurm", 2)]
+    efficiency = two[0].per_hour() / (2 * one[0].per_hour())
+    print(f"slurm: overhead_s={_mean([r.overhead_s for r in one[1]]):.3f} "
+          f"local_overhead_s={_mean([r.overhead_s for r in figures[('process', 1)][1]]):.3f} "
+          f"submit_to_start_s={_mean([r.submit_to_start_s for r in one[1]]):.3f} "
+          f"end_to_record_s={_mean([r.end_to_record_s for r in one[1]]):.3f} scaling_efficiency={efficiency:.3f}")
+
+
+if __name__ == "__main__":
+    main()
