@@ -139,9 +139,9 @@ def session(root: Path, runner: str, lanes: int, budget: float, per_lane: int, p
     os.environ["AUTORESEARCH_SLURM__SHARED_DIR"] = str(shared)  # init takes flags only; settings read it here
     init_repo(repo, "bench", {"budget": budget, "runner": runner, "metric": "val_bpb"})
     ws = GitWorkspace.open(repo)
-    settings = load_settings(repo, lanes=lanes, limits={"max_experiments": 1 + lanes * per_lane},
-                             proposals={"ahead": 1, "concurrency": lanes}, noise={"repeats": 0}, slurm=slurm,
-                             process=process)
+    settings = load_settings(repo, budget=budget, runner=runner, metric="val_bpb", lanes=lanes,
+                             limits={"max_experiments": 1 + lanes * per_lane}, noise={"repeats": 0},
+                             proposals={"ahead": 1, "concurrency": lanes}, slurm=slurm, process=process)
     pinned = lane_runners(settings, repo_id(repo), instance_id())
     loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=Proposer(),
                 notifier=Notifier(), lanes=pinned)
@@ -171,9 +171,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=5.0)
     parser.add_argument("--per-lane", type=int, default=4, help="experiments per lane after the baseline")
     parser.add_argument("--poll", type=float, default=0.5, help="slurm.poll_s")
-    parser.add_argument("--smoke", action="store_true", help="1 s budget, 1 experiment per lane: the figures exist")
+    parser.add_argument("--smoke", action="store_true", help="3 s budget, 1 experiment per lane: the figures exist")
     args = parser.parse_args()
-    budget, per_lane = (1.0, 1) if args.smoke else (args.budget, args.per_lane)
+    budget, per_lane = (3.0, 1) if args.smoke else (args.budget, args.per_lane)
     problem = preflight()
     if problem is not None:
         print(f"bench/slurm.py: {problem}", file=sys.stderr)
