@@ -24,19 +24,15 @@ scaling_efficiency=E``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from autoresearch.agents.base import Proposal, ProposalContext
 from autoresearch.commands import init_repo, instance_id, repo_id
 from autoresearch.config import load_settings
 from autoresearch.errors import AutoresearchError
@@ -48,6 +44,10 @@ from autoresearch.session import load_session
 from autoresearch.slurm_ops import SlurmCommands
 from autoresearch.workspace import GitWorkspace
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lanes import Session as LaneSession
+from lanes import SlowAgent, _at
+
 SLEEPER = """\
 import os, time
 STEP = 1
@@ -56,22 +56,6 @@ time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET"]))
 print("bench_end: %.6f" % time.time(), flush=True)
 print("val_bpb: %.6f" % (1.0 + STEP * 1e-3))
 """
-
-
-class Proposer:
-    """A new proposal at once (a worse STEP: every change is a discard, so no draft is ever rebased)."""
-
-    name = "bench"
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._lock = threading.Lock()
-
-    def propose(self, ctx: ProposalContext) -> Proposal:
-        with self._lock:
-            self._count += 1
-            k = self._count
-        return Proposal(content=ctx.best_content.replace("STEP = 1", f"STEP = {k + 1}"), description=f"step {k + 1}")
 
 
 @dataclass(frozen=True)
@@ -92,9 +76,7 @@ class Session:
         return [self._run(e) for e in self.state.recorded()]
 
     def per_hour(self) -> float:
-        rows = [e for e in self.state.recorded() if not e.baseline]
-        baseline = next(e for e in self.state.recorded() if e.baseline)
-        return 3600.0 * len(rows) / (_at(rows[-1], "recorded") - _at(baseline, "recorded"))
+        return LaneSession(self.state, 1, self.budget).per_hour()  # lanes.py's throughput, the same figure
 
     def _run(self, exp: Experiment) -> Run:
         printed = _printed(self.runs_dir / str(exp.n) / "run.log")
@@ -105,10 +87,6 @@ class Session:
                    else printed["bench_start"] - float(submitted),
                    end_to_record_s=recorded - printed["bench_end"] if "bench_end" in printed else None,
                    queued_s=getattr(exp.finished, "queued_s", None))
-
-
-def _at(exp: Experiment, phase: Any) -> float:
-    return dt.datetime.fromisoformat(str(exp.phase_at(phase))).timestamp()
 
 
 def _printed(log: Path) -> dict[str, float]:
@@ -143,7 +121,7 @@ def session(root: Path, runner: str, lanes: int, budget: float, per_lane: int, p
                              limits={"max_experiments": 1 + lanes * per_lane}, noise={"repeats": 0},
                              proposals={"ahead": 1, "concurrency": lanes}, slurm=slurm, process=process)
     pinned = lane_runners(settings, repo_id(repo), instance_id())
-    loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=Proposer(),
+    loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=SlowAgent(0.0),
                 notifier=Notifier(), lanes=pinned)
     loop.run()
     return Session(loop.journal.load(), ws.state_dir() / "runs", budget)
