@@ -80,6 +80,11 @@ def test_a_down_controller_shows_what_the_journal_last_saw(tmp_path: Path) -> No
     text = console.export_text()
     assert "slurm job" in text and "job 41 RUNNING? on n1, queued 3s" in text
     assert "slurmctld     │ does not answer: connection refused" in text
+    waiting = {**summary, "metric": "m", "waiting": {"what": "slurm", "reason": "connection refused",
+                                                     "elapsed_s": 12.0}}
+    console = Console(width=160, record=True)
+    console.print(status_table(waiting))
+    assert "for the Slurm controller (slurmctld) for 12s: connection refused" in console.export_text()
     forgotten = summarize(state, "min", budget=300.0)
     annotate(forgotten, state, FakeSlurmQueue(), now=SUBMITTED + 60)
     assert forgotten["lanes"][0]["job"]["state"] == "gone"

@@ -83,7 +83,8 @@ def status_table(s: dict[str, Any]) -> Table:
     if wait:
         elapsed = wait.get("elapsed_s")
         since = "" if elapsed is None else f" for {elapsed:.0f}s"
-        _add(table, "waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
+        what = "Slurm controller (slurmctld)" if wait["what"] == "slurm" else wait["what"]
+        _add(table, "waiting", f"for the {what}{since}: {wait.get('reason') or ''}")
     if s.get("limits"):
         table.add_row("run limits", Text(notice_line(s["limits"])))  # paths and errors: never markup
     if s.get("failed_proposals_in_a_row"):

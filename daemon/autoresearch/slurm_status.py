@@ -32,6 +32,7 @@ def annotate(summary: dict[str, Any], state: JournalState, queue: SlurmQueue | N
     controller = None
     if ids and queue is not None:
         try:
+            queue.ping()  # at once when the controller is down; squeue would try for ~10 s first
             live = queue.jobs(ids)
             controller = "answers"
         except SlurmUnavailable as exc:
