@@ -24,12 +24,15 @@ scaling_efficiency=E``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +74,13 @@ class Session:
     state: JournalState
     runs_dir: Path
     budget: float
+    seen_jobs: frozenset[str] = frozenset()
+    """Every job id squeue listed while the session ran (this session's and anyone else's)."""
+
+    def others(self) -> set[str]:
+        """Jobs of someone else that were on the cluster meanwhile (they may have held the fake GPUs)."""
+        ours = {str(e.running.handle.get("job_id")) for e in self.state.recorded() if e.running is not None}
+        return set(self.seen_jobs) - ours
 
     def runs(self) -> list[Run]:
         return [self._run(e) for e in self.state.recorded()]
@@ -123,8 +133,31 @@ def session(root: Path, runner: str, lanes: int, budget: float, per_lane: int, p
     pinned = lane_runners(settings, repo_id(repo), instance_id())
     loop = Loop(settings=settings, session=load_session(ws), workspace=ws, runner=pinned[0][1], agent=SlowAgent(0.0),
                 notifier=Notifier(), lanes=pinned)
-    loop.run()
-    return Session(loop.journal.load(), ws.state_dir() / "runs", budget)
+    with watching_queue(runner == "slurm") as seen:
+        loop.run()
+    return Session(loop.journal.load(), ws.state_dir() / "runs", budget, frozenset(seen))
+
+
+@contextlib.contextmanager
+def watching_queue(enabled: bool) -> Iterator[set[str]]:
+    """The job ids squeue lists, sampled every 0.5 s in a thread while the block runs."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+            seen.update(out.stdout.split())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    if enabled:
+        thread.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        if enabled:
+            thread.join(timeout=60)
 
 
 def preflight() -> str | None:
@@ -173,6 +206,10 @@ def main() -> None:
                   f"{_mean([r.submit_to_start_s for r in runs]):.3f} | {_mean([r.queued_s for r in runs]):.3f} | "
                   f"{_mean([r.end_to_record_s for r in runs]):.3f} | {s.per_hour():.0f} |")
     one, two = figures[("slurm", 1)], figures[("slurm", 2)]
+    others = one[0].others() | two[0].others()
+    if others:  # a shared cluster: another's job on a fake GPU queues ours, and the figures show it
+        print(f"warning: {len(others)} job(s) of others ran meanwhile ({', '.join(sorted(others)[:5])}): "
+              "the Slurm figures include waiting for them")
     efficiency = two[0].per_hour() / (2 * one[0].per_hour())
     print(f"slurm: overhead_s={_mean([r.overhead_s for r in one[1]]):.3f} "
           f"local_overhead_s={_mean([r.overhead_s for r in figures[('process', 1)][1]]):.3f} "

@@ -21,8 +21,10 @@ from autoresearch.errors import SlurmUnavailable
 from autoresearch.runners import runner_from_config
 from autoresearch.runners.base import FakeRunner
 from autoresearch.slurm_ops import SlurmCommands
+from autoresearch.slurm_status import annotate
 from autoresearch.status import summarize
 from tests.loop_fakes import fake_loop, ok
+from tests.test_slurm_status import SUBMITTED, slurm_journal
 
 SETUP = Path(__file__).resolve().parents[1] / ".ci" / "slurm-setup.sh"
 
@@ -89,6 +91,14 @@ def test_a_stopped_slurmctld_is_waited_out(slurm_cluster: None, tmp_path: Path) 
     try:
         with pytest.raises(SlurmUnavailable):  # the real client's message is recognised as "down"
             SlurmCommands(timeout_s=20).jobs(["1"])
+        # status meanwhile: what the journal last saw, and that the controller does not answer
+        seen = slurm_journal(tmp_path / "seen.jsonl", {0: {"job_id": "7", "started_at": SUBMITTED + 2}}).load()
+        summary = summarize(seen, "min")
+        started = time.monotonic()
+        annotate(summary, seen, SlurmCommands(timeout_s=20))
+        assert time.monotonic() - started < 5, "scontrol ping answers at once: status does not hang"
+        assert summary["lanes"][0]["job"]["state"] == "RUNNING?"
+        assert str(summary["slurm"]).startswith("does not answer: scontrol: Slurmctld(primary)"), summary["slurm"]
         thread.start()
         _wait_for(lambda: loop.journal.load().waiting is not None, 60, "the wait record")
         waiting = summarize(loop.journal.load(), "min")["waiting"]
