@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -144,3 +145,16 @@ def test_the_readme_example_config_is_valid(tmp_path: Path) -> None:
     assert (s.runner, s.lanes, str(s.slurm.shared_dir)) == ("slurm", 4, "/shared/autoresearch/myrepo")
     assert resource_args(s.slurm) == ["--partition=gpu", "--account=mylab", "--gres=gpu:1", "--cpus-per-task=8",
                                       "--mem=64G", "--constraint=a100"]
+
+
+@pytest.mark.slurm
+def test_ci_setup_is_idempotent_and_exports_the_requirement(slurm_cluster: None) -> None:
+    """A second `start` finds the cluster answering and changes nothing; sourced, it sets the CI variable."""
+    setup = Path(__file__).resolve().parents[1] / ".ci" / "slurm-setup.sh"
+    script = f"set -euo pipefail; source {setup} start; echo REQUIRE=$AUTORESEARCH_REQUIRE_SLURM"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AUTORESEARCH_REQUIRE_SLURM": ""})
+    assert done.returncode == 0, done.stderr
+    assert "slurm-setup: a cluster already answers" in done.stdout and "REQUIRE=1" in done.stdout
+    bad = subprocess.run(["bash", str(setup), "restart"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "usage: slurm-setup.sh start|stop|status" in bad.stderr
