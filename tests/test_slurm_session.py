@@ -4,11 +4,13 @@ SIGTERM leaves no job behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,20 @@ SLOW = "import time\nLR = 0.5\ntime.sleep(20)\nprint('val_bpb: 1.0')\n"
 def _squeue(job: str) -> str:
     return subprocess.run(["squeue", "-h", "-o", "%T", "-j", job], capture_output=True, text=True,
                           timeout=30).stdout.strip()
+
+
+@contextlib.contextmanager
+def cancelled_under(folder: Path) -> Iterator[None]:
+    """Whatever happens in the block, no job working under ``folder`` is left (a daemon killed by a
+    failing test leaves its jobs running)."""
+    try:
+        yield
+    finally:
+        listed = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, timeout=30)
+        ours = [line.split()[0] for line in listed.stdout.splitlines()
+                if len(line.split()) == 2 and line.split()[1].startswith(str(folder))]
+        if ours:
+            subprocess.run(["scancel", *ours], check=False, timeout=30)
 
 
 @pytest.mark.slurm
@@ -43,7 +59,7 @@ def test_status_shows_the_daemon_s_job_and_a_stop_leaves_none(slurm_cluster: Non
     daemon = subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(repo)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
                               env={**os.environ, **GIT_ENV, **NO_REPEATS, **NO_CGROUPS})
-    with reaped(daemon):
+    with reaped(daemon), cancelled_under(tmp_path):
         deadline = time.monotonic() + 120
         job = None
         while time.monotonic() < deadline:
