@@ -137,7 +137,8 @@ def test_run_bad_flags_name_the_flag(initialised: Path, args: list[str], message
 @pytest.mark.parametrize(("env", "message"), [
     ({"AUTORESEARCH_BUDGET": "-5"}, "budget [env AUTORESEARCH_BUDGET]: Input should be greater than 0"),
     ({"AUTORESEARCH_AGENT": "claude"}, "agent [env AUTORESEARCH_AGENT]: Input should be 'offline', 'anthropic'"),
-    ({"AUTORESEARCH_RUNNER": "podman"}, "runner [env AUTORESEARCH_RUNNER]: Input should be 'process' or 'docker'"),
+    ({"AUTORESEARCH_RUNNER": "podman"},
+     "runner [env AUTORESEARCH_RUNNER]: Input should be 'process', 'docker' or 'slurm'"),
 ])
 def test_run_bad_env_names_the_variable(initialised: Path, env: dict[str, str], message: str) -> None:
     before = _snapshot(initialised)

@@ -89,3 +89,28 @@ def test_lanes_setting_is_checked(tmp_path: Path) -> None:
         load_settings(tmp_path, lanes=0)
     with pytest.raises(ConfigError, match="gpus_per_lane"):
         load_settings(tmp_path, gpus_per_lane=0)
+
+
+class _NoNvml:
+    """A login node whose NVML cannot even be listed: the Slurm plan must not ask it."""
+
+    def devices(self) -> list[GpuDevice]:
+        raise AssertionError("the Slurm plan read this host's GPUs")
+
+    def used_by(self, pids: set[int]) -> float:
+        raise AssertionError("the Slurm plan read this host's GPUs")
+
+
+def test_slurm_lanes_are_jobs_whatever_this_host_has(tmp_path: Path) -> None:
+    """A login node with no GPU and one core still runs 4 lanes: each is one Slurm job at a time."""
+    s = load_settings(tmp_path, runner="slurm", lanes=4, slurm={"shared_dir": str(tmp_path)})
+    lanes = plan_lanes(s, _NoNvml(), cpus=[0])
+    assert lanes == [Lane(0), Lane(1), Lane(2), Lane(3)]
+    assert not any(lane.pinned for lane in lanes), "the cluster places the job, not this host"
+    assert len(plan_lanes(s, gpus(1), cpus=range(2))) == 4, "nor do this host's GPUs cap the lanes"
+
+
+def test_slurm_refuses_auto_lanes_naming_the_key(tmp_path: Path) -> None:
+    s = load_settings(tmp_path, runner="slurm", lanes="auto", slurm={"shared_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"lanes \(flag --lanes\): auto counts this host's GPUs.*number of jobs"):
+        plan_lanes(s, _NoNvml(), cpus=[0])

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from rich.console import Console
 
-from autoresearch import branchsync, init_checks, repo_env, sessions, snapshot
+from autoresearch import branchsync, init_checks, repo_env, sessions, slurm_status, snapshot
 from autoresearch.agents import agent_from_config
 from autoresearch.bwrap import check_bwrap
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
@@ -41,6 +41,8 @@ from autoresearch.runners.limits_notice import read_notice, record_limits
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import JOURNAL_FILE, Session, check_repo, default_tag, load_session, start_session
 from autoresearch.session_config import load_session_settings
+from autoresearch.slurm_init import check_cluster
+from autoresearch.slurm_ops import SlurmCommands
 from autoresearch.status import run_lines, summarize
 from autoresearch.workspace import GitWorkspace
 
@@ -72,6 +74,9 @@ def init_repo(repo: Path, tag: str | None, flags: dict[str, Any], say: Callable[
     check_repo(ws, settings, tag)  # first: bad input changes nothing, not even a lock file
     settings, note = _choose_runner(ws.root, settings, given, config_path.exists())
     (say or (lambda _line: None))(note)
+    if settings.runner == "slurm":  # before the lock: a cluster that cannot run the jobs changes nothing
+        for line in check_cluster(settings, SlurmCommands.from_config(settings)):
+            (say or (lambda _line: None))(line)
     # The lock: a running daemon's journal must never be archived under it (it would die on a
     # replaced journal), and a second init must not interleave with this one.
     state_existed = ws.state_dir().exists()
@@ -236,6 +241,7 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     summary["metric_source"] = "evaluated" if settings.evaluate else "self-reported"
     summary["limits"] = read_notice(ws.state_dir())
     summary["sandbox"] = sandbox_line(settings)
+    slurm_status.annotate(summary, state, SlurmCommands.from_config(settings))  # squeue only for Slurm jobs
     return summary
 
 

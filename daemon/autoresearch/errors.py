@@ -12,6 +12,7 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     │   └── ProgramMissing            a command's program cannot start in the sandbox (init's check)
     ├── RunnerError                   the runner could not run the experiment (not the script's fault)
     │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
+    │   │   └── SlurmUnavailable      slurmctld does not answer (waited out the same way)
     │   └── ImageMissing              runner image absent (exit 2, names the build command)
     ├── AgentError                    a proposal could not be made this iteration (skipped)
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
@@ -64,6 +65,10 @@ class RunnerError(AutoresearchError):
 
 class EngineUnavailable(RunnerError):
     """The Docker engine cannot be reached."""
+
+
+class SlurmUnavailable(EngineUnavailable):
+    """The Slurm controller (slurmctld) does not answer: waited out like a Docker engine that is down."""
 
 
 class ImageMissing(RunnerError):

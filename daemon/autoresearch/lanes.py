@@ -51,12 +51,15 @@ class Lane:
 def plan_lanes(settings: Settings, probe: GpuProbe, cpus: Sequence[int] | None = None) -> list[Lane]:
     """The lanes the settings ask for on this host; ConfigError (naming the key) when they cannot exist.
 
-    ``lanes = 1`` is one unpinned lane whatever the host. Otherwise GPUs come from the runner's ``gpus``
+    ``lanes = 1`` is one unpinned lane whatever the host; with the Slurm runner ``lanes = N`` is N unpinned
+    lanes (up to N jobs at once; the cluster places them). Otherwise GPUs come from the runner's ``gpus``
     setting as NVML finds them (a host or setting without GPUs splits the CPU cores instead), and each
     lane also gets an equal share of ``cpus`` (default: the cores this process may run on).
     """
     if settings.lanes == 1:
         return [Lane(0)]
+    if settings.runner == "slurm":
+        return _job_lanes(settings)
     cores = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     pool = _gpu_pool(settings, probe)
     if not pool:
@@ -70,6 +73,15 @@ def plan_lanes(settings: Settings, probe: GpuProbe, cpus: Sequence[int] | None =
                           f"GPUs; this host has {len(pool)} usable ({_names(pool)})")
     shares = _split(cores, count) if len(cores) >= count else [()] * count
     return [Lane(i, tuple(str(d.index) for d in pool[i * per:(i + 1) * per]), shares[i]) for i in range(count)]
+
+
+def _job_lanes(settings: Settings) -> list[Lane]:
+    """Slurm: a lane is one job at a time, its GPUs and cores asked of the cluster (``slurm.gres``,
+    ``slurm.cpus_per_task``), so nothing of the daemon's host (a login node, often without a GPU) counts."""
+    if settings.lanes == "auto":
+        raise ConfigError(f"lanes ({settings.source_of('lanes')}): auto counts this host's GPUs, which the Slurm "
+                          "runner does not use; set lanes to the number of jobs to run at once")
+    return [Lane(i) for i in range(settings.lanes)]
 
 
 def _cpu_lanes(settings: Settings, cores: list[int]) -> list[Lane]:

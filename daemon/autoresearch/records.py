@@ -23,7 +23,7 @@ Description = Annotated[str, AfterValidator(one_line)]
 
 Phase = Literal["proposed", "committed", "running", "finished", "evaluated", "checked", "recorded"]
 PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
-WaitWhat = Literal["engine", "gpu", "runner"]
+WaitWhat = Literal["engine", "gpu", "runner", "slurm"]
 
 
 class Record(BaseModel):

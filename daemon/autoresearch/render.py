@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.journal import Experiment
+from autoresearch.slurm_status import job_line
 
 _STYLE = {"keep": "bold green", "discard": "dim", "crash": "red"}
 
@@ -73,11 +74,17 @@ def status_table(s: dict[str, Any]) -> Table:
         elapsed = run.get("phase_elapsed_s")
         since = "" if elapsed is None else f", {elapsed:.0f}s in this phase"
         _add(table, "running", f"#{run['n']} {run['phase']}{since}: {run.get('description') or ''}")
+    for lane in lanes:
+        if lane.get("job"):
+            _add(table, "slurm job" if len(lanes) <= 1 else f"lane {lane['lane']} job", job_line(lane["job"]))
+    if s.get("slurm") and s["slurm"] != "answers":
+        _add(table, "slurmctld", str(s["slurm"]))
     wait = s.get("waiting")
     if wait:
         elapsed = wait.get("elapsed_s")
         since = "" if elapsed is None else f" for {elapsed:.0f}s"
-        _add(table, "waiting", f"for the {wait['what']}{since}: {wait.get('reason') or ''}")
+        what = "Slurm controller (slurmctld)" if wait["what"] == "slurm" else wait["what"]
+        _add(table, "waiting", f"for the {what}{since}: {wait.get('reason') or ''}")
     if s.get("limits"):
         table.add_row("run limits", Text(notice_line(s["limits"])))  # paths and errors: never markup
     if s.get("failed_proposals_in_a_row"):

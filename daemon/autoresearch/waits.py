@@ -1,7 +1,8 @@
 """Wait, don't die: the loop's one policy for conditions outside it that pass by themselves (the Docker
-engine down or restarting, a GPU missing or busy). It probes with back-off until the probe passes or the
-loop is told to stop, and makes the wait visible: a ``wait`` record in the journal (``status`` shows it),
-the systemd ``STATUS=`` line, and a log event when it starts and ends.
+engine down or restarting, a GPU missing or busy, a Slurm controller that does not answer). It probes
+with back-off until the probe passes or the loop is told to stop, and makes the wait visible: a ``wait``
+record in the journal (``status`` shows it), the systemd ``STATUS=`` line, and a log event when it
+starts and ends.
 
 A failed proposal (an invalid edit, an API that stays overloaded past its retries) is not an outage
 but is paced the same way: ``after_failed_proposal`` pauses with a growing back-off and says why.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from autoresearch.config import ProposalSettings
-from autoresearch.errors import EngineUnavailable, GpuError
+from autoresearch.errors import EngineUnavailable, GpuError, SlurmUnavailable
 from autoresearch.journal import Journal
 from autoresearch.records import WaitWhat
 from autoresearch.retry import backoff_s, retrying
@@ -28,8 +29,10 @@ from autoresearch.sdnotify import Notifier
 log = structlog.get_logger("autoresearch.loop")
 
 TRANSIENT: tuple[type[Exception], ...] = (EngineUnavailable, GpuError)
-_WHAT: dict[type[Exception], WaitWhat] = {EngineUnavailable: "engine", GpuError: "gpu"}
-_LABEL: dict[WaitWhat, str] = {"engine": "the Docker engine", "gpu": "a free GPU", "runner": "the runner"}
+# Most specific first: a Slurm controller that is down is an EngineUnavailable, named for what it is.
+_WHAT: dict[type[Exception], WaitWhat] = {SlurmUnavailable: "slurm", EngineUnavailable: "engine", GpuError: "gpu"}
+_LABEL: dict[WaitWhat, str] = {"engine": "the Docker engine", "gpu": "a free GPU", "runner": "the runner",
+                               "slurm": "the Slurm controller (slurmctld)"}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -86,7 +86,7 @@ def test_crashes_waits_and_a_run_in_flight_are_counted(session: Path, tmp_path: 
     registry.register(SessionCollector(SessionSource.from_repo(repo)))
     got = samples(generate_latest(registry).decode())
     assert got["autoresearch_waits_total"] == {(("reason", "engine"),): 1, (("reason", "gpu"),): 1,
-                                               (("reason", "runner"),): 0}
+                                               (("reason", "runner"),): 0, (("reason", "slurm"),): 0}
     assert got["autoresearch_wait_seconds_total"][(("reason", "engine"),)] == pytest.approx(30, abs=0.01)
     assert got["autoresearch_wait_seconds_total"][(("reason", "gpu"),)] >= 60  # still waiting: counted to now
     assert got["autoresearch_waiting"][(("reason", "gpu"),)] == 1

@@ -8,12 +8,14 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import get_args
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from autoresearch import ledger, noise
 from autoresearch.journal import Experiment, JournalState
+from autoresearch.records import WaitWhat
 from autoresearch.status import lane_of, total_cost, total_tokens
 from autoresearch.web.source import SessionSource
 
@@ -119,7 +121,7 @@ def _agent(state: JournalState) -> Iterator[Metric]:
 def _waits(state: JournalState, now: float) -> Iterator[Metric]:
     """Each wait (engine down, GPU busy) from its record to the next record that ends or replaces it."""
     counts: Counter[str] = Counter()
-    seconds: dict[str, float] = dict.fromkeys(("engine", "gpu", "runner"), 0.0)
+    seconds: dict[str, float] = dict.fromkeys(get_args(WaitWhat), 0.0)
     current: tuple[str, float] | None = None
     for rec in state.waits:
         at = _seconds(rec.at)
@@ -135,7 +137,7 @@ def _waits(state: JournalState, now: float) -> Iterator[Metric]:
                                 labels=["reason"])
     spent = CounterMetricFamily("autoresearch_wait_seconds", "Time spent waiting, by reason.", labels=["reason"])
     waiting = GaugeMetricFamily("autoresearch_waiting", "1 while the loop waits, by reason.", labels=["reason"])
-    for what in ("engine", "gpu", "runner"):
+    for what in get_args(WaitWhat):
         total.add_metric([what], counts[what])
         spent.add_metric([what], seconds[what])
         waiting.add_metric([what], 1 if state.waiting is not None and state.waiting.what == what else 0)
