@@ -24,7 +24,7 @@ RepoArg = Annotated[Path, typer.Argument(help="The research repo (a git reposito
 TagOpt = Annotated[str | None, typer.Option(help="The session's tag (default: the active session).")]
 # Choices are checked by the CLI itself, so a typo is refused with the flag's name (exit 2).
 Direction = Literal["min", "max"]
-RunnerName = Literal["process", "docker"]
+RunnerName = Literal["process", "docker", "slurm"]
 AgentName = Literal["offline", "anthropic", "command"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 

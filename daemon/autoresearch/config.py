@@ -286,6 +286,40 @@ class ProcessSettings(Section):
     notice), v2 or v1 (that one or exit 2), off (the rlimit fallback: no memory limit)."""
 
 
+class SlurmSettings(Section):
+    shared_dir: Path | None = None
+    """Required when runner = "slurm": a folder every node sees at the same path (NFS in a lab). The runs'
+    snapshots, outputs and logs, the session's home and the repo's environment live under it (the state
+    folder's ``runs``, ``snapshots``, ``home`` and ``env`` are links into it)."""
+    inner: Literal["bwrap", "docker", "none"] = "bwrap"
+    """The sandbox inside each job: bwrap (the process runner's bubblewrap sandbox, built from
+    ``process.*``), docker (``docker run --rm --init`` of ``docker.image``, killed when the job is
+    cancelled), or none (the command runs bare in the job's cgroup: unsafe with an LLM or command agent)."""
+    partition: str | None = None
+    """``sbatch --partition``; none = the cluster's default partition."""
+    account: str | None = None
+    """``sbatch --account``; none = the user's default account."""
+    qos: str | None = None
+    """``sbatch --qos``; none = the default quality of service."""
+    gres: str | None = "gpu:1"
+    """``sbatch --gres`` of each lane's jobs (e.g. "gpu:1", "gpu:a100:2"); none = no generic resources."""
+    cpus_per_task: int | None = Field(default=None, ge=1)
+    """``sbatch --cpus-per-task``; none = the partition's default."""
+    mem: str | None = None
+    """``sbatch --mem`` in Slurm's syntax (e.g. "32G"): the job's memory limit (exceeding it is cause oom);
+    none = the partition's default."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Further ``sbatch`` arguments, as they are (e.g. ["--constraint=a100", "--nice=10"])."""
+    poll_s: float = Field(default=2.0, gt=0)
+    """Seconds between two looks at a job's state (``scontrol show job``)."""
+    time_margin_min: int = Field(default=2, ge=1)
+    """Minutes added to budget + grace for Slurm's own ``--time`` limit, only a backstop: the daemon cancels
+    a run at its deadline on its own clock (Slurm checks limits about every 30 s, in whole minutes)."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Submissions of one run when jobs end in a state that is not the script's fault (NODE_FAIL,
+    PREEMPTED, BOOT_FAIL); after the last such attempt the run is recorded as a crash with that cause."""
+
+
 class NoiseSettings(Section):
     repeats: int = Field(default=2, ge=0)
     """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
@@ -349,8 +383,9 @@ class Settings(BaseSettings):
     """Training time budget in seconds, passed as AUTORESEARCH_TIME_BUDGET."""
     grace: float | None = Field(default=None, ge=0)
     """Extra seconds before a run is killed; none = the budget (a 5-minute run dies at 10)."""
-    runner: Literal["process", "docker"] = "process"
-    """Where runs execute: a local process group, or a fresh hardened Docker container."""
+    runner: Literal["process", "docker", "slurm"] = "process"
+    """Where runs execute: a local process group, or a fresh hardened Docker container; slurm: each
+    training, evaluation and check run is one Slurm job (``slurm.*``), setup and prepare run here."""
     agent: Literal["offline", "anthropic", "command"] = "offline"
     """Who proposes: Optuna over the constants, Claude with tools, or an external agent CLI."""
     max_crash_fixes: int = Field(default=3, ge=0)
@@ -395,6 +430,7 @@ class Settings(BaseSettings):
     proposals: ProposalSettings = Field(default_factory=ProposalSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     process: ProcessSettings = Field(default_factory=ProcessSettings)
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
@@ -431,6 +467,17 @@ class Settings(BaseSettings):
         lo, hi = value
         if not -1e9 <= lo < hi <= 1e9:
             raise ValueError("must be [low, high] with -1e9 <= low < high <= 1e9")
+        return value
+
+    @field_validator("slurm")
+    @classmethod
+    def _check_slurm(cls, value: SlurmSettings, info: ValidationInfo) -> SlurmSettings:
+        if info.data.get("runner") != "slurm":
+            return value
+        if value.shared_dir is None:
+            raise ValueError('runner = "slurm" needs slurm.shared_dir: a folder every node sees at the same path')
+        if not value.shared_dir.is_absolute():
+            raise ValueError(f"slurm.shared_dir must be an absolute path (nodes resolve it alone): {value.shared_dir}")
         return value
 
     @property

@@ -160,6 +160,8 @@ class Finished(PhaseRecord):
     log_truncated: bool = False
     claimed: float | None = None
     """The metric the run printed itself; with an evaluator only a claim (``metric`` is then null)."""
+    queued_s: float | None = None
+    """Seconds the run's job waited in a cluster's queue before it started (runner = slurm; not budget)."""
 
 
 class Evaluated(PhaseRecord):
