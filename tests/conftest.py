@@ -107,3 +107,4 @@ def _environ_restored() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+from tests.slurm_cluster import slurm_cluster  # noqa: E402,F401  (the Slurm tests' fixture)

@@ -146,7 +146,9 @@ class SlurmRunner:
 
     def _attempt(self, spec: RunSpec, on_started: OnStarted, attempt: int, home: Path | None,
                  handle: dict[str, Any] | None) -> tuple[RunOutcome, JobInfo | None]:
-        name = slurm_script.job_name(self.prefix, spec, attempt)
+        # A journaled name is kept: an earlier daemon's jobs carry its instance in their names.
+        name = (str(handle["name"]) if handle and handle.get("name")
+                else slurm_script.job_name(self.prefix, spec, attempt))
         folder = slurm_script.job_dir(spec, attempt)
         follower = Follower(self.slurm, spec, self.settings.slurm.poll_s, self.clock)
         if handle is None or not handle.get("job_id"):

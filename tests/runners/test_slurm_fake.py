@@ -1,0 +1,189 @@
+"""The Slurm runner against the in-memory controller (``slurm_fake``): the budget from the job's start,
+queue time apart, resubmission of node failures, outside cancellations, re-attaching after a daemon's
+death, a controller that stops answering; and the settings' checks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.config import load_settings
+from autoresearch.errors import ConfigError
+from autoresearch.runners.base import RunSpec
+from autoresearch.runners.process import ProcessRunner
+from autoresearch.runners.slurm import SlurmRunner
+from autoresearch.runners.slurm_fake import FakeSlurm, Fate
+from tests.conftest import make_repo
+
+
+def _runner(tmp_path: Path, fake: FakeSlurm, **slurm: Any) -> SlurmRunner:
+    settings = load_settings(tmp_path, runner="slurm",
+                             slurm={"shared_dir": tmp_path / "shared", "poll_s": 0.02, "gres": "gpu:1", **slurm})
+    return SlurmRunner(settings=settings, local=ProcessRunner.from_config(settings), slurm=fake, repo_id="rid",
+                       instance="me")
+
+
+def _spec(tmp_path: Path, budget: float = 0.3, grace: float = 0.2, **kw: Any) -> RunSpec:
+    repo = tmp_path / "repo"
+    if not repo.exists():
+        make_repo(repo)
+    snap = tmp_path / "snap"
+    snap.mkdir(exist_ok=True)
+    (snap / "train.py").write_text("print('hi')\n")
+    state = repo / ".git" / "autoresearch"
+    return RunSpec(n=7, kind="train", command="python3 train.py", workdir=repo, budget=budget, grace=grace, env={},
+                   log_path=state / "runs" / "7" / "run.log", log_cap_bytes=10_000, target="train.py",
+                   snapshot=snap, output_dir=state / "runs" / "7" / "output", **kw)
+
+
+def _collect() -> tuple[list[dict[str, Any]], Any]:
+    handles: list[dict[str, Any]] = []
+    return handles, lambda h: handles.append(dict(h))
+
+
+def test_queue_time_is_not_budget_and_is_journaled(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(queue_s=1.0, run_s=0.3)])  # queued longer than budget + grace
+    handles, on_started = _collect()
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path), on_started)
+    assert outcome.cause == "ok" and not fake.cancels
+    assert outcome.queued_s is not None and 0.9 <= outcome.queued_s < 2.0
+    assert handles[0]["job_id"] is None and handles[0]["name"].endswith("7-train-a1")  # named before sbatch
+    assert handles[1]["job_id"] == "100" and handles[-1]["node"] == "fake0" and handles[-1]["started_at"]
+    assert "--gres=gpu:1" in fake.submitted[0].args and any(a.startswith("--time=") for a in fake.submitted[0].args)
+
+
+def test_runaway_is_cancelled_at_start_plus_budget_plus_grace(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(queue_s=0.5, run_s=60)])
+    t0 = time.monotonic()
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path), lambda _h: None)
+    took = time.monotonic() - t0
+    assert outcome.cause == "timeout" and fake.cancels == ["100"]
+    assert 1.0 <= took < 3.0  # 0.5 queued + 0.5 deadline, never counted from the submission
+
+
+def test_node_fail_is_submitted_again_with_a_fresh_budget(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=0.1, state="NODE_FAIL"), Fate(run_s=0.3)])
+    handles, on_started = _collect()
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path), on_started)
+    assert outcome.cause == "ok" and len(fake.submitted) == 2
+    assert handles[-1]["attempt"] == 2 and handles[-1]["job_id"] == "101"
+    assert fake.submitted[1].name.endswith("-a2")
+
+
+def test_node_failures_past_max_attempts_are_a_crash_with_that_cause(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(state="PREEMPTED"), Fate(state="PREEMPTED")])
+    outcome = _runner(tmp_path, fake, max_attempts=2).run(_spec(tmp_path), lambda _h: None)
+    assert outcome.cause == "preempted" and "2 times" in outcome.detail and len(fake.submitted) == 2
+
+
+def test_a_cancellation_by_someone_else_is_recorded_with_its_reason(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=30)])
+    threading.Timer(0.3, lambda: fake.end("100", "CANCELLED", reason="Admin")).start()
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path, budget=10), lambda _h: None)
+    assert outcome.cause == "cancelled" and "Admin" in outcome.detail and not fake.cancels
+
+
+def test_a_failing_script_is_its_exit_code(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=0.1, state="FAILED", exit_code=3)])
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path), lambda _h: None)
+    assert outcome.cause == "exit:3" and outcome.exit_code == 3
+
+
+def test_a_stop_of_the_daemon_cancels_the_job(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=30)])
+    spec = _spec(tmp_path, budget=10)
+    threading.Timer(0.3, spec.cancel.set).start()
+    outcome = _runner(tmp_path, fake).run(spec, lambda _h: None)
+    assert outcome.cause == "interrupted" and fake.cancels == ["100"]
+
+
+def test_a_controller_that_stops_answering_is_waited_out(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=0.6)])
+    beats: list[float] = []
+    spec = _spec(tmp_path, budget=5, heartbeat=lambda: beats.append(time.monotonic()))
+
+    def outage() -> None:
+        fake.down = True
+        time.sleep(0.5)
+        fake.down = False
+
+    threading.Timer(0.2, outage).start()
+    outcome = _runner(tmp_path, fake).run(spec, lambda _h: None)
+    assert outcome.cause == "ok" and beats
+
+
+def test_reattach_keeps_a_running_jobs_deadline(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=60)])
+    runner = _runner(tmp_path, fake)
+    spec = _spec(tmp_path, budget=1.0, grace=0.0)
+    job_id = fake.submit("job.sh", ["--job-name=ar-x-7-train-a1", f"--chdir={tmp_path / 'job'}"])
+    fake.release(job_id)
+    time.sleep(0.5)  # it ran half its budget while no daemon watched
+    info = fake.job(job_id)
+    assert info is not None and info.start is not None
+    handle = {"runner": "slurm", "job_id": job_id, "name": "ar-x-7-train-a1", "attempt": 1,
+              "submitted_at": info.start, "started_at": info.start, "node": "fake0", "deadline_s": 1.0}
+    t0 = time.monotonic()
+    outcome = runner.reattach(handle, spec)
+    assert outcome is not None and outcome.cause == "timeout" and fake.cancels == [job_id]
+    assert time.monotonic() - t0 < 0.9  # the deadline counts from the job's start, not from the re-attach
+
+
+def test_reattach_waits_for_a_queued_job_and_reads_an_ended_one(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(queue_s=0.4, run_s=0.2)])
+    runner = _runner(tmp_path, fake)
+    spec = _spec(tmp_path)
+    handles: list[dict[str, Any]] = []
+
+    def record(handle: dict[str, Any]) -> None:
+        handles.append(dict(handle))
+        if handle["job_id"]:
+            raise SystemExit  # the daemon dies right after journaling the job id
+
+    with pytest.raises(SystemExit):
+        runner.run(spec, record)
+    assert fake.submitted[0].held  # never released: reattach releases it
+    outcome = _runner(tmp_path, fake).reattach(handles[-1], _spec(tmp_path))
+    assert outcome is not None and outcome.cause == "ok" and len(fake.submitted) == 1
+    assert outcome.queued_s is not None and outcome.queued_s >= 0.3
+    again = _runner(tmp_path, fake).reattach({**handles[-1]}, _spec(tmp_path))  # ended: read, not re-run
+    assert again is not None and again.cause == "ok" and len(fake.submitted) == 1
+
+
+def test_reattach_finds_a_job_journaled_by_name_only(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=0.1)])
+    runner = _runner(tmp_path, fake)
+    handles, on_started = _collect()
+    runner.run(_spec(tmp_path), on_started)
+    named_only = {**handles[0]}  # journaled before sbatch, killed before the id was written
+    outcome = _runner(tmp_path, fake).reattach(named_only, _spec(tmp_path))
+    assert outcome is not None and outcome.cause == "ok" and len(fake.submitted) == 1  # not submitted twice
+    fresh = {**named_only, "name": named_only["name"].replace("7-train", "8-train")}
+    assert _runner(tmp_path, fake).reattach(fresh, _spec(tmp_path)) is not None and len(fake.submitted) == 2
+
+
+def test_reap_orphans_spares_an_earlier_instances_jobs(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=60), Fate(run_s=60)])
+    old = _runner(tmp_path, fake)
+    old.instance = "dead-daemon"
+    spec = _spec(tmp_path, budget=30)
+    threading.Thread(target=old.run, args=(spec, lambda _h: None), daemon=True).start()
+    time.sleep(0.2)
+    assert _runner(tmp_path, fake).reap_orphans() == 0 and not fake.cancels
+    spec.cancel.set()
+
+
+def test_local_runners_do_not_reattach(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path)
+    assert ProcessRunner.from_config(settings).reattach({"kind": "process"}, _spec(tmp_path)) is None
+
+
+def test_runner_slurm_needs_an_absolute_shared_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"slurm\.shared_dir"):
+        load_settings(tmp_path, runner="slurm")
+    with pytest.raises(ConfigError, match="absolute"):
+        load_settings(tmp_path, runner="slurm", slurm={"shared_dir": "rel/dir"})
