@@ -13,36 +13,11 @@ import pytest
 
 from autoresearch.config import load_settings
 from autoresearch.errors import ConfigError
-from autoresearch.runners.base import RunSpec
 from autoresearch.runners.process import ProcessRunner
-from autoresearch.runners.slurm import SlurmRunner
 from autoresearch.runners.slurm_fake import FakeSlurm, Fate
-from tests.conftest import make_repo
-
-
-def _runner(tmp_path: Path, fake: FakeSlurm, **slurm: Any) -> SlurmRunner:
-    settings = load_settings(tmp_path, runner="slurm",
-                             slurm={"shared_dir": tmp_path / "shared", "poll_s": 0.02, "gres": "gpu:1", **slurm})
-    return SlurmRunner(settings=settings, local=ProcessRunner.from_config(settings), slurm=fake, repo_id="rid",
-                       instance="me")
-
-
-def _spec(tmp_path: Path, budget: float = 0.3, grace: float = 0.2, **kw: Any) -> RunSpec:
-    repo = tmp_path / "repo"
-    if not repo.exists():
-        make_repo(repo)
-    snap = tmp_path / "snap"
-    snap.mkdir(exist_ok=True)
-    (snap / "train.py").write_text("print('hi')\n")
-    state = repo / ".git" / "autoresearch"
-    return RunSpec(n=7, kind="train", command="python3 train.py", workdir=repo, budget=budget, grace=grace, env={},
-                   log_path=state / "runs" / "7" / "run.log", log_cap_bytes=10_000, target="train.py",
-                   snapshot=snap, output_dir=state / "runs" / "7" / "output", **kw)
-
-
-def _collect() -> tuple[list[dict[str, Any]], Any]:
-    handles: list[dict[str, Any]] = []
-    return handles, lambda h: handles.append(dict(h))
+from tests.runners.slurm_helpers import collect as _collect
+from tests.runners.slurm_helpers import runner as _runner
+from tests.runners.slurm_helpers import spec as _spec
 
 
 def test_queue_time_is_not_budget_and_is_journaled(tmp_path: Path) -> None:
@@ -187,3 +162,20 @@ def test_runner_slurm_needs_an_absolute_shared_dir(tmp_path: Path) -> None:
         load_settings(tmp_path, runner="slurm")
     with pytest.raises(ConfigError, match="absolute"):
         load_settings(tmp_path, runner="slurm", slurm={"shared_dir": "rel/dir"})
+
+
+def test_a_controller_down_at_submission_is_waited_out_and_submits_once(tmp_path: Path) -> None:
+    fake = FakeSlurm([Fate(run_s=0.1)])
+    fake.down = True
+    threading.Timer(0.8, lambda: setattr(fake, "down", False)).start()
+    outcome = _runner(tmp_path, fake).run(_spec(tmp_path), lambda _h: None)
+    assert outcome.cause == "ok" and len(fake.submitted) == 1
+
+
+def test_a_stop_while_the_controller_is_down_is_an_interruption(tmp_path: Path) -> None:
+    fake = FakeSlurm()
+    fake.down = True
+    spec = _spec(tmp_path)
+    threading.Timer(0.3, spec.cancel.set).start()
+    outcome = _runner(tmp_path, fake).run(spec, lambda _h: None)
+    assert outcome.cause == "interrupted" and not fake.submitted

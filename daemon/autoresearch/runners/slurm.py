@@ -28,12 +28,20 @@ from autoresearch.errors import ConfigError
 from autoresearch.lanes import Lane
 from autoresearch.runners import process_limits, slurm_paths, slurm_script
 from autoresearch.runners.base import OnStarted, Runner, RunOutcome, RunSpec
-from autoresearch.runners.ending import classify, exit_cause
+from autoresearch.runners.ending import classify
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.home import run_home
-from autoresearch.runners.slurm_cli import NOT_THE_SCRIPTS_FAULT, JobInfo, RealSlurm, Slurm, SlurmError
-from autoresearch.runners.slurm_follow import Follower
+from autoresearch.runners.slurm_cli import (
+    NOT_THE_SCRIPTS_FAULT,
+    JobInfo,
+    RealSlurm,
+    Slurm,
+    SlurmError,
+    SlurmUnavailable,
+)
+from autoresearch.runners.slurm_follow import Follower, Stopped, patient
 from autoresearch.runners.slurm_job import RESULT
+from autoresearch.runners.slurm_outcome import ending_cause, gpu_count, read_json
 
 log = structlog.get_logger("autoresearch.runner.slurm")
 
@@ -131,6 +139,12 @@ class SlurmRunner:
             self._linked = True
 
     def _attempts(self, spec: RunSpec, on_started: OnStarted, handle: dict[str, Any] | None) -> RunOutcome:
+        try:
+            return self._attempt_all(spec, on_started, handle)
+        except Stopped:
+            return RunOutcome(cause="interrupted", detail="the daemon stopped while Slurm's controller did not answer")
+
+    def _attempt_all(self, spec: RunSpec, on_started: OnStarted, handle: dict[str, Any] | None) -> RunOutcome:
         attempt = int(handle["attempt"]) if handle else 1
         with run_home(spec) as home:
             while True:
@@ -165,7 +179,7 @@ class SlurmRunner:
         handle = {"runner": "slurm", "kind": "slurm", "name": name, "job_id": None, "attempt": attempt,
                   "submitted_at": self.clock(), "started_at": None, "node": None, "lane": self._lane_index,
                   "deadline_s": spec.deadline_s} if handle is None else dict(handle)
-        found = [j for j in self.slurm.jobs(name) if j.name == name]
+        found = [j for j in patient(spec, "squeue", lambda: self.slurm.jobs(name)) if j.name == name]
         if found:  # submitted before a crash (or a timed-out sbatch that did reach the controller)
             handle["job_id"] = found[0].job_id
             on_started(handle)
@@ -179,26 +193,38 @@ class SlurmRunner:
         (folder / slurm_script.HASHES).write_text(json.dumps(hash_files(spec.snapshot, watched)))
         args = slurm_script.sbatch_args(self.settings, spec, name, folder)
         try:
-            handle["job_id"] = self.slurm.submit(str(script), args)
+            handle["job_id"] = self._submit_once(spec, name, str(script), args)
         except SlurmError as exc:
             raise ConfigError(f"sbatch refused run {spec.n}'s job: {exc} (check slurm.partition, account, qos, "
                               f"gres, cpus_per_task, mem and extra_args: {' '.join(args)})") from exc
         on_started(handle)
-        self.slurm.release(str(handle["job_id"]))
+        patient(spec, "scontrol release", lambda: self.slurm.release(str(handle["job_id"])))
         log.info("slurm.submitted", n=spec.n, kind=spec.kind, job_id=handle["job_id"], attempt=attempt)
         return handle
+
+    def _submit_once(self, spec: RunSpec, name: str, script: str, args: list[str]) -> str:
+        """sbatch, waiting out a controller that is down; a submission that timed out may still have reached
+        it, so the job is looked up by its name before each new try."""
+        while True:
+            try:
+                return self.slurm.submit(script, args)
+            except SlurmUnavailable as exc:
+                log.warning("slurm.submit_waiting", n=spec.n, error=str(exc))
+                found = [j for j in patient(spec, "squeue", lambda: self.slurm.jobs(name)) if j.name == name]
+                if found:
+                    return found[0].job_id
 
     def _marks(self) -> dict[str, str]:
         return {"AUTORESEARCH_RUN_OWNER": self.repo_id, "AUTORESEARCH_RUN_INSTANCE": self.instance,
                 "AUTORESEARCH_RUN_LANE": str(self._lane_index)}
 
     def _outcome(self, spec: RunSpec, folder: Path, ending: Any) -> RunOutcome:
-        result = _read_json(folder / RESULT)
+        result = read_json(folder / RESULT)
         info: JobInfo | None = ending.info
         cause, detail = ending.by or "", ""
         if not cause:
-            cause, detail = _cause(info, result)
-        before = _read_json(folder / slurm_script.HASHES) or {}
+            cause, detail = ending_cause(info, result)
+        before = read_json(folder / slurm_script.HASHES) or {}
         if spec.snapshot is not None and spec.snapshot.is_dir() and before:
             cause, detail = classify(cause, detail, changed=changed_files(before, hash_files(spec.snapshot, before)),
                                      oom=info is not None and info.state == "OUT_OF_MEMORY")
@@ -208,34 +234,4 @@ class SlurmRunner:
         wall_s = float(wall) if isinstance(wall, int | float) and ending.by is None else ending.wall_s
         return RunOutcome(cause=cause, exit_code=code if isinstance(code, int) else None, wall_s=wall_s,
                           kill_latency_s=ending.kill_latency_s, detail=detail or ending.detail,
-                          queued_s=ending.queued_s, gpu_count=_gpus(self.settings.slurm.gres))
-
-
-def _cause(info: JobInfo | None, result: dict[str, Any] | None) -> tuple[str, str]:
-    """How a job that ended by itself (not cancelled by this daemon) ended."""
-    if info is not None and info.state == "TIMEOUT":
-        return "timeout", f"job {info.job_id} reached Slurm's time limit"
-    if info is not None and info.state == "OUT_OF_MEMORY":
-        return "oom", f"job {info.job_id} ended OUT_OF_MEMORY (slurm.mem)"
-    if info is not None and info.state == "CANCELLED":
-        return "cancelled", f"job {info.job_id} was cancelled outside the daemon (reason: {info.reason or 'none'})"
-    if result is not None:
-        code = result.get("exit_code")
-        return exit_cause(code if isinstance(code, int) else None), ""
-    state = info.state if info is not None else "unknown (Slurm forgot the job)"
-    return "slurm", f"job ended {state} without a result (see its slurm.out)"
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _gpus(gres: str | None) -> int:
-    if not gres or "gpu" not in gres:
-        return 0
-    last = gres.rsplit(":", 1)[-1]
-    return int(last) if last.isdigit() else 1
+                          queued_s=ending.queued_s, gpu_count=gpu_count(self.settings.slurm.gres))

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from autoresearch.retry import retrying
 from autoresearch.runners.base import OnStarted, RunSpec
 from autoresearch.runners.slurm_cli import JobInfo, Slurm, SlurmUnavailable
 
@@ -26,6 +27,7 @@ RECANCEL_S = 30.0
 STOP_WAIT_S = 60.0
 """How long a stopping daemon waits for its cancelled job to end."""
 _UNKNOWN = object()
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,3 +125,23 @@ class Follower:
         latency = None if by is None else max(0.0, min(end, now) - cancelled_at)
         detail = "" if by is None else f"job {handle['job_id']} cancelled by the daemon ({by})"
         return Ending(info=info, by=by, wall_s=wall, queued_s=queued, kill_latency_s=latency, detail=detail)
+
+
+class Stopped(Exception):
+    """The daemon stops while it waits for the controller."""
+
+
+def patient(spec: RunSpec, what: str, call: Callable[[], T]) -> T:
+    """``call``, retried while the controller does not answer (back-off up to 15 s, the heartbeat kept),
+    until the daemon stops (``Stopped``)."""
+
+    def pause(seconds: float) -> None:
+        spec.heartbeat()
+        if spec.cancel.wait(seconds):
+            raise Stopped
+
+    for attempt in retrying(retry_on=(SlurmUnavailable,), attempts=None, initial_s=0.5, max_wait_s=15.0, what=what,
+                            sleep=pause):
+        with attempt:
+            return call()
+    raise AssertionError("unreachable: retrying re-raises")  # pragma: no cover
