@@ -81,8 +81,9 @@ def test_a_runaway_is_cancelled_at_its_deadline(tmp_path: Path) -> None:
     took = time.monotonic() - t0
     job = _state(handles[-1]["job_id"])
     assert outcome.cause == "timeout" and job.state == "CANCELLED", (outcome, job)
-    assert 3 <= outcome.wall_s < 12 and took < 30  # TERM is ignored: KillWait (5 s) later, SIGKILL
-    assert outcome.kill_latency_s is not None
+    # budget + grace from the job's start (whole seconds on Slurm's side), then TERM (ignored), then SIGKILL
+    assert 2.5 <= outcome.wall_s < 15 and took < 40
+    assert outcome.kill_latency_s is not None and outcome.kill_latency_s > 0
 
 
 def test_scancel_from_outside_is_recorded_with_its_reason(tmp_path: Path) -> None:
@@ -98,7 +99,8 @@ def test_scancel_from_outside_is_recorded_with_its_reason(tmp_path: Path) -> Non
 
 def test_a_node_failure_is_run_again_not_a_crash(tmp_path: Path) -> None:
     handles, on_started = collect()
-    node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True).stdout.split()[0]
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True)
+    node = nodes.stdout.split()[0]
 
     def fail_node(_job: str) -> None:
         try:

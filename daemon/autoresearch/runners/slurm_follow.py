@@ -120,9 +120,10 @@ class Follower:
         now = self.clock()
         started = handle.get("started_at")
         queued = None if started is None else max(0.0, float(started) - float(handle["submitted_at"]))
-        end = info.end if info is not None and info.end is not None else now
+        # Cancelled by this daemon: until it saw the job gone (Slurm's end time is the cancel's, not the kill's).
+        end = info.end if info is not None and info.end is not None and by is None else now
         wall = 0.0 if started is None else max(0.0, min(end, now) - float(started))
-        latency = None if by is None else max(0.0, min(end, now) - cancelled_at)
+        latency = None if by is None else max(0.0, now - cancelled_at)
         detail = "" if by is None else f"job {handle['job_id']} cancelled by the daemon ({by})"
         return Ending(info=info, by=by, wall_s=wall, queued_s=queued, kill_latency_s=latency, detail=detail)
 

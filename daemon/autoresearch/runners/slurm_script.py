@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 import shlex
 import sys
 from collections.abc import Mapping
@@ -35,7 +36,9 @@ def job_dir(spec: RunSpec, attempt: int) -> Path:
 
 
 def job_name(prefix: str, spec: RunSpec, attempt: int) -> str:
-    return f"{prefix}{spec.n}-{spec.kind}-a{attempt}"
+    """Unique per submission (a random token): a lookup by the journaled name never finds another session's
+    job of the same number."""
+    return f"{prefix}{spec.n}-{spec.kind}-a{attempt}-{secrets.token_hex(3)}"
 
 
 def wants_gpus(settings: Settings) -> bool:
@@ -59,6 +62,8 @@ def sbatch_args(settings: Settings, spec: RunSpec, name: str, folder: Path) -> l
 def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None, marks: Mapping[str, str]) -> Path:
     """Write the attempt's ``job.json`` and batch script; returns the script."""
     folder.mkdir(parents=True, exist_ok=True)
+    if spec.output_dir is not None:
+        spec.output_dir.mkdir(parents=True, exist_ok=True)  # bound into the sandbox: it must exist
     for stale in folder.iterdir():
         if stale.is_file():
             stale.unlink()  # a retried submission of this attempt starts clean
