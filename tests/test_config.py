@@ -29,7 +29,7 @@ def error_of(repo: Path, **flags: object) -> str:
 @pytest.mark.parametrize(("key", "value", "fragment"), [
     ("budget", -5, "Input should be greater than 0"),
     ("agent", "claude", "Input should be 'offline', 'anthropic' or 'command'"),
-    ("runner", "podman", "Input should be 'process' or 'docker'"),
+    ("runner", "podman", "Input should be 'process', 'docker' or 'slurm'"),
 ])
 def test_each_source_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: object,
                               fragment: str) -> None:

@@ -37,6 +37,7 @@ NOT_SETTINGS: dict[str, str] = {
     "AUTORESEARCH_GPUS": "compose.yaml: GPUs for the runner's containers",
     "AUTORESEARCH_HTTP_PORT": "compose.yaml: the host port (on 127.0.0.1) the dashboard is published on",
     "AUTORESEARCH_REQUIRE_DOCKER": "CI: Docker tests fail instead of skipping",
+    "AUTORESEARCH_REQUIRE_SLURM": "CI: Slurm tests fail instead of skipping",
     "AUTORESEARCH_DAEMON_IMAGE": "CI and ops tests: the daemon image to reuse",
     "AUTORESEARCH_TEST_IMAGE": "tests: the runner image to test",
     "AUTORESEARCH_EXPECT_CPU": "scripts/device-check.sh: a CPU-only run is expected",
