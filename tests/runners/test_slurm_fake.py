@@ -182,3 +182,36 @@ def test_a_stop_while_the_controller_is_down_is_an_interruption(tmp_path: Path) 
     threading.Timer(0.3, spec.cancel.set).start()
     outcome = _runner(tmp_path, fake).run(spec, lambda _h: None)
     assert outcome.cause == "interrupted" and not fake.submitted
+
+
+def test_inner_docker_is_the_docker_runners_sandbox_killed_by_name(tmp_path: Path) -> None:
+    from autoresearch.runners import slurm_job, slurm_script
+
+    settings = _runner(tmp_path, FakeSlurm(), inner="docker").settings
+    spec = _spec(tmp_path)
+    line = slurm_script.command_line(settings, spec, None, {"AUTORESEARCH_RUN_OWNER": "rid"}, "ar-x-7-train-a1-abc")
+    argv = line["argv"]
+    assert argv[:4] == ["docker", "run", "--rm", "--init"] and line["container"] == "ar-x-7-train-a1-abc"
+    for flag in (["--network", "none"], ["--cap-drop", "ALL"], ["--read-only"], ["--user", "65534:65534"]):
+        assert any(argv[i:i + len(flag)] == flag for i in range(len(argv))), flag
+    mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "--mount"]
+    snap, output = spec.snapshot.resolve(), spec.output_dir.resolve()  # type: ignore[union-attr]
+    assert f"type=bind,source={snap},target=/workspace,readonly" in mounts
+    assert f"type=bind,source={snap / 'train.py'},target=/workspace/train.py" in mounts  # the target: writable
+    assert f"type=bind,source={output},target=/output" in mounts
+    assert "autoresearch.repo=rid" in argv and argv[-3:] == [settings.docker.image, "python3", "train.py"]
+    job = {**line, "gpus": True}
+    with_gpus = slurm_job.node_args(job, {"CUDA_VISIBLE_DEVICES": "1"})
+    assert with_gpus[with_gpus.index("--init") + 1:][:2] == ["--gpus", "device=1"]
+    assert slurm_job.node_args({**line, "gpus": False}, {"CUDA_VISIBLE_DEVICES": "1"}) == argv
+
+
+def test_inner_bwrap_gets_the_jobs_gpus_on_the_node(tmp_path: Path) -> None:
+    from autoresearch.runners import slurm_job, slurm_script
+
+    settings = _runner(tmp_path, FakeSlurm()).settings
+    line = slurm_script.command_line(settings, _spec(tmp_path), None, {}, "n")
+    assert line["argv"][0] == "prlimit" and "bwrap" in line["argv"] and "--unshare-net" in line["argv"]
+    argv = slurm_job.node_args({**line, "gpus": True}, {"CUDA_VISIBLE_DEVICES": "1"})
+    at = argv.index("--chdir")
+    assert argv[at - 3:at] == ["--setenv", "CUDA_VISIBLE_DEVICES", "1"]  # after the daemon host's value: it wins

@@ -67,8 +67,6 @@ class SlurmRunner:
                     slurm: Slurm | None = None) -> SlurmRunner:
         from autoresearch.runners.process import ProcessRunner
 
-        if settings.slurm.inner == "docker":
-            raise ConfigError('slurm.inner = "docker" is not supported by this version; use "bwrap" or "none"')
         local = ProcessRunner.from_config(settings, repo_id=repo_id, instance=instance)
         return cls(settings=settings, local=local, slurm=slurm or RealSlurm(), repo_id=repo_id,
                    instance=instance, lane=lane)
@@ -188,7 +186,7 @@ class SlurmRunner:
             return handle
         on_started(handle)
         watched = (spec.target, *spec.readonly)
-        script = slurm_script.write_job(self.settings, spec, folder, home, self._marks())
+        script = slurm_script.write_job(self.settings, spec, folder, home, self._marks(), name)
         assert spec.snapshot is not None
         (folder / slurm_script.HASHES).write_text(json.dumps(hash_files(spec.snapshot, watched)))
         args = slurm_script.sbatch_args(self.settings, spec, name, folder)

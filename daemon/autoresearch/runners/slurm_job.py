@@ -6,7 +6,8 @@ starts with the job's own GPUs (Slurm's ``CUDA_VISIBLE_DEVICES`` and the node's 
 stdout and stderr go to the run's log through the same capped pumps as a local run, and its exit
 status is written to ``result.json`` (``sacct``'s exit codes are wrong for cancelled jobs). When Slurm
 signals the job (``scancel``, its time limit), the sandbox gets the signal from slurmd itself (it is in
-the job's cgroup, and ``proctrack/cgroup`` reaches ``setsid`` children too).
+the job's cgroup, and ``proctrack/cgroup`` reaches ``setsid`` children too); a Docker container is not,
+so it is ``docker kill``ed from here.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ RESULT = "result.json"
 
 def node_args(job: dict[str, Any], environ: dict[str, str]) -> list[str]:
     """The command line with what only the node knows: its GPU device nodes and the job's
-    ``CUDA_VISIBLE_DEVICES`` (bwrap: extra options before ``--chdir``)."""
+    ``CUDA_VISIBLE_DEVICES`` (bwrap: extra options before ``--chdir``; docker: ``--gpus``)."""
     argv = list(job["argv"])
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if job["inner"] == "bwrap":
@@ -42,6 +43,9 @@ def node_args(job: dict[str, Any], environ: dict[str, str]) -> list[str]:
             extra += ["--setenv", "CUDA_VISIBLE_DEVICES", visible]
         at = argv.index("--chdir")
         return [*argv[:at], *extra, *argv[at:]]
+    if job["inner"] == "docker" and job.get("gpus") and visible:
+        at = argv.index("--init") + 1  # the job's GPUs, by the node's numbering
+        return [*argv[:at], "--gpus", f"device={visible}", *argv[at:]]
     return argv
 
 
@@ -79,11 +83,14 @@ def _wait(proc: subprocess.Popen[bytes], pumps: list[LogPump]) -> int | None:
 
 def _forward_term(job: dict[str, Any], proc: subprocess.Popen[bytes]) -> None:
     """On SIGTERM from Slurm the helper stays to drain the log and record the status: the command got the
-    signal from slurmd too (it is in the job's cgroup); a bare command is signalled again in case it
-    ignores its parent's group."""
+    signal from slurmd too (it is in the job's cgroup). A container is not in that cgroup: it is killed by
+    name (``--rm`` then removes it), before Slurm's SIGKILL ends the ``docker run`` client."""
+    name = job.get("container")
 
     def handler(signum: int, _frame: object) -> None:
-        if proc.poll() is None and job["inner"] == "none":
+        if name:
+            subprocess.run(["docker", "kill", name], capture_output=True, timeout=30, check=False)
+        elif proc.poll() is None and job["inner"] == "none":
             proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, handler)

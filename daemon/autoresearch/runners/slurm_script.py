@@ -20,9 +20,10 @@ from typing import Any
 from autoresearch.bwrap import Bind
 from autoresearch.config import Settings
 from autoresearch.runners.base import RunSpec
-from autoresearch.runners.docker_spec import parse_size
+from autoresearch.runners.docker_spec import LABEL_PREFIX, parse_size
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
+from autoresearch.runners.slurm_docker import docker_line
 
 SCRIPT = "job.sh"
 JOB = "job.json"
@@ -59,15 +60,17 @@ def sbatch_args(settings: Settings, spec: RunSpec, name: str, folder: Path) -> l
     return [*args, *s.extra_args]
 
 
-def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None, marks: Mapping[str, str]) -> Path:
-    """Write the attempt's ``job.json`` and batch script; returns the script."""
+def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None, marks: Mapping[str, str],
+              name: str) -> Path:
+    """Write the attempt's ``job.json`` and batch script (``name``: the job's, also its container's);
+    returns the script."""
     folder.mkdir(parents=True, exist_ok=True)
     if spec.output_dir is not None:
         spec.output_dir.mkdir(parents=True, exist_ok=True)  # bound into the sandbox: it must exist
     for stale in folder.iterdir():
         if stale.is_file():
             stale.unlink()  # a retried submission of this attempt starts clean
-    job = {**command_line(settings, spec, home, marks), "log": str(spec.log_path.resolve()),
+    job = {**command_line(settings, spec, home, marks, name), "log": str(spec.log_path.resolve()),
            "stdout": None if spec.stdout_path is None else str(spec.stdout_path.resolve()),
            "log_cap": spec.log_cap_bytes, "deadline_s": spec.deadline_s, "gpus": wants_gpus(settings)}
     (folder / JOB).write_text(json.dumps(job))
@@ -79,11 +82,16 @@ def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None
     return script
 
 
-def command_line(settings: Settings, spec: RunSpec, home: Path | None, marks: Mapping[str, str]) -> dict[str, Any]:
+def command_line(settings: Settings, spec: RunSpec, home: Path | None, marks: Mapping[str, str],
+                 name: str) -> dict[str, Any]:
     """``argv``, ``env`` and ``cwd`` of what the job starts, by ``slurm.inner``."""
     inner = settings.slurm.inner
     root = _resolved(spec.snapshot)
     assert root is not None, "a Slurm run always has its snapshot"
+    if inner == "docker":
+        values = {"repo": marks.get("AUTORESEARCH_RUN_OWNER", ""), "lane": marks.get("AUTORESEARCH_RUN_LANE", ""),
+                  "instance": marks.get("AUTORESEARCH_RUN_INSTANCE", ""), "experiment": str(spec.n), "kind": spec.kind}
+        return docker_line(settings, spec, root, home, name, {LABEL_PREFIX + k: v for k, v in values.items()})
     if inner == "none":
         env = {**_bare_env(settings, spec, home), **marks}
         return {"inner": inner, "argv": ["/bin/sh", "-c", spec.command], "env": env, "cwd": str(root)}
