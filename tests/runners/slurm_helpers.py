@@ -14,10 +14,11 @@ from autoresearch.runners.slurm_cli import Slurm
 from tests.conftest import make_repo
 
 
-def runner(tmp_path: Path, slurm: Slurm, **settings: Any) -> SlurmRunner:
+def runner(tmp_path: Path, slurm: Slurm, repo_id: str = "rid", docker: dict[str, Any] | None = None,
+           **settings: Any) -> SlurmRunner:
     values = {"shared_dir": tmp_path / "shared", "poll_s": 0.02, "gres": "gpu:1", **settings}
-    config = load_settings(tmp_path, runner="slurm", slurm=values)
-    return SlurmRunner(settings=config, local=ProcessRunner.from_config(config), slurm=slurm, repo_id="rid",
+    config = load_settings(tmp_path, runner="slurm", slurm=values, **({"docker": docker} if docker else {}))
+    return SlurmRunner(settings=config, local=ProcessRunner.from_config(config), slurm=slurm, repo_id=repo_id,
                        instance="me")
 
 

@@ -117,3 +117,30 @@ def test_a_node_failure_is_run_again_not_a_crash(tmp_path: Path) -> None:
     first = next(h for h in handles if h["attempt"] == 1 and h["job_id"])
     assert _state(first["job_id"]).state == "NODE_FAIL"
     assert outcome.cause == "ok" and handles[-1]["attempt"] == 2 and handles[-1]["job_id"] != first["job_id"]
+
+
+@pytest.mark.docker
+def test_inner_docker_scancel_leaves_no_container(tmp_path: Path, docker_client: Any, image: str,
+                                                   repo_id: str) -> None:
+    handles, on_started = collect()
+    seen: list[str] = []
+
+    def cancel_when_the_container_runs(job: str) -> None:
+        label = f"autoresearch.repo={repo_id}"
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not docker_client.containers.list(filters={"label": label}):
+            time.sleep(0.2)
+        seen.extend(c.name for c in docker_client.containers.list(filters={"label": label}))
+        subprocess.run(["scancel", job], check=True)
+
+    watcher = _when(handles, lambda h: bool(h.get("started_at")), cancel_when_the_container_runs)
+    run = runner(tmp_path, RealSlurm(), repo_id=repo_id, docker={"image": image}, inner="docker", gres=None,
+                 poll_s=0.5)
+    outcome = run.run(spec(tmp_path, budget=60, train=RUNAWAY), on_started)
+    watcher.join()
+    assert seen == [handles[-1]["name"]]  # the container ran, named after its job
+    assert outcome.cause == "cancelled", (outcome, spec(tmp_path).log_path.read_text())
+    end = time.monotonic() + 15
+    while time.monotonic() < end and docker_client.containers.list(all=True, filters={"name": seen[0]}):
+        time.sleep(0.2)
+    assert not docker_client.containers.list(all=True, filters={"name": seen[0]})  # killed by name, removed
