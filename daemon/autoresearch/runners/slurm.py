@@ -122,7 +122,7 @@ class SlurmRunner:
     def reap_orphans(self) -> int:
         """Cancel this instance's own jobs on this lane: a restarted lane's leftovers. Jobs of an earlier
         instance are never reaped here: the journal names each (write-ahead) and ``reattach`` takes them up."""
-        killed = 0
+        killed = self.local.reap_orphans()  # a killed daemon's setup or prepare on this host
         for info in self.slurm.jobs(self.prefix):
             if not info.ended:
                 self.slurm.cancel(info.job_id)
