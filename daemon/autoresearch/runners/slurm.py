@@ -26,6 +26,7 @@ import structlog
 from autoresearch.config import Settings
 from autoresearch.errors import ConfigError
 from autoresearch.lanes import Lane
+from autoresearch.repo_env import read_stamp as read_json  # a JSON object from a file, or None
 from autoresearch.runners import process_limits, slurm_paths, slurm_script
 from autoresearch.runners.base import OnStarted, Runner, RunOutcome, RunSpec
 from autoresearch.runners.ending import classify
@@ -41,7 +42,7 @@ from autoresearch.runners.slurm_cli import (
 )
 from autoresearch.runners.slurm_follow import Follower, Stopped, patient
 from autoresearch.runners.slurm_job import RESULT
-from autoresearch.runners.slurm_outcome import ending_cause, gpu_count, read_json
+from autoresearch.runners.slurm_outcome import ending_cause, gpu_count
 
 log = structlog.get_logger("autoresearch.runner.slurm")
 

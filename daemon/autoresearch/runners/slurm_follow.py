@@ -24,7 +24,7 @@ log = structlog.get_logger("autoresearch.runner.slurm")
 HEARTBEAT_S = 10.0
 RECANCEL_S = 30.0
 """A job still listed this long after its cancel is cancelled again (a lost scancel)."""
-STOP_WAIT_S = 60.0
+STOP_WAIT_S = 10.0
 """How long a stopping daemon waits for its cancelled job to end."""
 _UNKNOWN = object()
 T = TypeVar("T")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from autoresearch.runners.ending import exit_cause
@@ -25,12 +23,6 @@ def ending_cause(info: JobInfo | None, result: dict[str, Any] | None) -> tuple[s
     return "slurm", f"job ended {state} without a result (see its slurm.out)"
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def gpu_count(gres: str | None) -> int:
