@@ -31,8 +31,9 @@ from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
 
-# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run.
-NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker")
+# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run; so is one
+# whose Slurm job someone else cancelled, or whose node kept failing (runners/slurm.py).
+NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker", "cancelled", "node_fail", "preempted", "boot_fail")
 
 
 @dataclass
