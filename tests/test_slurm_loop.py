@@ -62,7 +62,7 @@ def _job_ids(journal: Journal) -> dict[int, set[str]]:
 @pytest.mark.slow
 def test_kill_nine_with_two_jobs_running_reattaches_and_loses_nothing(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", train=FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 6.0")).resolve()
-    env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="3")
+    env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="4")
     init = cli("init", str(repo), "--tag", "k", "--runner", "slurm", "--budget", "12", env=env)
     assert init.returncode == 0, init.stderr[-2000:]
     with reaped(_daemon(repo, env)) as first:
@@ -98,7 +98,7 @@ def test_kill_nine_with_two_jobs_running_reattaches_and_loses_nothing(tmp_path: 
     leftover = [j for j in RealSlurm().jobs("ar-") if not j.ended and j.job_id in {i for v in ids.values() for i in v}]
     assert not leftover  # none orphaned
     rows = parse_results((repo / "results.tsv").read_text())
-    assert len(rows) == 3 and git(repo, "status", "--porcelain") == ""
+    assert len(rows) == 4 and git(repo, "status", "--porcelain") == ""
 
 
 @pytest.mark.slow

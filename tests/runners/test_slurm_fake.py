@@ -210,8 +210,10 @@ def test_inner_bwrap_gets_the_jobs_gpus_on_the_node(tmp_path: Path) -> None:
     from autoresearch.runners import slurm_job, slurm_script
 
     settings = _runner(tmp_path, FakeSlurm()).settings
-    line = slurm_script.command_line(settings, _spec(tmp_path), None, {}, "n")
+    line = slurm_script.command_line(settings, _spec(tmp_path), None, {"AUTORESEARCH_RUN_OWNER": "rid"}, "n")
     assert line["argv"][0] == "prlimit" and "bwrap" in line["argv"] and "--unshare-net" in line["argv"]
+    # No owner mark: a daemon whose host is also a node must not reap a job's sandbox as its own leftover.
+    assert not any("AUTORESEARCH_RUN_OWNER" in part for part in [*line["argv"], *line["env"]])
     argv = slurm_job.node_args({**line, "gpus": True}, {"CUDA_VISIBLE_DEVICES": "1"})
     at = argv.index("--chdir")
     assert argv[at - 3:at] == ["--setenv", "CUDA_VISIBLE_DEVICES", "1"]  # after the daemon host's value: it wins

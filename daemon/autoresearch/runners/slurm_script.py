@@ -84,7 +84,8 @@ def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None
 
 def command_line(settings: Settings, spec: RunSpec, home: Path | None, marks: Mapping[str, str],
                  name: str) -> dict[str, Any]:
-    """``argv``, ``env`` and ``cwd`` of what the job starts, by ``slurm.inner``."""
+    """``argv``, ``env`` and ``cwd`` of what the job starts, by ``slurm.inner`` (``marks``: the container's
+    labels)."""
     inner = settings.slurm.inner
     root = _resolved(spec.snapshot)
     assert root is not None, "a Slurm run always has its snapshot"
@@ -93,7 +94,7 @@ def command_line(settings: Settings, spec: RunSpec, home: Path | None, marks: Ma
                   "instance": marks.get("AUTORESEARCH_RUN_INSTANCE", ""), "experiment": str(spec.n), "kind": spec.kind}
         return docker_line(settings, spec, root, home, name, {LABEL_PREFIX + k: v for k, v in values.items()})
     if inner == "none":
-        env = {**_bare_env(settings, spec, home), **marks}
+        env = _bare_env(settings, spec, home)
         return {"inner": inner, "argv": ["/bin/sh", "-c", spec.command], "env": env, "cwd": str(root)}
     ps = settings.process.model_copy(update={"gpus": "none"})  # the node's GPUs are added there (slurm_job)
     resolved = dataclasses.replace(spec, snapshot=root, output_dir=_resolved(spec.output_dir),
@@ -105,7 +106,9 @@ def command_line(settings: Settings, spec: RunSpec, home: Path | None, marks: Ma
     sandbox = dataclasses.replace(sandbox, binds=binds, tmpfs_sizes=sizes)
     fsize = ["prlimit", f"--fsize={parse_size(ps.write_cap)}", "--"]  # no file may outgrow the write cap
     argv = [*fsize, *sandbox.argv(["/bin/sh", "-c", spec.command], bwrap="bwrap")]
-    return {"inner": inner, "argv": argv, "env": {"PATH": "/usr/bin:/bin", **marks}, "cwd": "/"}
+    # No process-runner owner mark: where the daemon's host is also a node, its local reaping would take
+    # a job's sandbox for a leftover of its own (a job is found by its name in Slurm instead).
+    return {"inner": inner, "argv": argv, "env": {"PATH": "/usr/bin:/bin"}, "cwd": "/"}
 
 
 def _resolved(path: Path | None) -> Path | None:
