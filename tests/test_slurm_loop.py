@@ -61,7 +61,10 @@ def _job_ids(journal: Journal) -> dict[int, set[str]]:
 
 @pytest.mark.slow
 def test_kill_nine_with_two_jobs_running_reattaches_and_loses_nothing(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", train=FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 6.0")).resolve()
+    # After its sleep the run writes into its HOME (the run's layer): a restart must not sweep a live job's layer.
+    train = FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 6.0").replace(
+        'print("step 1/1")', 'open(os.path.join(os.environ["HOME"], "after-sleep"), "w").write("x")\nprint("step 1/1")')
+    repo = make_repo(tmp_path / "r", train=train).resolve()
     env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="4")
     init = cli("init", str(repo), "--tag", "k", "--runner", "slurm", "--budget", "12", env=env)
     assert init.returncode == 0, init.stderr[-2000:]

@@ -13,8 +13,10 @@ recorded with its reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,28 +147,32 @@ class SlurmRunner:
 
     def _attempt_all(self, spec: RunSpec, on_started: OnStarted, handle: dict[str, Any] | None) -> RunOutcome:
         attempt = int(handle["attempt"]) if handle else 1
-        with run_home(spec) as home:
-            while True:
-                outcome, info = self._attempt(spec, on_started, attempt, home, handle)
-                if info is None or info.state not in NOT_THE_SCRIPTS_FAULT:
-                    return outcome
-                if attempt >= self.settings.slurm.max_attempts:
-                    return RunOutcome(cause=info.state.lower(), detail=f"job {info.job_id} ended {info.state} "
-                                      f"{attempt} times (not the script's fault; slurm.max_attempts)",
-                                      wall_s=outcome.wall_s, queued_s=outcome.queued_s)
-                log.warning("slurm.resubmit", n=spec.n, job_id=info.job_id, state=info.state, attempt=attempt + 1)
-                attempt, handle = attempt + 1, None
+        while True:
+            outcome, info = self._attempt(spec, on_started, attempt, handle)
+            if info is None or info.state not in NOT_THE_SCRIPTS_FAULT:
+                return outcome
+            if attempt >= self.settings.slurm.max_attempts:
+                return RunOutcome(cause=info.state.lower(), detail=f"job {info.job_id} ended {info.state} "
+                                  f"{attempt} times (not the script's fault; slurm.max_attempts)",
+                                  wall_s=outcome.wall_s, queued_s=outcome.queued_s)
+            log.warning("slurm.resubmit", n=spec.n, job_id=info.job_id, state=info.state, attempt=attempt + 1)
+            attempt, handle = attempt + 1, None
 
-    def _attempt(self, spec: RunSpec, on_started: OnStarted, attempt: int, home: Path | None,
+    def _attempt(self, spec: RunSpec, on_started: OnStarted, attempt: int,
                  handle: dict[str, Any] | None) -> tuple[RunOutcome, JobInfo | None]:
         # A journaled name is kept: an earlier daemon's jobs carry its instance in their names.
         name = (str(handle["name"]) if handle and handle.get("name")
                 else slurm_script.job_name(self.prefix, spec, attempt))
         folder = slurm_script.job_dir(spec, attempt)
         follower = Follower(self.slurm, spec, self.settings.slurm.poll_s, self.clock)
-        if handle is None or not handle.get("job_id"):
-            handle = self._submit(spec, on_started, attempt, name, folder, home, handle)
-        ending = follower.follow(handle, on_started)
+        # The run's home layer lives in the job's folder, where the loop's start-up sweep of killed runs'
+        # layers (runs/<n>/.home-*) does not reach: a re-attached job still uses the one it started with.
+        with run_home(dataclasses.replace(spec, log_path=folder / slurm_script.SCRIPT)) as home:
+            if handle is None or not handle.get("job_id"):
+                handle = self._submit(spec, on_started, attempt, name, folder, home, handle)
+            ending = follower.follow(handle, on_started)
+        for layer in folder.glob(".home-*"):  # a killed daemon's layer: its job is over now
+            shutil.rmtree(layer, ignore_errors=True)
         if ending.info is not None and ending.info.state in NOT_THE_SCRIPTS_FAULT and ending.by is None:
             return RunOutcome(cause="resubmit", wall_s=ending.wall_s, queued_s=ending.queued_s), ending.info
         return self._outcome(spec, folder, ending), ending.info
