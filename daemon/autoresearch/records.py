@@ -148,7 +148,9 @@ class Running(PhaseRecord):
 class Finished(PhaseRecord):
     phase: Literal["finished"]
     cause: str
-    """ok, exit:<code>, timeout, oom, violation, write_cap, docker, interrupted."""
+    """ok, exit:<code>, timeout, oom, violation, write_cap, docker, interrupted; with runner = slurm also
+    cancelled (by someone else, reason in ``detail``), node_fail/preempted/boot_fail (after the last
+    attempt) and slurm (a job that ended without a result)."""
     exit_code: int | None = None
     metric: float | None = None
     memory_gb: float = 0.0
