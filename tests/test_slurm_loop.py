@@ -133,3 +133,23 @@ def test_the_example_runs_two_lanes_as_slurm_jobs(tmp_path: Path) -> None:
         assert e.queued_s is not None and e.queued_s >= 0
     spans = sorted((e.phase_at("running") or "", e.phase_at("finished") or "") for e in done)
     assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "the two lanes never ran at once"
+
+
+def test_an_outside_scancel_is_journaled_and_a_cancelled_baseline_runs_again(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", train=FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 4.0")).resolve()
+    env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="2", AUTORESEARCH_LANES="1")
+    assert cli("init", str(repo), "--tag", "c", "--runner", "slurm", "--budget", "20", env=env).returncode == 0
+    with reaped(_daemon(repo, env)) as daemon:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not (started := [h for h in _running(repo).values() if h.get("started_at")]):
+            time.sleep(0.1)
+        assert started, "the baseline's job never started"
+        subprocess.run(["scancel", str(started[0]["job_id"])], check=True)
+        _, err = daemon.communicate(timeout=300)
+    assert daemon.returncode == 0, err.decode()[-3000:]
+    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+    assert done[0].cause == "cancelled" and "cancelled outside the daemon" in (done[0].detail or "")
+    again = [e for e in done[1:] if e.baseline]
+    assert done[0].baseline and again and again[0].cause == "ok"  # not the script's fault: run again
+    rows = parse_results((repo / "results.tsv").read_text())
+    assert rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"  # its re-run's row
