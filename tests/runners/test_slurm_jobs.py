@@ -86,6 +86,15 @@ def test_a_runaway_is_cancelled_at_its_deadline(tmp_path: Path) -> None:
     assert outcome.kill_latency_s is not None and outcome.kill_latency_s > 0
 
 
+def test_at_the_deadline_the_sandboxed_command_gets_sigterm_first(tmp_path: Path) -> None:
+    graceful = ("import signal, sys, time\n"
+                "signal.signal(signal.SIGTERM, lambda *_: (print('got TERM', flush=True), sys.exit(3)))\n"
+                "print('started', flush=True)\ntime.sleep(600)\n")
+    run = spec(tmp_path, budget=2, grace=1, train=graceful, command="python3 train.py; echo after")
+    outcome = runner(tmp_path, RealSlurm(), poll_s=0.5).run(run, lambda _h: None)
+    assert outcome.cause == "timeout" and "got TERM" in run.log_path.read_text(), run.log_path.read_text()
+
+
 def test_scancel_from_outside_is_recorded_with_its_reason(tmp_path: Path) -> None:
     handles, on_started = collect()
     watcher = _when(handles, lambda h: bool(h.get("started_at")),

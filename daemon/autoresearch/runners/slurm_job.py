@@ -5,9 +5,10 @@ as the local runners) into the run's folder under ``slurm.shared_dir``. Here, on
 starts with the job's own GPUs (Slurm's ``CUDA_VISIBLE_DEVICES`` and the node's ``/dev/nvidia*``), its
 stdout and stderr go to the run's log through the same capped pumps as a local run, and its exit
 status is written to ``result.json`` (``sacct``'s exit codes are wrong for cancelled jobs). When Slurm
-signals the job (``scancel``, its time limit), the sandbox gets the signal from slurmd itself (it is in
-the job's cgroup, and ``proctrack/cgroup`` reaches ``setsid`` children too); a Docker container is not,
-so it is ``docker kill``ed from here.
+signals the job (``scancel``, its time limit), the SIGTERM is forwarded into the sandbox (Slurm's reaches
+only the batch script's process group) and Slurm's SIGKILL after KillWait ends the rest through the
+job's cgroup (``proctrack/cgroup`` reaches ``setsid`` children too); a Docker container is outside that
+cgroup, so it is ``docker kill``ed from here.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autoresearch.runners import procs
 from autoresearch.runners.base import CappedLog
+from autoresearch.runners.process_box import COMMAND_INNER_PID
 from autoresearch.runners.process_sandbox import NVIDIA_NODES
 from autoresearch.runners.pump import LogPump, StdoutTee, pipe_chunks
 
 RESULT = "result.json"
+PROC = Path("/proc")
 
 
 def node_args(job: dict[str, Any], environ: dict[str, str]) -> list[str]:
@@ -92,8 +96,28 @@ def _forward_term(job: dict[str, Any], proc: subprocess.Popen[bytes]) -> None:
             subprocess.run(["docker", "kill", name], capture_output=True, timeout=30, check=False)
         elif proc.poll() is None and job["inner"] == "none":
             proc.send_signal(signum)
+        elif proc.poll() is None:
+            _terminate_sandbox(proc.pid)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _terminate_sandbox(bwrap_pid: int) -> None:
+    """SIGTERM to the sandbox's processes, as the process runner's ``Box.terminate`` sends it: Slurm signals
+    the batch script's process group, which ``bwrap --new-session`` left. Not pid 1 (bwrap's init ignores
+    it) nor pid 2 (the ``/bin/sh`` running the command: its death would end the sandbox at once); Slurm's
+    SIGKILL after KillWait ends whatever is left."""
+    own = procs.pid_namespace(bwrap_pid)
+    try:
+        children = (PROC / str(bwrap_pid) / "task" / str(bwrap_pid) / "children").read_text().split()
+    except OSError:
+        return
+    for child in map(int, children):
+        ns = procs.pid_namespace(child)
+        if ns is not None and ns != own:
+            for pid in procs.namespace_pids(ns):
+                if procs.inner_pid(pid) not in (1, COMMAND_INNER_PID):
+                    procs.signal_pid(pid, signal.SIGTERM)
 
 
 def write_result(folder: Path, code: int | None, wall_s: float) -> None:
