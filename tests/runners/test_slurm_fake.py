@@ -217,3 +217,21 @@ def test_inner_bwrap_gets_the_jobs_gpus_on_the_node(tmp_path: Path) -> None:
     argv = slurm_job.node_args({**line, "gpus": True}, {"CUDA_VISIBLE_DEVICES": "1"})
     at = argv.index("--chdir")
     assert argv[at - 3:at] == ["--setenv", "CUDA_VISIBLE_DEVICES", "1"]  # after the daemon host's value: it wins
+
+
+def test_each_sessions_runs_get_their_own_shared_folder(tmp_path: Path) -> None:
+    from autoresearch.runners.slurm_paths import link_state
+
+    state, shared = tmp_path / "repo/.git/autoresearch", tmp_path / "shared"
+    (state / "runs/0").mkdir(parents=True)
+    (state / "runs/0/run.log").write_text("a local run\n")  # a session that ran locally before
+    link_state(state, shared, "rid")
+    first = (state / "runs").resolve()
+    assert (state / "runs").is_symlink() and (first / "0/run.log").read_text() == "a local run\n"
+    link_state(state, shared, "rid")
+    assert (state / "runs").resolve() == first  # idempotent
+    (state / "runs").rename(tmp_path / "archived-runs")  # what sessions.archive_active does to it
+    link_state(state, shared, "rid")
+    assert (state / "runs").resolve() != first and not list((state / "runs").iterdir())
+    assert (tmp_path / "archived-runs/0/run.log").read_text() == "a local run\n"  # the archive keeps its logs
+    assert (state / "home").resolve() == (shared / "rid/home").resolve()  # shared by the repo's sessions

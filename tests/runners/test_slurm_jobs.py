@@ -70,7 +70,8 @@ def test_a_run_is_a_sandboxed_job_with_its_own_gpu(tmp_path: Path) -> None:
     final = handles[-1]
     assert final["job_id"] and final["node"] and final["started_at"] >= final["submitted_at"]
     assert _state(final["job_id"]).state == "COMPLETED"
-    assert (tmp_path / "repo/.git/autoresearch/runs").resolve() == (tmp_path / "shared/rid/runs").resolve()
+    # The run's files are on the shared folder, in the session's own runs folder there.
+    assert (tmp_path / "repo/.git/autoresearch/runs").resolve().parent == (tmp_path / "shared/rid/runs").resolve()
 
 
 def test_a_runaway_is_cancelled_at_its_deadline(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Where a Slurm session's files live: under ``slurm.shared_dir``, which every node sees.
 
 The state folder (``.git/autoresearch``) keeps the journal and results; its ``runs``, ``snapshots``,
-``home``, ``env``, ``cache`` and ``eval`` folders become links into ``<shared_dir>/<repo id>/``, so the
+``home``, ``env``, ``cache`` and ``eval`` folders become links into ``<shared_dir>/<repo id>/`` (``runs``
+into a folder of the session's own under ``runs/``), so the
 phases, the agent's log tool, ``status`` and ``report`` keep their paths
 (``.git/autoresearch/runs/<n>/run.log``) while every byte a job reads or writes is on the shared folder
 and nothing is copied through the daemon host's disk. A folder that already holds files (a session
@@ -10,6 +11,8 @@ that ran with a local runner before) is moved there once.
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,10 +45,24 @@ def link_state(state_dir: Path, shared_dir: Path, repo_id: str) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         state_dir.mkdir(parents=True, exist_ok=True)
         for name in LINKED:
-            _link(state_dir / name, root / name)
+            if name == "runs":
+                _link_session_runs(state_dir / name, root / name)
+            else:
+                _link(state_dir / name, root / name)
     except OSError as exc:
         raise ConfigError(f"slurm.shared_dir ({shared_dir}) cannot hold the session's files: {exc}") from exc
     return root
+
+
+def _link_session_runs(local: Path, runs: Path) -> None:
+    """``runs`` belongs to one session (``sessions.MOVED``: archived with its journal, link and all): each
+    session's link gets a folder of its own under ``runs/``, so a new session never writes into an archived
+    one's logs."""
+    if local.is_symlink() and runs.resolve() in local.resolve().parents:
+        return
+    runs.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    _link(local, runs / f"{stamp}-{secrets.token_hex(3)}")
 
 
 def _link(local: Path, shared: Path) -> None:
