@@ -153,3 +153,23 @@ def test_an_outside_scancel_is_journaled_and_a_cancelled_baseline_runs_again(tmp
     assert done[0].baseline and again and again[0].cause == "ok"  # not the script's fault: run again
     rows = parse_results((repo / "results.tsv").read_text())
     assert rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"  # its re-run's row
+
+
+def test_a_stopped_daemon_leaves_no_job_running(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", train=FAST_TRAIN.replace("SLEEP = 0.05", "SLEEP = 60.0")).resolve()
+    env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="4")
+    assert cli("init", str(repo), "--tag", "s", "--runner", "slurm", "--budget", "90", env=env).returncode == 0
+    with reaped(_daemon(repo, env)) as daemon:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not (started := [h for h in _running(repo).values() if h.get("started_at")]):
+            time.sleep(0.2)
+        assert started, "no job started"
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=120)
+    ids = {i for v in _job_ids(Journal(repo / ".git/autoresearch/journal.jsonl")).values() for i in v}
+    end = time.monotonic() + 30
+    while time.monotonic() < end and [j for j in RealSlurm().jobs("ar-") if j.job_id in ids and not j.ended]:
+        time.sleep(0.5)
+    assert not [j for j in RealSlurm().jobs("ar-") if j.job_id in ids and not j.ended]
+    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+    assert done and all(e.cause == "interrupted" for e in done), [(e.n, e.cause) for e in done]
