@@ -51,6 +51,19 @@ def _running(repo: Path) -> dict[int, dict[str, Any]]:
     return handles
 
 
+def _started(repo: Path, count: int, daemon: subprocess.Popen[bytes] | None = None) -> dict[int, dict[str, Any]]:
+    """The handles of the jobs running at once, once ``count`` of them are (or what there is after 120 s)."""
+    started: dict[int, dict[str, Any]] = {}
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        started = {n: h for n, h in _running(repo).items() if h.get("started_at")}
+        if len(started) >= count:
+            break
+        assert daemon is None or daemon.poll() is None, daemon.stderr.read().decode()[-3000:] if daemon.stderr else ""
+        time.sleep(0.2)
+    return started
+
+
 def _job_ids(journal: Journal) -> dict[int, set[str]]:
     ids: dict[int, set[str]] = defaultdict(set)
     for record in journal.records():
@@ -69,13 +82,7 @@ def test_kill_nine_with_two_jobs_running_reattaches_and_loses_nothing(tmp_path: 
     init = cli("init", str(repo), "--tag", "k", "--runner", "slurm", "--budget", "12", env=env)
     assert init.returncode == 0, init.stderr[-2000:]
     with reaped(_daemon(repo, env)) as first:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            started = {n: h for n, h in _running(repo).items() if h.get("started_at")}
-            if len(started) == 2:
-                break
-            assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
-            time.sleep(0.2)
+        started = _started(repo, count=2, daemon=first)
         assert len(started) == 2, "two jobs never ran at once"
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -140,11 +147,9 @@ def test_an_outside_scancel_is_journaled_and_a_cancelled_baseline_runs_again(tmp
     env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="2", AUTORESEARCH_LANES="1")
     assert cli("init", str(repo), "--tag", "c", "--runner", "slurm", "--budget", "20", env=env).returncode == 0
     with reaped(_daemon(repo, env)) as daemon:
-        end = time.monotonic() + 120
-        while time.monotonic() < end and not (started := [h for h in _running(repo).values() if h.get("started_at")]):
-            time.sleep(0.1)
+        started = _started(repo, count=1)
         assert started, "the baseline's job never started"
-        subprocess.run(["scancel", str(started[0]["job_id"])], check=True)
+        subprocess.run(["scancel", str(next(iter(started.values()))["job_id"])], check=True)
         _, err = daemon.communicate(timeout=300)
     assert daemon.returncode == 0, err.decode()[-3000:]
     done = Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
@@ -160,9 +165,7 @@ def test_a_stopped_daemon_leaves_no_job_running(tmp_path: Path) -> None:
     env = _env(tmp_path, AUTORESEARCH_LIMITS__MAX_EXPERIMENTS="4")
     assert cli("init", str(repo), "--tag", "s", "--runner", "slurm", "--budget", "90", env=env).returncode == 0
     with reaped(_daemon(repo, env)) as daemon:
-        end = time.monotonic() + 120
-        while time.monotonic() < end and not (started := [h for h in _running(repo).values() if h.get("started_at")]):
-            time.sleep(0.2)
+        started = _started(repo, count=1)
         assert started, "no job started"
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=120)
