@@ -74,6 +74,11 @@ class GatedRunner:
         self.reaped.append(handle)
         return False
 
+    def reattach(
+        self, handle: dict[str, Any], spec: RunSpec, on_started: OnStarted | None = None,
+    ) -> RunOutcome | None:
+        return None  # a local run: reaped and recorded interrupted
+
     def reap_orphans(self) -> int:
         return 0
 

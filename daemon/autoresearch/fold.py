@@ -207,6 +207,11 @@ class Experiment:
         return self.result.wall_s
 
     @property
+    def queued_s(self) -> float | None:
+        """Seconds its job waited in a cluster's queue (runner = slurm); None for local runs."""
+        return self.result.queued_s
+
+    @property
     def gpu_count(self) -> int:
         return self.result.gpu_count
 

@@ -31,8 +31,9 @@ from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
 
-# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run.
-NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker")
+# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run; so is one
+# whose Slurm job someone else cancelled, or whose node kept failing (runners/slurm.py).
+NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker", "cancelled", "node_fail", "preempted", "boot_fail")
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Phases:
             self.run(exp, cancel)
             exp = self._load(n)
         if exp.phase == "running":
-            self.settle_interrupted(exp)
+            self.settle_interrupted(exp, cancel)
             exp = self._load(n)
         if exp.phase in ("finished", "evaluated", "checked"):
             with self.serial:  # one run judged at a time, against the best of that instant
@@ -97,10 +98,7 @@ class Phases:
             self.journal.phase(exp.n, "running", handle=handle)
 
         with self.snapshot(str(exp.n), commit) as snap:
-            spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap, seed=exp.seed)
-            # /output, writable for train; stdout kept apart for the metric (metric_source = "stdout")
-            spec = dataclasses.replace(spec, output_dir=output, stdout_path=run_dir / "stdout.log",
-                                       env={**spec.env, **self.mount_env(exp.n, "train")})
+            spec = self.train_spec(exp, cancel, snap)
             try:
                 outcome = self._setup(exp.n, snap, commit, cancel) or self.runner.run(spec, on_started)
             except (ImageMissing, EngineUnavailable):
@@ -111,6 +109,23 @@ class Phases:
                 log.error("run.runner_error", n=exp.n, error=str(exc))
                 outcome = RunOutcome(cause="docker", detail=str(exc))
         self.finish(exp.n, outcome, log_path)
+
+    def train_spec(self, exp: Experiment, cancel: threading.Event | None, snap: Path) -> RunSpec:
+        run_dir = self.session.run_dir(exp.n)
+        spec = self.spec(exp.n, "train", self.settings.run, run_dir / "run.log", exp.commit, cancel, snap,
+                         seed=exp.seed)
+        # /output, writable for train; stdout kept apart for the metric (metric_source = "stdout")
+        return dataclasses.replace(spec, output_dir=self.output_dir(exp.n), stdout_path=run_dir / "stdout.log",
+                                   env={**spec.env, **self.mount_env(exp.n, "train")})
+
+    @contextlib.contextmanager
+    def _kept_snapshot(self, n: int) -> Iterator[Path]:
+        """The snapshot a re-attached run still runs from (left by the killed daemon); removed after it."""
+        path = self.session.state_dir / "snapshots" / str(n)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
     def _setup(self, n: int, snap: Path, commit: str, cancel: threading.Event | None) -> RunOutcome | None:
         """setup again if this commit changed its inputs; a failed setup is the run's outcome (cause setup:...)."""
@@ -208,11 +223,19 @@ class Phases:
             training_seconds=judge.last_value(text, "training_seconds"),
             detail=outcome.detail,
             log_truncated=outcome.log_truncated,
+            queued_s=outcome.queued_s,
         )
 
-    def settle_interrupted(self, exp: Experiment) -> None:
-        """A run whose daemon died: reap what is left of it, then record it as interrupted."""
+    def settle_interrupted(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
+        """A run whose daemon died: re-attached when its runner can (a Slurm job went on without the daemon:
+        waited for, its outcome recorded), else reaped and recorded as interrupted."""
         handle = exp.handle
+        with self._kept_snapshot(exp.n) as snap:  # a Slurm job still runs from it; local runners return None
+            spec = self.train_spec(exp, cancel, snap)
+            outcome = self.runner.reattach(handle, spec, lambda h: self.journal.phase(exp.n, "running", handle=h))
+        if outcome is not None:
+            self.finish(exp.n, outcome, spec.log_path)
+            return
         reaped = self.runner.reap(handle)
         log.warning("recovery.reaped", n=exp.n, handle=handle, killed=reaped)
         self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,

@@ -148,7 +148,9 @@ class Running(PhaseRecord):
 class Finished(PhaseRecord):
     phase: Literal["finished"]
     cause: str
-    """ok, exit:<code>, timeout, oom, violation, write_cap, docker, interrupted."""
+    """ok, exit:<code>, timeout, oom, violation, write_cap, docker, interrupted; with runner = slurm also
+    cancelled (by someone else, reason in ``detail``), node_fail/preempted/boot_fail (after the last
+    attempt) and slurm (a job that ended without a result)."""
     exit_code: int | None = None
     metric: float | None = None
     memory_gb: float = 0.0
@@ -160,6 +162,8 @@ class Finished(PhaseRecord):
     log_truncated: bool = False
     claimed: float | None = None
     """The metric the run printed itself; with an evaluator only a claim (``metric`` is then null)."""
+    queued_s: float | None = None
+    """Seconds the run's job waited in a cluster's queue before it started (runner = slurm; not budget)."""
 
 
 class Evaluated(PhaseRecord):

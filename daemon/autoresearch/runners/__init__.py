@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 def runner_from_config(settings: Settings, repo_id: str, instance: str) -> Runner:
     """Build the configured runner (imports lazily: the docker SDK is only needed for docker)."""
+    if settings.runner == "slurm":
+        from autoresearch.runners.slurm import SlurmRunner
+
+        return SlurmRunner.from_config(settings, repo_id=repo_id, instance=instance)
     if settings.runner == "docker":
         from autoresearch.runners.docker import DockerRunner
 
@@ -29,7 +33,12 @@ def runner_for_lane(
     CUDA_VISIBLE_DEVICES in explicit mode; process: CUDA_VISIBLE_DEVICES) and its CPU cores (Docker:
     cpuset; process: CPU affinity). Its orphan reaping spares the other lanes' runs of this instance.
     Before each run it checks the lane's GPUs (GpuError for this lane only: missing, or held by a dead run).
-    ``gpu_probe``: NVML when None (``FakeGpu`` in tests and benchmarks)."""
+    ``gpu_probe``: NVML when None (``FakeGpu`` in tests and benchmarks). Slurm: each lane's jobs ask for
+    ``slurm.gres``/``cpus_per_task`` themselves; the lane only names its jobs."""
+    if settings.runner == "slurm":
+        from autoresearch.runners.slurm import SlurmRunner
+
+        return SlurmRunner.from_config(settings, repo_id=repo_id, instance=instance, lane=lane)
     if settings.runner == "docker":
         from autoresearch.runners.docker import DockerRunner
 

@@ -59,6 +59,9 @@ class RunSpec:
     only. None: the repo has no environment of its own (runs use the daemon's interpreter)."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
+    heartbeat: Callable[[], None] = field(default=lambda: None)
+    """Called by a runner at least every 30 s while it waits for a run (queued or running), so the
+    watchdog knows a long wait is alive."""
 
     @property
     def deadline_s(self) -> float:
@@ -77,6 +80,9 @@ class RunOutcome:
     gpu_count: int = 0
     detail: str = ""
     log_truncated: bool = False
+    queued_s: float | None = None
+    """Seconds the run waited in a cluster's queue before it started (not counted in its budget); None
+    for local runners."""
 
     @property
     def ok(self) -> bool:
@@ -94,6 +100,14 @@ class Runner(Protocol):
 
     def reap(self, handle: dict[str, Any]) -> bool:
         """Kill what a crashed daemon left behind under ``handle``; True if something was killed."""
+
+    def reattach(
+        self, handle: dict[str, Any], spec: RunSpec, on_started: OnStarted | None = None,
+    ) -> RunOutcome | None:
+        """Take up a run a killed daemon left under ``handle`` (a Slurm job goes on without the daemon):
+        wait for it as ``run`` would and return its outcome; None when the run cannot be taken up (a
+        local run died with its daemon): it is then reaped and recorded ``interrupted``. ``on_started``
+        journals the handle again when it changes (the job started, or was submitted again)."""
 
     def reap_orphans(self) -> int:
         """Kill every leftover this runner can find for this repo; returns how many."""
@@ -194,6 +208,11 @@ class FakeRunner:
     def reap(self, handle: dict[str, Any]) -> bool:
         self.reaped.append(handle)
         return False
+
+    def reattach(
+        self, handle: dict[str, Any], spec: RunSpec, on_started: OnStarted | None = None,
+    ) -> RunOutcome | None:
+        return None
 
     def reap_orphans(self) -> int:
         return 0

@@ -136,6 +136,11 @@ class DockerRunner:
         self._select_gpus()
         self._reap_pending()
 
+    def reattach(
+        self, handle: dict[str, Any], spec: RunSpec, on_started: OnStarted | None = None,
+    ) -> RunOutcome | None:
+        return None  # a local run does not outlive its daemon's death usefully: reaped, recorded interrupted
+
     def reap(self, handle: dict[str, Any]) -> bool:
         if handle.get("kind") != "docker" or not handle.get("container_id"):
             return False

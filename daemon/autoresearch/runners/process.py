@@ -255,6 +255,11 @@ class ProcessRunner:
             spec.cancel.wait(self.poll_s)
         return None
 
+    def reattach(
+        self, handle: dict[str, Any], spec: RunSpec, on_started: OnStarted | None = None,
+    ) -> RunOutcome | None:
+        return None  # a local run does not outlive its daemon's death usefully: reaped, recorded interrupted
+
     def reap(self, handle: dict[str, Any]) -> bool:
         return handle.get("kind") == "process" and process_box.reap(handle)
 
