@@ -28,6 +28,7 @@ from autoresearch.errors import (
     RunnerError,
     SetupFailed,
 )
+from autoresearch.gitrun import GitPolicy
 from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
@@ -210,6 +211,7 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_session_settings(ws, session.branch, **overrides)
+    ws.policy = GitPolicy.from_config(settings)  # the repo's own timeout from here on
     # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
