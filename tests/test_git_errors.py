@@ -28,7 +28,9 @@ def hanging_git(folder: Path, verb: str, pids: Path) -> Path:
     script = folder / "git"
     script.write_text(
         "#!/bin/sh\n"
-        f'for a in "$@"; do if [ "$a" = "{verb}" ]; then sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait; fi; done\n'
+        f'for a in "$@"; do if [ "$a" = "{verb}" ]; then\n'
+        f"  sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait\n"
+        "fi; done\n"
         f'exec {real} "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -41,7 +43,7 @@ def test_held_index_lock_is_busy_and_retried(repo: Path) -> None:
     head = ws.head()
     lock = repo / ".git" / "index.lock"
     lock.write_text("")  # the user's IDE in the middle of `git status`
-    with pytest.raises(GitBusy, match="index.lock"):
+    with pytest.raises(GitBusy, match=r"index\.lock"):
         ws.reset_hard(head)
     assert not isinstance(GitBusy("x"), RepoError) and GitBusy("x").exit_code == 1
 
@@ -72,7 +74,7 @@ def test_hanging_git_is_killed_with_its_children(repo: Path, tmp_path: Path, mon
     ws = GitWorkspace.open(repo)
     ws.policy = GitPolicy(timeout_s=0.5, attempts=2, initial_s=0.05, max_wait_s=0.1)
     t0 = time.monotonic()
-    with pytest.raises(GitTimeout, match="did not finish within 0.5 s"):
+    with pytest.raises(GitTimeout, match=r"did not finish within 0\.5 s"):
         ws.set_ref("refs/heads/y", ws.head())
     assert time.monotonic() - t0 < 10
     started = [int(p) for p in pids.read_text().split()]

@@ -216,9 +216,10 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
     record_limits(session.state_dir, runner)
-    agent = agent_from_config(settings, ws.root)
+    stop = threading.Event()  # one event: a signal stops the lanes and cancels the agent's conversation
+    agent = agent_from_config(settings, ws.root, stop=stop)
     return Loop(settings=settings, session=session, workspace=ws, runner=runner, agent=agent,
-                notifier=notifier or Notifier.from_environment(), lanes=lanes)
+                notifier=notifier or Notifier.from_environment(), lanes=lanes, stop_event=stop)
 
 
 def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:

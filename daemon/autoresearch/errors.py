@@ -16,6 +16,7 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     ├── AgentError                    a proposal could not be made this iteration (skipped)
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
     │   ├── AgentTransient            rate limit / overload / network (retried)
+    │   ├── AgentCancelled            the daemon is stopping: the conversation was abandoned
     │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
     ├── GpuError                      NVML failure, missing GPU or no free memory (waited out)
     ├── GitFailed                     a git command failed while the daemon works (exit 1: systemd restarts)
@@ -93,6 +94,11 @@ class ProposalRejected(AgentError):
 
 class AgentTransient(AgentError):
     """A temporary failure talking to the agent's backend; worth retrying."""
+
+
+class AgentCancelled(AgentError):
+    """The daemon was told to stop (SIGTERM) while the agent worked: its request or command was abandoned,
+    so the stop fits in systemd's ``TimeoutStopSec``. What the conversation cost so far is in ``usage``."""
 
 
 class AgentFatal(AgentError):
