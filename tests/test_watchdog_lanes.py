@@ -3,6 +3,7 @@ that waits a long time (queued for a GPU or in a cluster's queue) while its runn
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from structlog.testing import capture_logs
 from autoresearch import guards
 from autoresearch.guards import Heartbeats, watchdog
 from autoresearch.loop import Loop
-from autoresearch.runners.base import OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.base import HEARTBEAT_EVERY_S, OnStarted, RunOutcome, RunSpec
 from autoresearch.sdnotify import Notifier
 from tests.loop_fakes import GatedRunner, lanes_loop, wait_until
+from tests.runners.process_helpers import make_runner, make_spec
 
 SHORT = {"evaluate_timeout": 0.2, "check_timeout": 0.2, "git": {"timeout_s": 0.1, "attempts": 1}}
 """Settings whose lane horizon is (0.2 + 0.2) * 2 lanes + 0.1 = 0.9 s once the slack is 0."""
@@ -144,3 +146,14 @@ def test_a_long_queued_run_that_beats_is_not_a_hang(tmp_path: Path, monkeypatch:
     loop = _loop(tmp_path, QueuedRunner)  # queued 4 s, 4 x the lane horizon, beating
     _early, late = _pings_while(loop, 4.0)
     assert late >= 3
+
+
+def test_the_process_runner_beats_while_a_run_runs(tmp_path: Path) -> None:
+    """The real runner's wait loop calls ``RunSpec.heartbeat`` (well within ``HEARTBEAT_EVERY_S``)."""
+    beats: list[float] = []
+    spec = make_spec(tmp_path, "import time\ntime.sleep(1.0)\nprint('val_bpb: 1.0')\n", budget=5.0,
+                     heartbeat=lambda: beats.append(time.monotonic()))
+    outcome = make_runner("bwrap").run(spec, lambda _handle: None)
+    assert outcome.cause == "ok"
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert len(beats) >= 5 and max(gaps) < HEARTBEAT_EVERY_S
