@@ -25,8 +25,8 @@ from autoresearch.retry import retrying
 if TYPE_CHECKING:
     from autoresearch.config import Settings
 
-_LOCK_CLASH = re.compile(r"Unable to create '[^']*\.lock': File exists|unable to lock|cannot lock ref '[^']*': "
-                         r"(?:Unable to create|unable to create|is being locked)", re.IGNORECASE)
+_LOCK_CLASH = re.compile(r"Unable to create '[^']*\.lock': File exists|could not lock config file|"
+                         r"cannot lock ref '[^']*': Unable to create", re.IGNORECASE)
 """git's words for "another git holds the lock" (messages are in English: ``LC_ALL=C``)."""
 
 
