@@ -101,6 +101,8 @@ def test_preflight_problems_stay_repo_errors(tmp_path: Path) -> None:
     git(empty, "init", "-q")
     with pytest.raises(RepoError, match="no commits"):
         GitWorkspace.open(empty).head()
+    done = cli("run", str(plain))  # what the user must fix: exit 2, no restart
+    assert done.returncode == 2 and "is not a git repository" in done.stderr
 
 
 def _run(repo: Path, extra: dict[str, str] | None = None) -> tuple[int, str, float]:
