@@ -20,7 +20,7 @@ from typing import Literal
 
 import structlog
 
-from autoresearch.errors import RepoError
+from autoresearch.errors import GitBusy, RepoError
 from autoresearch.journal import JournalState
 from autoresearch.workspace import Workspace
 
@@ -108,7 +108,7 @@ def _advance(ws: Workspace, branch: str, want: str, tip: str | None, forward: bo
         return BranchSync("behind", tip, want, checkout.path, reason)
     try:
         (ws.fast_forward if forward else ws.reset_checkout)(checkout, want)
-    except RepoError as exc:  # e.g. an untracked file where the keep adds one, or a commit made meanwhile
+    except (RepoError, GitBusy) as exc:  # e.g. an untracked file where the keep adds one, the user's git busy
         reason = f"git refused to fast-forward it: {str(exc).splitlines()[-1]}"
         log.warning("branch.behind", branch=branch, checkout=str(checkout.path), reason=reason)
         return BranchSync("behind", ws.branch_sha(branch), want, checkout.path, reason)

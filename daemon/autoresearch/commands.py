@@ -28,6 +28,7 @@ from autoresearch.errors import (
     RunnerError,
     SetupFailed,
 )
+from autoresearch.gitrun import GitPolicy
 from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
@@ -215,13 +216,15 @@ def build_loop(repo: Path, overrides: dict[str, Any], notifier: Notifier | None 
     ws = GitWorkspace.open(repo)
     session = load_session(ws)
     settings = load_session_settings(ws, session.branch, **overrides)
+    ws.policy = GitPolicy.from_config(settings)  # the repo's own timeout from here on
     # One lane: the runner as configured (no GPU plan needed); more: each lane with its pinned runner.
     lanes = [] if settings.lanes == 1 else lane_runners(settings, repo_id(ws.root), instance_id())
     runner = lanes[0][1] if lanes else runner_from_config(settings, repo_id(ws.root), instance_id())
     record_limits(session.state_dir, runner)
-    agent = agent_from_config(settings, ws.root)
+    stop = threading.Event()  # one event: a signal stops the lanes and cancels the agent's conversation
+    agent = agent_from_config(settings, ws.root, stop=stop)
     return Loop(settings=settings, session=session, workspace=ws, runner=runner, agent=agent,
-                notifier=notifier or Notifier.from_environment(), lanes=lanes)
+                notifier=notifier or Notifier.from_environment(), lanes=lanes, stop_event=stop)
 
 
 def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:

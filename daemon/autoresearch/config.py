@@ -350,6 +350,14 @@ class HttpSettings(Section):
     publishes on its own 127.0.0.1 (compose.yaml); refused outside a container."""
 
 
+class GitSettings(Section):
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds one git command may take; past it git's process group is killed and the command retried."""
+    attempts: int = Field(default=6, ge=1)
+    """Tries of one git command that met a lock another git holds (``index.lock``) or timed out; when the
+    last fails the daemon exits 1 and systemd restarts it."""
+
+
 class Settings(BaseSettings):
     """One research repo's experiment configuration."""
 
@@ -436,6 +444,7 @@ class Settings(BaseSettings):
     command_agent: CommandAgentSettings = Field(default_factory=CommandAgentSettings)
     offline: OfflineSettings = Field(default_factory=OfflineSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    git: GitSettings = Field(default_factory=GitSettings)
 
     _sources: Sources = PrivateAttr(default_factory=Sources)
 

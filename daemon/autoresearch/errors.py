@@ -17,8 +17,13 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     ├── AgentError                    a proposal could not be made this iteration (skipped)
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
     │   ├── AgentTransient            rate limit / overload / network (retried)
+    │   ├── AgentCancelled            the daemon is stopping: the conversation was abandoned
     │   └── AgentFatal                wrong key, bad request, unknown model (exit 2)
     ├── GpuError                      NVML failure, missing GPU or no free memory (waited out)
+    ├── GitFailed                     a git command failed while the daemon works (exit 1: systemd restarts)
+    │   ├── GitRefused                git ran and said no (a missing object or ref, a refused move)
+    │   ├── GitBusy                   another git holds a lock (index.lock, a ref's .lock): retried
+    │   └── GitTimeout                git ran past ``git.timeout_s`` and was killed: retried
     ├── BaselineCrashed               the unchanged target does not run (exit 2)
     └── JournalError                  a journal record is invalid, or one is missing (exit 2)
         └── JournalReplaced           the journal file was replaced or cut under a running reader (exit 2)
@@ -96,6 +101,11 @@ class AgentTransient(AgentError):
     """A temporary failure talking to the agent's backend; worth retrying."""
 
 
+class AgentCancelled(AgentError):
+    """The daemon was told to stop (SIGTERM) while the agent worked: its request or command was abandoned,
+    so the stop fits in systemd's ``TimeoutStopSec``. What the conversation cost so far is in ``usage``."""
+
+
 class AgentFatal(AgentError):
     """A failure that retrying cannot fix (wrong API key, bad request, unknown model)."""
 
@@ -104,6 +114,27 @@ class AgentFatal(AgentError):
 
 class GpuError(AutoresearchError):
     """The GPU probe failed or the selected GPU cannot take a run."""
+
+
+class GitFailed(AutoresearchError):
+    """A git command failed at run time. Exit 1, not 2: a lock another program held, or a stalled disk,
+    passes by itself, so systemd restarts the daemon (``RestartPreventExitStatus=2`` is for what a person
+    must fix: those stay ``RepoError``, raised by the pre-flight checks)."""
+
+
+class GitRefused(GitFailed):
+    """git ran and exited non-zero for a reason of its own (a missing object or ref, a refused
+    compare-and-swap). Callers that ask git a question catch this one, never its siblings."""
+
+
+class GitBusy(GitFailed):
+    """Another git process (the user's IDE running ``git status``, a second daemon call) held a lock
+    file; retried with back-off, exit 1 if it stays held."""
+
+
+class GitTimeout(GitFailed):
+    """git did not finish within ``git.timeout_s``; its process group was killed. Retried, exit 1 if it
+    keeps hanging."""
 
 
 class BaselineCrashed(AutoresearchError):

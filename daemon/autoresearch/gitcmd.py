@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from autoresearch.errors import RepoError
+from autoresearch.errors import GitTimeout
+from autoresearch.gitrun import DEFAULT_POLICY, GitPolicy, execute
 from autoresearch.privacy import helper_env
 
 HARDENING = (
@@ -70,7 +71,8 @@ def git_argv(*args: str, git_dir: Path | None = None, work_tree: Path | None = N
     return [*argv, *args]
 
 
-def git_env(cwd: Path, git_dir: Path | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def git_env(cwd: Path, git_dir: Path | None = None, extra: Mapping[str, str] | None = None,
+            timeout_s: float = DEFAULT_POLICY.timeout_s) -> dict[str, str]:
     """The helper environment plus ``GIT_CONFIG_*`` entries: only trusted config files, ``safe.directory``
     for ``cwd``, and the repo's own filter drivers emptied.
 
@@ -79,7 +81,7 @@ def git_env(cwd: Path, git_dir: Path | None = None, extra: Mapping[str, str] | N
     """
     base = _trusted_env(cwd, {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", **(extra or {})})
     overrides = _config_pairs(base)
-    for name in _local_filter_drivers(cwd, git_dir, base):
+    for name in _local_filter_drivers(cwd, git_dir, base, timeout_s):
         overrides += [(f"filter.{name}.{key}", "") for key in _FILTER_KEYS]
         overrides.append((f"filter.{name}.required", "false"))
     return _with_pairs(base, overrides)
@@ -123,12 +125,15 @@ def _with_pairs(env: Mapping[str, str], pairs: list[tuple[str, str]]) -> dict[st
     return out
 
 
-def _local_filter_drivers(cwd: Path, git_dir: Path | None, env: Mapping[str, str]) -> list[str]:
+def _local_filter_drivers(cwd: Path, git_dir: Path | None, env: Mapping[str, str], timeout_s: float) -> list[str]:
     """Names of filter drivers with a command set outside the system config file (``env``: the trusted
     environment, so git lists the very files the command will read)."""
     argv = git_argv("config", "--list", "--show-scope", "--name-only", "-z", git_dir=git_dir)
     try:
-        done = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, check=False)
+        done = subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, check=False, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:  # not "no drivers": the command would run with them
+        raise GitTimeout(f"git config --list did not finish within {timeout_s:g} s in {cwd}") from exc
     except OSError:
         return []  # no git, or no such folder: the command itself will fail and say why
     if done.returncode != 0:
@@ -151,12 +156,14 @@ def run_git(
     work_tree: Path | None = None,
     env: Mapping[str, str] | None = None,
     stdout: IO[bytes] | None = None,
+    policy: GitPolicy = DEFAULT_POLICY,
 ) -> str:
     """Run hardened ``git <args>`` in ``cwd``; its stdout without the final newline (or into ``stdout``).
 
-    Raises RepoError with git's message when git fails or cannot be started.
+    Raises GitRefused with git's message when git fails, GitBusy / GitTimeout when a lock stayed held or
+    git hung through ``policy``'s retries, RepoError when git cannot be started.
     """
-    out = git_bytes(cwd, *args, git_dir=git_dir, work_tree=work_tree, env=env, stdout=stdout).decode(
+    out = git_bytes(cwd, *args, git_dir=git_dir, work_tree=work_tree, env=env, stdout=stdout, policy=policy).decode(
         "utf-8", "surrogateescape"
     )
     return out[:-1] if out.endswith("\n") else out
@@ -169,29 +176,17 @@ def git_bytes(
     work_tree: Path | None = None,
     env: Mapping[str, str] | None = None,
     stdout: IO[bytes] | None = None,
+    policy: GitPolicy = DEFAULT_POLICY,
 ) -> bytes:
     """``run_git`` with stdout as it came (empty when it went into ``stdout``)."""
     argv = git_argv(*args, git_dir=git_dir, work_tree=work_tree)
-    try:
-        done = subprocess.run(
-            argv, cwd=cwd, env=git_env(cwd, git_dir, env), stdin=subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else subprocess.PIPE, stderr=subprocess.PIPE, check=False,
-        )  # fmt: skip
-    except OSError as exc:
-        raise RepoError(f"cannot run git in {cwd}: {exc.strerror} (is git installed and on PATH?)") from exc
-    if done.returncode != 0:
-        stderr = done.stderr.decode("utf-8", "replace").strip()
-        raise RepoError(f"git {' '.join(args)} failed in {cwd}: {stderr}")
-    return done.stdout or b""
+    return execute(argv, cwd, lambda: git_env(cwd, git_dir, env, policy.timeout_s), stdout, policy).stdout
 
 
-def git_status(cwd: Path, *args: str, git_dir: Path | None = None) -> tuple[int, bytes]:
+def git_status(cwd: Path, *args: str, git_dir: Path | None = None,
+               policy: GitPolicy = DEFAULT_POLICY) -> tuple[int, bytes]:
     """Hardened ``git <args>`` whose exit status is an answer, not a failure (``merge-file``: the number
-    of conflicts): returns (status, stdout). Raises RepoError only when git cannot be started."""
+    of conflicts): returns (status, stdout). Raises only when git cannot be started, stays locked or hangs."""
     argv = git_argv(*args, git_dir=git_dir)
-    try:
-        done = subprocess.run(argv, cwd=cwd, env=git_env(cwd, git_dir), stdin=subprocess.DEVNULL,
-                              capture_output=True, check=False)
-    except OSError as exc:
-        raise RepoError(f"cannot run git in {cwd}: {exc.strerror} (is git installed and on PATH?)") from exc
+    done = execute(argv, cwd, lambda: git_env(cwd, git_dir, timeout_s=policy.timeout_s), None, policy, answer=True)
     return done.returncode, done.stdout

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from autoresearch.guards import Heartbeats
 from autoresearch.lanes import Lane
 from autoresearch.runners.base import Runner
 
@@ -33,6 +34,10 @@ class LanePool:
     changed: threading.Condition = field(default_factory=threading.Condition)
     errors: list[BaseException] = field(default_factory=list)
     drafting: list[threading.Thread] = field(default_factory=list)
+    hearts: Heartbeats = field(default_factory=Heartbeats)
+    """Each worker beats its own heart while it works (the watchdog's view of a hung lane or drafter)."""
+    horizons_s: tuple[float, float] = (float("inf"), float("inf"))
+    """(lane, drafter): how long each may go without a beat."""
 
     def free(self) -> list[LaneSlot]:
         return [s for s in self.slots if s.free]
@@ -46,23 +51,27 @@ class LanePool:
 
     def start(self, slot: LaneSlot, n: int | None, work: Callable[[], None]) -> None:
         slot.n = n
-        slot.thread = threading.Thread(target=self._guard(work, lambda: self._release(slot)),
+        name, horizon = f"lane-{slot.lane.index}", self.horizons_s[0]
+        slot.thread = threading.Thread(target=self._guard(work, lambda: self._release(slot), name, horizon),
                                        name=f"lane-{slot.lane.index}", daemon=True)
         slot.thread.start()
 
     def start_draft(self, work: Callable[[], None]) -> None:
         holder: list[threading.Thread] = []
-        thread = threading.Thread(target=self._guard(work, lambda: self._end_draft(holder[0])), name="drafter",
+        thread = threading.Thread(target=self._guard(work, lambda: self._end_draft(holder[0]), "drafter",
+                                                     self.horizons_s[1]), name="drafter",
                                   daemon=True)
         holder.append(thread)
         with self.changed:
             self.drafting.append(thread)
         thread.start()
 
-    def _guard(self, work: Callable[[], None], release: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, work: Callable[[], None], release: Callable[[], None], name: str,
+               horizon_s: float) -> Callable[[], None]:
         def run() -> None:
             try:
-                work()
+                with self.hearts.working(name, horizon_s):
+                    work()
             except BaseException as exc:  # handed to the loop's thread, which stops and raises it
                 with self.changed:
                     self.errors.append(exc)

@@ -30,7 +30,7 @@ from autoresearch.agents.base import Agent, Proposal
 from autoresearch.config import Settings
 from autoresearch.drafts import Drafter
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
-from autoresearch.guards import daemon_lock, watchdog
+from autoresearch.guards import Heartbeats, daemon_lock, draft_horizon_s, lane_horizon_s, watchdog
 from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.lanepool import LanePool, LaneSlot
 from autoresearch.lanes import Lane
@@ -76,6 +76,8 @@ class Loop:
     """Longest pause between two probes of an engine or GPU that is not back yet."""
     lanes: list[tuple[Lane, Runner]] = field(default_factory=list)
     """Each lane with its own (pinned) runner; empty = one lane with ``runner``."""
+    hearts: Heartbeats = field(default_factory=Heartbeats)
+    """The lanes' and drafters' own liveness, read by the watchdog (``guards``)."""
     _alive_until: float = 0.0
     _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
@@ -90,7 +92,9 @@ class Loop:
     def pool(self) -> LanePool:
         if self._pool is None:
             pairs = self.lanes or [(Lane(0), self.runner)]
-            self._pool = LanePool([LaneSlot(lane, runner) for lane, runner in pairs])
+            horizons = (lane_horizon_s(self.settings, len(pairs)), draft_horizon_s(self.settings))
+            self._pool = LanePool([LaneSlot(lane, runner) for lane, runner in pairs], hearts=self.hearts,
+                                  horizons_s=horizons)
         return self._pool
 
     @property
@@ -100,7 +104,7 @@ class Loop:
     def run(self) -> StopReason:
         with (
             daemon_lock(self.session.state_dir),
-            watchdog(self.notifier, self._within_horizon),
+            watchdog(self.notifier, self._within_horizon, self.hearts),
             contextlib.closing(self.workspace),
         ):
             try:
@@ -317,7 +321,7 @@ class Loop:
 
     def _phases(self, slot: LaneSlot) -> Phases:
         return Phases(self.settings, self.session, self.workspace, self.journal.for_lane(slot.lane.index),
-                      slot.runner, serial=self._record_lock)
+                      slot.runner, serial=self._record_lock, heartbeat=self.hearts.beater())
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
         """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
@@ -376,6 +380,7 @@ class Loop:
     def _beat(self, horizon_s: float) -> None:
         """The current phase should be over within ``horizon_s``; past that the watchdog goes quiet."""
         self._alive_until = time.monotonic() + horizon_s
+        self.hearts.beat(horizon_s)  # in a lane or drafter thread (a wait for its runner): its own heart too
 
     def _within_horizon(self) -> bool:
         return time.monotonic() < self._alive_until

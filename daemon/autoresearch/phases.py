@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing
 from autoresearch.evaluation import Steps, read_metric
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import clean_description, write_results
-from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail
+from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail, no_beat
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -46,6 +46,8 @@ class Phases:
     serial: threading.Lock = field(default_factory=threading.Lock)
     """Held while judging and moving the branch: with lanes, one run is judged at a time against the
     current best (runs themselves go on in parallel)."""
+    heartbeat: Callable[[], None] = no_beat
+    """The lane's watchdog heart, given to every run (``RunSpec.heartbeat``)."""
 
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
@@ -185,6 +187,7 @@ class Phases:
             snapshot=snapshot,
             home=self.session.home_dir,
             env_dir=self.session.env_dir if s.setup else None,
+            heartbeat=self.heartbeat,
             **extra,
         )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.config import CONFIG_FILE, Settings, load_settings
-from autoresearch.errors import ConfigError, RepoError
+from autoresearch.errors import ConfigError, GitRefused, RepoError
 from autoresearch.workspace import Workspace
 
 MEASURED = ("target", "readonly", "prepare", "run", "metric", "direction", "budget", "evaluate", "eval_data",
@@ -67,7 +67,7 @@ def settings_of_repo(repo: Path) -> Settings:
     try:
         ws = GitWorkspace.open(repo)
         tag = Journal(ws.state_dir() / "journal.jsonl").load().tag
-    except RepoError:
+    except (RepoError, GitRefused):
         return load_settings(repo)
     return session_settings(ws, tag)
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from autoresearch import tarsafe
-from autoresearch.errors import RepoError
+from autoresearch.errors import GitRefused, RepoError
 from autoresearch.gitcmd import git_bytes, git_status, run_git
+from autoresearch.gitrun import DEFAULT_POLICY, GitPolicy
 from autoresearch.safetext import printable
 
 IDENTITY = ("autoresearch", "autoresearch@localhost")
@@ -76,11 +77,16 @@ class Workspace(Protocol):
 
 class GitWorkspace:
     """The real workspace, through the hardened git command line of ``gitcmd`` (hooks, fsmonitor and
-    the repo's filter drivers off; a minimal environment; ``--git-dir``/``--work-tree`` pinned)."""
+    the repo's filter drivers off; a minimal environment; ``--git-dir``/``--work-tree`` pinned), each
+    call bounded by ``policy`` (a timeout; lock clashes and hangs retried, see ``gitrun``).
 
-    def __init__(self, root: Path, git_dir: Path | None = None) -> None:
+    Git's refusals (``GitRefused``) become ``RepoError`` only where they are a pre-flight problem the
+    user must fix (not a repo, no commits, a missing file); at run time they stay ``GitFailed`` (exit 1)."""
+
+    def __init__(self, root: Path, git_dir: Path | None = None, policy: GitPolicy = DEFAULT_POLICY) -> None:
         self.root = root
         self.git_dir = git_dir
+        self.policy = policy
 
     @classmethod
     def open(cls, path: Path) -> GitWorkspace:
@@ -92,23 +98,24 @@ class GitWorkspace:
             raise RepoError(f"{path} is not a git repository (run `git init` there, or pick the repo)")
         try:
             git_dir = Path(run_git(root, "--git-dir=.git", "rev-parse", "--absolute-git-dir"))
-        except RepoError as exc:
+        except GitRefused as exc:
             raise RepoError(f"{path} is not a usable git repository: {exc}") from exc
         return cls(root, git_dir)
 
     def _git(self, *args: str, env: dict[str, str] | None = None, stdout: IO[bytes] | None = None) -> str:
-        return run_git(self.root, *args, git_dir=self.git_dir, work_tree=self.root, env=env, stdout=stdout)
+        return run_git(self.root, *args, git_dir=self.git_dir, work_tree=self.root, env=env, stdout=stdout,
+                       policy=self.policy)
 
     def head(self) -> str:
         try:
             return self._git("rev-parse", "--verify", "HEAD^{commit}")
-        except RepoError as exc:
+        except GitRefused as exc:
             raise RepoError(f"{self.root} has no commits yet; commit the target first") from exc
 
     def current_branch(self) -> str | None:
         try:
             return self._git("symbolic-ref", "--short", "-q", "HEAD") or None
-        except RepoError:
+        except GitRefused:
             return None  # detached HEAD
 
     def dirty_files(self) -> list[str]:
@@ -118,7 +125,7 @@ class GitWorkspace:
     def branch_sha(self, branch: str) -> str | None:
         try:
             return self._git("rev-parse", "--verify", "-q", f"refs/heads/{branch}") or None
-        except RepoError:
+        except GitRefused:
             return None
 
     def create_branch(self, branch: str) -> str:
@@ -130,8 +137,9 @@ class GitWorkspace:
 
     def read(self, commit: str, path: str) -> str:
         try:
-            data = git_bytes(self.root, "cat-file", "blob", f"{commit}:{path}", git_dir=self.git_dir)
-        except RepoError as exc:
+            data = git_bytes(self.root, "cat-file", "blob", f"{commit}:{path}", git_dir=self.git_dir,
+                             policy=self.policy)
+        except GitRefused as exc:
             raise RepoError(f"{path} does not exist at commit {commit[:7]}") from exc
         return data.decode("utf-8")
 
@@ -165,9 +173,9 @@ class GitWorkspace:
             paths = [Path(tmp) / name for name in ("ours", "base", "theirs")]
             for p, text in zip(paths, (ours, base, theirs), strict=True):
                 p.write_text(text, encoding="utf-8")
-            code, out = git_status(Path(tmp), "merge-file", "-p", "--", *(str(p) for p in paths))
+            code, out = git_status(Path(tmp), "merge-file", "-p", "--", *(str(p) for p in paths), policy=self.policy)
         if code < 0 or code > 127:
-            raise RepoError(f"git merge-file failed (exit {code})")
+            raise GitRefused(f"git merge-file failed (exit {code})")
         return out.decode("utf-8") if code == 0 else None
 
     def set_ref(self, ref: str, sha: str) -> None:
@@ -194,8 +202,8 @@ class GitWorkspace:
     def _archive(self, commit: str, out: IO[bytes]) -> None:
         try:
             self._git("archive", "--format=tar", commit, stdout=out)
-        except RepoError as exc:
-            raise RepoError(f"git archive {commit[:7]} failed in {self.root}: {exc}") from exc
+        except GitRefused as exc:
+            raise GitRefused(f"git archive {commit[:7]} failed in {self.root}: {exc}") from exc
 
     def exclude(self, pattern: str) -> bool:
         path = Path(self._git("rev-parse", "--git-path", "info/exclude"))
@@ -220,14 +228,14 @@ class GitWorkspace:
     def move_branch(self, branch: str, new: str, old: str | None) -> bool:
         try:  # update-ref's compare-and-swap: a commit someone made meanwhile is never overwritten
             self._git("update-ref", f"refs/heads/{branch}", new, old or "", env=_ident_env())
-        except RepoError:
+        except GitRefused:
             return False
         return True
 
     def is_ancestor(self, a: str, b: str) -> bool:
-        code, _ = git_status(self.root, "merge-base", "--is-ancestor", a, b, git_dir=self.git_dir)
+        code, _ = git_status(self.root, "merge-base", "--is-ancestor", a, b, git_dir=self.git_dir, policy=self.policy)
         if code not in (0, 1):
-            raise RepoError(f"git merge-base --is-ancestor {a[:7]} {b[:7]} failed (exit {code})")
+            raise GitRefused(f"git merge-base --is-ancestor {a[:7]} {b[:7]} failed (exit {code})")
         return code == 0
 
     def checkouts(self, branch: str) -> list[Checkout]:
@@ -239,26 +247,33 @@ class GitWorkspace:
             if git_dir is None:
                 continue  # a linked work tree that is gone (prunable): nothing to update there
             status = run_git(path, "status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all",
-                             git_dir=git_dir, work_tree=path, env=_NO_LOCKS)
+                             git_dir=git_dir, work_tree=path, env=_NO_LOCKS, policy=self.policy)
             out.append(Checkout(path, git_dir, tuple(line[3:] for line in status.splitlines() if line.strip())))
         return out
 
     def fast_forward(self, checkout: Checkout, sha: str) -> None:
-        run_git(checkout.path, "-c", "gc.auto=0", "merge", "--ff-only", "--no-verify-signatures", "--no-stat", "-q",
-                sha, git_dir=checkout.git_dir, work_tree=checkout.path, env=_ident_env())
+        try:
+            run_git(checkout.path, "-c", "gc.auto=0", "merge", "--ff-only", "--no-verify-signatures", "--no-stat",
+                    "-q", sha, git_dir=checkout.git_dir, work_tree=checkout.path, env=_ident_env(), policy=self.policy)
+        except GitRefused as exc:  # the user's checkout said no (an untracked file in the way): not a failure
+            raise RepoError(str(exc)) from exc
 
     def holds_tree_of(self, checkout: Checkout, sha: str) -> bool:
-        where: dict[str, Any] = {"git_dir": checkout.git_dir, "work_tree": checkout.path, "env": _NO_LOCKS}
+        where: dict[str, Any] = {"git_dir": checkout.git_dir, "work_tree": checkout.path, "env": _NO_LOCKS,
+                                 "policy": self.policy}
         try:  # each exits 1 on a difference: files against the index, the index against the commit
             run_git(checkout.path, "diff-files", "--quiet", "--ignore-submodules=all", **where)
             run_git(checkout.path, "diff-index", "--cached", "--quiet", "--ignore-submodules=all", sha, **where)
-        except RepoError:
+        except GitRefused:
             return False
         return True
 
     def reset_checkout(self, checkout: Checkout, sha: str) -> None:
-        run_git(checkout.path, "reset", "-q", "--keep", sha, git_dir=checkout.git_dir, work_tree=checkout.path,
-                env=_ident_env())
+        try:
+            run_git(checkout.path, "reset", "-q", "--keep", sha, git_dir=checkout.git_dir, work_tree=checkout.path,
+                    env=_ident_env(), policy=self.policy)
+        except GitRefused as exc:
+            raise RepoError(str(exc)) from exc
 
     def state_dir(self) -> Path:
         git_dir = Path(self._git("rev-parse", "--git-common-dir"))
@@ -309,7 +324,7 @@ def _linked_git_dir(path: Path) -> Path | None:
 def _is_bare(path: Path) -> bool:
     try:
         return run_git(path, f"--git-dir={path}", "rev-parse", "--is-bare-repository") == "true"
-    except RepoError:
+    except GitRefused:
         return False
 
 

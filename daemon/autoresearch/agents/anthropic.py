@@ -9,6 +9,7 @@ breakpoints, and one more rolls along with the conversation, four in all (the AP
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,11 @@ class AnthropicAgent:
 
     @classmethod
     def from_config(
-        cls, settings: Settings, repo: Path, *, sleep: Callable[[float], None] | None = None
+        cls, settings: Settings, repo: Path, *, sleep: Callable[[float], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> AnthropicAgent:
-        """Build the agent; AgentFatal when there is no key, or no price while a cost limit is set."""
+        """Build the agent; AgentFatal when there is no key, or no price while a cost limit is set. ``stop``:
+        the daemon's stop event, which cancels a conversation in progress (``agents.cancel``)."""
         a = settings.anthropic
         key, token = take_api_key(a.api_key_file)
         price = find_price(a.model, a.prices)
@@ -73,7 +76,8 @@ class AnthropicAgent:
                     f"add [anthropic.prices.{a.model}] (USD per million tokens) to autoresearch.toml"
                 )
             log.warning("anthropic.no_price", model=a.model, note="costs are recorded as 0")
-        api = MessagesAPI(build_client(a, key, token), a, secrets=tuple(s for s in (key, token) if s), sleep=sleep)
+        api = MessagesAPI(build_client(a, key, token), a, secrets=tuple(s for s in (key, token) if s), sleep=sleep,
+                          stop=stop)
         log.info("anthropic.ready", model=a.model, base_url=resolve_base_url(a) or "default")
         return cls(a, api, repo, price=price, budget_s=settings.budget)
 

@@ -11,6 +11,7 @@ its checkout and its own config folders; everything it started is killed at the 
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,11 @@ class CommandAgent:
     jail: AgentJail | None = None
     """How the command runs; None: as ``settings.sandbox`` says (built at the first proposal)."""
     name: str = "command"
+    stop: threading.Event | None = None
+    """The daemon's stop event: setting it ends the command (and whatever it started) at once."""
 
     @classmethod
-    def from_config(cls, settings: Settings, repo: Path) -> CommandAgent:
+    def from_config(cls, settings: Settings, repo: Path, stop: threading.Event | None = None) -> CommandAgent:
         if not settings.command_agent.command.strip():
             raise AgentFatal(
                 "command_agent.command is empty: set it in autoresearch.toml, e.g. "
@@ -63,7 +66,7 @@ class CommandAgent:
         if jail.bwrap is None:
             log.warning("command_agent.unsandboxed", warning="command_agent.sandbox = \"none\": the CLI runs with "
                         "the daemon's rights and can change the repo, its .git and the runs; unsafe")
-        return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars, jail)
+        return cls(settings.command_agent, repo, settings.budget, a.escalate_after, a.max_log_chars, jail, stop=stop)
 
     def propose(self, ctx: ProposalContext) -> Proposal:
         jail = self.jail or AgentJail.from_config(self.settings)
@@ -78,7 +81,8 @@ class CommandAgent:
             log.info("command_agent.start", n=ctx.n, command=command, sandboxed=jail.bwrap is not None)
             started = time.monotonic()
             with (work / "output.log").open("wb") as out:
-                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, ctx.runs_dir)
+                code = jail.run(command, tree, context_file, self._env(ctx, inside_context), out, ctx.runs_dir,
+                                stop=self.stop)
             output = (work / "output.log").read_text(encoding="utf-8", errors="replace")
             wall_s = round(time.monotonic() - started, 3)
             self._check_exit(code, output, command)

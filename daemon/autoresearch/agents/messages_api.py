@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ import anthropic
 import structlog
 from anthropic.types import Message
 
+from autoresearch.agents import cancel
 from autoresearch.agents.keys import redact
 from autoresearch.config import AnthropicSettings
-from autoresearch.errors import AgentError, AgentFatal, AgentTransient
+from autoresearch.errors import AgentCancelled, AgentError, AgentFatal, AgentTransient
 from autoresearch.retry import retrying
 
 log = structlog.get_logger("autoresearch.agents.anthropic")
@@ -51,6 +53,8 @@ class MessagesAPI:
     settings: AnthropicSettings
     secrets: tuple[str, ...] = ()
     sleep: Callable[[float], None] | None = None
+    stop: threading.Event | None = None
+    """Set when the daemon stops: a request in flight or a retry's pause ends with AgentCancelled."""
 
     @property
     def base_url(self) -> str:
@@ -60,15 +64,16 @@ class MessagesAPI:
         s = self.settings
         retryer = retrying(
             retry_on=(AgentTransient,),
-            abort_on=(AgentFatal,),
+            abort_on=(AgentFatal, AgentCancelled),
             attempts=s.max_retries + 1,
             initial_s=s.retry_initial_s,
             max_wait_s=s.retry_max_wait_s,
             server_wait=server_wait,
             what="anthropic.messages",
-            sleep=self.sleep if self.sleep is not None else time.sleep,
+            sleep=cancel.sleeper(self.stop, self.sleep),
         )
-        return retryer(self._create_once, system, tools, messages)
+        return retryer(lambda: cancel.call(lambda: self._create_once(system, tools, messages), self.stop,
+                                           "anthropic-request"))
 
     def _create_once(self, system: list[dict[str, Any]], tools: list[dict[str, Any]], messages: list[Any]) -> Message:
         s = self.settings

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from autoresearch.agents import usernet
+from autoresearch.agents import cancel, usernet
 from autoresearch.agents.usernet import find_slirp
 from autoresearch.bwrap import Bind, Sandbox, check_bwrap
 from autoresearch.config import CommandAgentSettings
+from autoresearch.errors import AgentCancelled
 from autoresearch.runners import process_box
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.process_sandbox import interpreter_binds, parse_mounts
@@ -28,6 +31,8 @@ from autoresearch.runners.process_sandbox import interpreter_binds, parse_mounts
 INSIDE_TREE = "/scratch/tree"
 INSIDE_CONTEXT = "/scratch/context.md"
 INSIDE_RUNS = "/runs"
+STOP_GRACE_S = 2.0
+"""Seconds a cancelled command gets between SIGTERM and SIGKILL (the whole stop must fit in 30 s)."""
 USER_FILES = ("/etc/passwd", "/etc/group")
 """Read-only for CLIs that look up their user (no secrets there: those are in /etc/shadow)."""
 
@@ -80,9 +85,10 @@ class AgentJail:
 
     def run(
         self, command: str, tree: Path, context: Path, extra_env: Mapping[str, str], out: IO[bytes],
-        runs: Path | None = None,
+        runs: Path | None = None, stop: threading.Event | None = None,
     ) -> int | None:
-        """Run the command; its exit status, or None when it timed out. Whatever it started is killed either way."""
+        """Run the command; its exit status, or None when it timed out. Whatever it started is killed either way.
+        ``stop`` set meanwhile (the daemon stops): the command is ended and ``AgentCancelled`` raised."""
         host_env = dict(os.environ)
         if self.bwrap is None:  # unsandboxed: the CLI gets the daemon's environment, as it always did
             box = process_box.launch(command, None, None, {**host_env, **extra_env}, tree, stdout=out)
@@ -96,15 +102,30 @@ class AgentJail:
             if self.slirp is not None:
                 net = usernet.UserNet.attach(self.slirp, box.proc.pid)
             box.release()
-            return box.proc.wait(timeout=self.settings.timeout_s)
+            return _wait(box.proc, self.settings.timeout_s, stop)
         except subprocess.TimeoutExpired:
             box.terminate(self.settings.kill_grace_s)
             return None
+        except AgentCancelled:
+            box.terminate(min(self.settings.kill_grace_s, STOP_GRACE_S))
+            raise
         finally:
             box.kill()
             box.proc.wait()
             if net is not None:
                 net.close()
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float, stop: threading.Event | None) -> int:
+    """``proc``'s exit status; TimeoutExpired after ``timeout_s``; AgentCancelled once ``stop`` is set."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cancel.check(stop)
+        try:
+            return proc.wait(timeout=min(cancel.POLL_S * 5, max(deadline - time.monotonic(), 0.0)))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _expand(entry: str, home: str) -> Path:

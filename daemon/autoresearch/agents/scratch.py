@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoresearch.errors import AgentError, ProposalRejected, RepoError
+from autoresearch.errors import AgentError, GitFailed, ProposalRejected, RepoError
 from autoresearch.gitcmd import run_git
 from autoresearch.runners.hashing import MAX_HASH_BYTES, NotRegularFile, file_hash, open_regular
 
@@ -30,7 +30,7 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "autoresearch", "GIT_AUTHOR_EMAIL": "autoresearc
 def _git(repo: Path, *args: str) -> str:
     try:
         return run_git(repo, *args, env=_IDENTITY)
-    except RepoError as exc:
+    except (RepoError, GitFailed) as exc:
         raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
 
@@ -62,14 +62,14 @@ def _export(repo: Path, commit: str, dest: Path) -> None:
 
     try:
         GitWorkspace.open(repo).export(commit, dest)
-    except RepoError as exc:
+    except (RepoError, GitFailed) as exc:
         raise AgentError(f"{exc} (the command agent's scratch checkout)") from exc
 
 
 def _remove(repo: Path, work: Path) -> None:
     _rmtree(work)
     # Scratch checkouts of older versions were git worktrees: drop their registrations.
-    with contextlib.suppress(RepoError):
+    with contextlib.suppress(RepoError, GitFailed):
         run_git(repo, "worktree", "prune")
 
 

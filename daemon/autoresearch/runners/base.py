@@ -18,6 +18,12 @@ RunKind = Literal["train", "prepare", "evaluate", "check", "setup"]
 the repo's environment (with the network; the environment and the home writable)."""
 OUTPUT_MOUNT = "/output"
 EVAL_MOUNT = "/eval"
+HEARTBEAT_EVERY_S = 30.0
+"""A runner calls ``RunSpec.heartbeat`` at least this often while a run is queued or running."""
+
+
+def no_beat() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,10 @@ class RunSpec:
     only. None: the repo has no environment of its own (runs use the daemon's interpreter)."""
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set by the loop on SIGTERM/SIGINT: the runner stops the run and reports ``interrupted``."""
-    heartbeat: Callable[[], None] = field(default=lambda: None)
-    """Called by a runner at least every 30 s while it waits for a run (queued or running), so the
-    watchdog knows a long wait is alive."""
+    heartbeat: Callable[[], None] = no_beat
+    """Called by a runner at least every 30 s (``HEARTBEAT_EVERY_S``) while the run is queued or running, from
+    any thread: the lane's watchdog heart (``guards.Heartbeats``), so a long wait for a GPU or in a cluster's
+    queue is not taken for a hung lane."""
 
     @property
     def deadline_s(self) -> float:

@@ -54,6 +54,7 @@ def wait_for_end(
     try:
         while True:
             (spec.cancel if output_closed.is_set() else output_closed).wait(TICK_S)
+            spec.heartbeat()
             now = time.monotonic()
             why = _reason_to_stop(spec, now, deadline)
             if why is None and now >= next_cap:

@@ -248,6 +248,7 @@ class ProcessRunner:
         """Wait for exit; return 'timeout' or 'interrupted' if the daemon has to stop it."""
         deadline = started + spec.deadline_s
         while box.proc.poll() is None:
+            spec.heartbeat()
             if spec.cancel.is_set():
                 return "interrupted"
             if time.monotonic() >= deadline:
