@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from autoresearch import branchsync, limits, noise, session_config
-from autoresearch.agents.base import Agent, Proposal
+from autoresearch.agents.base import Agent
 from autoresearch.config import Settings
+from autoresearch.coordinator import Coordinator
 from autoresearch.drafts import Drafter
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
 from autoresearch.guards import daemon_lock, watchdog
@@ -77,7 +78,6 @@ class Loop:
     lanes: list[tuple[Lane, Runner]] = field(default_factory=list)
     """Each lane with its own (pinned) runner; empty = one lane with ``runner``."""
     _alive_until: float = 0.0
-    _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
     _synced_at: float = 0.0
     _synced_rows: int = 0
@@ -94,8 +94,14 @@ class Loop:
         return self._pool
 
     @property
+    def coordinator(self) -> Coordinator:
+        """The one writer: numbers, refs, the judging lock (stateless: its lock is the journal's)."""
+        return Coordinator(self.settings, self.session, self.workspace, self.journal)
+
+    @property
     def drafter(self) -> Drafter:
-        return Drafter(self.settings, self.session, self.workspace, self.journal, self.agent, self._proposal_failed)
+        return Drafter(self.settings, self.session, self.workspace, self.journal, self.agent, self._proposal_failed,
+                       self.coordinator.add_draft)
 
     def run(self) -> StopReason:
         with (
@@ -158,7 +164,8 @@ class Loop:
         the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
         before the record adopts it again at the next start; after it, the experiment resumes).
         ``wait=False``: skip it while a lane judges (an evaluation may take minutes; the scheduler goes on)."""
-        if not self._record_lock.acquire(blocking=wait):
+        lock = self.coordinator.lock
+        if not lock.acquire(blocking=wait):
             return
         self._synced_at = time.monotonic()
         try:
@@ -167,16 +174,9 @@ class Loop:
             result = branchsync.sync(self.workspace, self.session.branch, state)
             if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
                 return
-            tip, n = result.tip, state.next_n()
-            content = self.workspace.read(tip, self.settings.target)
-            description = f"adopted {tip[:7]} (a commit on {self.session.branch} autoresearch did not make)"
-            self.journal.proposed(
-                n, parent=tip, baseline=True, adopted=tip, description=description, content=content, agent="user",
-                meta={}, usage=Proposal(content=content, description=description).usage.as_dict(), propose_s=0.0,
-            )
-            log.warning("branch.adopting", n=n, commit=tip[:7], branch=self.session.branch)
+            self.coordinator.adopt(result.tip)
         finally:
-            self._record_lock.release()
+            lock.release()
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
@@ -245,44 +245,30 @@ class Loop:
             self._start_drafts(state)
 
     def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
-        n = job.n if job.n is not None else state.next_n()
+        """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled
+        (never from ``state``, a snapshot another lane's rebase may already have outdated)."""
+        lane, coordinator, n = slot.lane.index, self.coordinator, job.n
         if job.kind == "baseline":
-            self._journal_baseline(n, slot.lane.index)
+            n = coordinator.baseline(lane)
         elif job.kind == "remeasure":
             todo, best = self._remeasure(state), state.best()
             assert todo is not None and best is not None
-            self._journal_remeasure(n, todo, best.commit, slot.lane.index)
+            n = coordinator.remeasure(todo, best.commit, lane)
         elif job.kind == "draft":
             best = state.best()
             assert job.draft is not None and best is not None
-            if not self.drafter.take(state.drafts[job.draft], n, best):
-                return
+            n = coordinator.take_draft(state.drafts[job.draft], best, lane)
+        if n is None:
+            return  # the draft was dropped
         description = self.journal.load().experiments[n].description
         self.notifier.status(f"running #{n}: {description}; {self.status_text()}")
-        self.pool.start(slot, n, lambda: self._drive(slot, n))
-
-    def _journal_baseline(self, n: int, lane: int) -> None:
-        head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
-        content = self.workspace.read(head, self.settings.target)
-        self.journal.proposed(
-            n, parent=head, baseline=True, description="baseline", content=content, agent="baseline", meta={},
-            usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
-        )
+        self.pool.start(slot, n, functools.partial(self._drive, slot, n))
 
     def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
         """The run the judge wants next (baseline repeats, a confirmation), one at a time across lanes."""
         if state.best() is None or any(e.agent == "judge" for e in state.open()):
             return None
         return noise.next_remeasure(state, self.settings.noise.repeats)
-
-    def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, lane: int) -> None:
-        """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
-        content = self.workspace.read(todo.commit, self.settings.target)
-        extra = {} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}
-        self.journal.proposed(
-            n, parent=parent, baseline=False, description=todo.description, content=content, agent="judge",
-            meta={}, propose_s=0.0, lane=lane, measure_commit=todo.commit, confirm_of=todo.of, **extra,
-        )
 
     def _start_drafts(self, state: JournalState) -> None:
         p = self.settings.proposals
@@ -292,8 +278,10 @@ class Loop:
         for _ in range(drafts_to_start(state, need)):
             if self._cost_ahead(state):
                 return
-            n = state.next_n() + len(state.drafts) + len(self.pool.drafting)  # a distinct number per draft
-            self.pool.start_draft(functools.partial(self.drafter.draft, n))
+            # Only a label for the agent's logs and scratch folder (distinct per draft in progress); the
+            # experiment's number is given by the coordinator when a lane takes the draft.
+            label = state.next_n() + len(state.drafts) + len(self.pool.drafting)
+            self.pool.start_draft(functools.partial(self.drafter.draft, label))
 
     def _cost_ahead(self, state: JournalState) -> bool:
         return limits.cost_ahead(self.settings.limits, state, len(self.pool.drafting))
@@ -317,7 +305,7 @@ class Loop:
 
     def _phases(self, slot: LaneSlot) -> Phases:
         return Phases(self.settings, self.session, self.workspace, self.journal.for_lane(slot.lane.index),
-                      slot.runner, serial=self._record_lock)
+                      slot.runner)
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
         """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""

@@ -13,7 +13,7 @@ import dataclasses
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import structlog
 
 from autoresearch import branchsync, judge, noise, rebase, repo_env, retention
 from autoresearch.config import Settings
+from autoresearch.coordinator import Coordinator
 from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
 from autoresearch.evaluation import Steps, read_metric
 from autoresearch.journal import Experiment, Journal
@@ -42,9 +43,11 @@ class Phases:
     workspace: Workspace
     journal: Journal
     runner: Runner
-    serial: threading.Lock = field(default_factory=threading.Lock)
-    """Held while judging and moving the branch: with lanes, one run is judged at a time against the
-    current best (runs themselves go on in parallel)."""
+
+    @property
+    def coordinator(self) -> Coordinator:
+        """The one writer (numbers, refs, the judging lock); stateless, so one per use is the same one."""
+        return Coordinator(self.settings, self.session, self.workspace, self.journal.shared)
 
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
@@ -59,8 +62,7 @@ class Phases:
             self.settle_interrupted(exp)
             exp = self._load(n)
         if exp.phase in ("finished", "evaluated", "checked"):
-            with self.serial:  # one run judged at a time, against the best of that instant
-                self.record(self._load(n), cancel)
+            self.record(exp, cancel)
             exp = self._load(n)
         return exp
 
@@ -76,8 +78,7 @@ class Phases:
             # Built beside the checkout (a private index): other lanes' runs and the branch are untouched.
             message = f"{exp.description}\n\nautoresearch {self.session.tag} experiment {exp.n}"
             sha = self.workspace.make_commit(exp.parent, self.settings.target, exp.content, message, exp.when)
-        self.workspace.set_ref(self.session.experiment_ref(exp.n), sha)
-        self.journal.phase(exp.n, "committed", commit=sha)
+        self.coordinator.committed(exp.n, sha, self.journal.lane)
 
     def run(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
         commit = exp.commit  # runs from a snapshot of the commit: the checkout stays at the best
@@ -219,18 +220,26 @@ class Phases:
                            wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
 
     def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
-        s, steps = self.settings, Steps(self, cancel)
-        if exp.phase == "finished" and s.evaluate and exp.cause == "ok":
-            if not steps.evaluate(exp):
-                return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
-            exp = self._load(exp.n)
-        verdict = steps.verdict(self.journal.load(), exp)
-        checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
-        if checkable and s.check and exp.phase != "checked":
+        """Evaluate (a lane job, no lock held), then judge and record under the one writer lock. A would-be
+        keep is checked first, also outside the lock; the verdict is then taken again against the best of
+        that instant."""
+        s, steps, n = self.settings, Steps(self, cancel), exp.n
+        if exp.phase == "finished" and s.evaluate and exp.cause == "ok" and not steps.evaluate(exp):
+            return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
+        while True:
+            with self.coordinator.lock:
+                exp = self._load(n)
+                verdict = steps.verdict(self.journal.load(), exp)
+                checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
+                if not (checkable and s.check and exp.phase != "checked"):
+                    self._record(exp, verdict)
+                    return
             if not steps.check(exp):
-                return
-            exp = self._load(exp.n)
-            verdict = steps.verdict(self.journal.load(), exp)
+                return  # stopped mid-check: left as it was, checked again on restart
+
+    def _record(self, exp: Experiment, verdict: judge.Verdict) -> None:
+        """The row of a judged run, its branch move and the views (under the writer lock)."""
+        s = self.settings
         state = self.journal.load()
         best = state.best()
         status = verdict.status
@@ -243,7 +252,7 @@ class Phases:
         if verdict.action == "rebase" and best is not None:
             merged = rebase.merged_onto(s, self.workspace, exp, best)
             assert merged is not None  # decide saw the same merge succeed
-            rebased_as = rebase.journal_rebase(self.journal, exp, best, merged)  # before this row: write-ahead
+            rebased_as = self.coordinator.rebase(exp, best, merged)  # before this row: write-ahead
         if verdict.reason in LINEAGES:  # another lane's keep landed while it trained
             note = f"rebased as #{rebased_as}" if rebased_as is not None else verdict.reason
             description = clean_description(f"{exp.description} [{note}]")

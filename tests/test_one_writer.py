@@ -1,0 +1,147 @@
+"""One writer: experiment numbers are allocated only where the proposal is journaled, under the journal's
+lock (finding 5); evaluations and checks run outside the judging lock; every journal write is a typed,
+strictly validated record."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from autoresearch.journal import Journal
+from autoresearch.loop import Loop
+from autoresearch.records import DraftRecord
+from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+from autoresearch.scheduler import Job
+from tests.loop_fakes import TARGET, lanes_loop
+
+A = TARGET.replace("LR = 0.5", "LR = 0.4")
+B = TARGET.replace("WIDTH = 8", "WIDTH = 16")
+
+
+def _score(content: str) -> float:
+    return 2.0 - (0.5 if "LR = 0.4" in content else 0.0) - (0.3 if "WIDTH = 16" in content else 0.0)
+
+
+def _with_best_and_draft(loop: Loop) -> None:
+    """A recorded baseline, one open experiment on it (a lane trains it) and one queued draft."""
+    ws, j = loop.workspace, loop.journal
+    head = ws.branch_sha("autoresearch/t")
+    assert head is not None
+    j.proposed(0, parent=head, baseline=True, description="baseline", content=TARGET, agent="baseline", lane=0)
+    j.phase(0, "committed", commit=head)
+    j.phase(0, "finished", cause="ok", metric=2.0)
+    j.phase(0, "recorded", status="keep", best_commit=head, best_metric=2.0, decision="keep", reason="first")
+    j.proposed(1, parent=head, description="lr", content=A, agent="fake", lane=0)
+    sha = ws.make_commit(head, "train.py", A, "lr", "2026-01-01T00:00:00+00:00")
+    j.phase(1, "committed", commit=sha)
+    j.append(DraftRecord(type="draft", id=0, parent=head, description="width", content=B))
+
+
+def test_a_draft_taken_while_a_lane_journals_a_rebase_gets_its_own_number(tmp_path: Path) -> None:
+    """The loop's thread picks a job from a state it loaded; a lane journals a rebased experiment before the
+    loop takes the draft. Before the coordinator, the draft was numbered from the stale state and its
+    ``proposed`` record reused the rebase's number, so the fold silently replaced the rebased experiment."""
+    loop, _gates = lanes_loop(tmp_path, _score, [])
+    _with_best_and_draft(loop)
+    stale = loop.journal.load()
+    exp, best = stale.experiments[1], stale.best()
+    assert best is not None
+    rebased = loop.coordinator.rebase(exp, best, A)  # what a lane's verdict does meanwhile
+    assert rebased == 2
+    slot = loop.pool.slots[1]
+    loop.pool.start = lambda *_a, **_k: None  # type: ignore[method-assign]  # number only, run nothing
+    loop._start_job(slot, Job("draft", draft=0), stale)
+    proposed = [r for r in _raw(loop.journal) if r.get("phase") == "proposed"]
+    numbers = [r["n"] for r in proposed]
+    assert len(numbers) == len(set(numbers)), f"a number was reused: {numbers}"
+    state = loop.journal.load()
+    assert state.experiments[2].rebase_of == 1
+    assert state.experiments[3].description == "width" and 0 not in state.drafts
+
+
+def test_numbers_stay_unique_when_threads_race_for_them(tmp_path: Path) -> None:
+    """Many threads each journal a new experiment at once (baselines, rebases, drafts taken): no number twice."""
+    loop, _gates = lanes_loop(tmp_path, _score, [])
+    _with_best_and_draft(loop)
+    state = loop.journal.load()
+    best = state.best()
+    assert best is not None
+    coordinator = loop.coordinator
+    barrier = threading.Barrier(8)
+
+    def propose(i: int) -> None:
+        barrier.wait()
+        coordinator.new_experiment(parent=best.commit, description=f"change {i}", content=f"X = {i}\n",
+                                   agent="fake", lane=i % 2)
+
+    threads = [threading.Thread(target=propose, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    numbers = [r["n"] for r in _raw(loop.journal) if r.get("phase") == "proposed"]
+    assert sorted(numbers) == list(range(10))
+
+
+def _raw(journal: Journal) -> list[dict[str, object]]:
+    return [json.loads(line) for line in journal.path.read_text().splitlines()]
+
+
+class _SlowEvaluator:
+    """A runner whose training ends at once and whose evaluation waits for the test's ``release``."""
+
+    name = "slow-eval"
+
+    def __init__(self) -> None:
+        self.evaluating = threading.Event()
+        self.release = threading.Event()
+
+    def check(self) -> None:
+        return None
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        assert spec.snapshot is not None
+        on_started({"kind": "fake", "n": spec.n})
+        if spec.kind == "evaluate":
+            self.evaluating.set()
+            while not self.release.wait(0.05):
+                if spec.cancel.is_set():
+                    return RunOutcome(cause="interrupted")
+            value = _score((spec.snapshot / spec.target).read_text())
+            with CappedLog(spec.log_path, spec.log_cap_bytes) as out:
+                out.write(f"val_bpb: {value}\n".encode())
+        return RunOutcome(cause="ok", exit_code=0)
+
+    def reap(self, handle: dict[str, object]) -> bool:
+        return False
+
+    def reap_orphans(self) -> int:
+        return 0
+
+
+def test_an_evaluation_runs_outside_the_judging_lock(tmp_path: Path) -> None:
+    """A multi-minute evaluator in one lane must not block the other lanes' verdicts: the judging lock is
+    free while it runs (before the coordinator, ``Phases.advance`` held it around ``Steps.evaluate``)."""
+    loop, _gates = lanes_loop(tmp_path, _score, [], lanes=1, evaluate="python evaluate.py",
+                              limits={"max_experiments": 1})
+    runner = _SlowEvaluator()
+    loop.lanes = [(loop.lanes[0][0], runner)]
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(loop.run()), daemon=True)
+    thread.start()
+    try:
+        assert runner.evaluating.wait(30), "the baseline's evaluation never started"
+        lock = _judging_lock(loop)
+        got = lock.acquire(timeout=5)
+        assert got, "the judging lock is held while the evaluator runs"
+        lock.release()
+    finally:
+        runner.release.set()
+        thread.join(30)
+    state = loop.journal.load()
+    assert state.experiments[0].status == "keep" and state.experiments[0].metric == 2.0
+
+
+def _judging_lock(loop: Loop) -> threading.RLock:
+    return loop.coordinator.lock
