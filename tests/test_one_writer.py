@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+from autoresearch.agents.base import Proposal, ProposalContext
 from autoresearch.journal import Journal
 from autoresearch.loop import Loop
 from autoresearch.records import DraftRecord
@@ -145,3 +147,79 @@ def test_an_evaluation_runs_outside_the_judging_lock(tmp_path: Path) -> None:
 
 def _judging_lock(loop: Loop) -> threading.RLock:
     return loop.coordinator.lock
+
+
+class _NoisyRunner:
+    """Trains at once: 2.0 − 0.05 per ``# good`` line, plus ±0.01 of noise drawn from the run's seed; runs
+    take a few ms of seed-dependent time, so two lanes finish in varying order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check(self) -> None:
+        return None
+
+    def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
+        assert spec.snapshot is not None
+        on_started({"kind": "fake", "n": spec.n})
+        seed = int(spec.env["AUTORESEARCH_SEED"])
+        spec.cancel.wait(0.005 * (seed * 7 % 5))
+        content = (spec.snapshot / spec.target).read_text()
+        value = 2.0 - 0.05 * content.count("# good") + 0.002 * ((seed * 7919) % 11 - 5)
+        with CappedLog(spec.log_path, spec.log_cap_bytes) as out:
+            out.write(f"val_bpb: {value:.6f}\n".encode())
+        return RunOutcome(cause="ok", exit_code=0)
+
+    def reap(self, handle: dict[str, object]) -> bool:
+        return False
+
+    def reap_orphans(self) -> int:
+        return 0
+
+
+def _proposal(i: int) -> Callable[[ProposalContext], Proposal]:
+    kind = "good" if i % 3 == 0 else "neutral"
+    return lambda ctx: Proposal(content=f"# {kind} {i}\n" + ctx.best_content, description=f"{kind} {i}")
+
+
+def _judged_lanes_run(tmp_path: Path) -> Loop:
+    loop, _gates = lanes_loop(tmp_path, _score, [_proposal(i) for i in range(12)], lanes=2,
+                              noise={"repeats": 2}, limits={"max_experiments": 8})
+    loop.lanes = [(lane, _NoisyRunner(f"noisy{lane.index}")) for lane, _ in loop.lanes]
+    assert loop.run().exit_code == 0
+    return loop
+
+
+def test_two_lanes_with_the_judge_on_number_once_and_confirm_pairs_on_one_lane(tmp_path: Path) -> None:
+    """Lanes with the judge on (repeats and confirmations, not ``repeats = 0``): no number is journaled
+    twice, every keep is on the branch, and a confirmation's candidate run is on the lane that ran the
+    fresh run of the best for it."""
+    loop = _judged_lanes_run(tmp_path)
+    numbers = [r["n"] for r in _raw(loop.journal) if r.get("phase") == "proposed"]
+    assert len(numbers) == len(set(numbers)), numbers
+    state = loop.journal.load()
+    head = loop.workspace.branch_sha("autoresearch/t")
+    assert head is not None
+    keeps = [e for e in state.recorded() if e.status == "keep"]
+    assert len(keeps) >= 2  # the baseline and at least one real gain
+    assert all(loop.workspace.is_ancestor(e.commit, head) for e in keeps)
+    fresh = [e for e in state.recorded() if e.for_candidate is not None]
+    assert fresh, "no confirmation against a fresh run of the best happened"
+    for run in fresh:
+        candidate = next(e for e in state.ordered() if e.n > run.n and e.confirm_of == run.for_candidate
+                         and e.for_candidate is None)
+        assert candidate.lane == run.lane, (run.n, candidate.n)
+
+
+@pytest.mark.xfail(strict=True, reason="finding 2: noise.next_remeasure reads only the last row; the judge's "
+                   "queue of pending measurements (branch w4/judge) fixes it; remove this mark when it lands")
+def test_two_lanes_with_the_judge_on_confirm_every_confirming_verdict(tmp_path: Path) -> None:
+    """Every verdict that asked for a confirmation got its confirmation run (the limit drains the judge's
+    queue before it stops)."""
+    state = _judged_lanes_run(tmp_path).journal.load()
+    asked = [e for e in state.recorded() if e.decision == "remeasure"]
+    assert asked
+    for exp in asked:
+        first = exp.n if exp.confirm_of is None else exp.confirm_of
+        assert any(e.n > exp.n and e.confirm_of == first and e.for_candidate is None for e in state.ordered()), (
+            f"#{exp.n} ({exp.description}) asked for a confirmation that never ran")

@@ -20,12 +20,12 @@ from typing import Any
 
 import structlog
 
-from autoresearch import noise
 from autoresearch.agents.base import Proposal
 from autoresearch.config import Settings
 from autoresearch.journal import Experiment, Journal, content_sha256
 from autoresearch.records import AgentRecord, DraftDropRecord, DraftRecord, UsageFields
 from autoresearch.safetext import one_line
+from autoresearch.scheduler import Measurement
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -59,7 +59,7 @@ class Coordinator:
             usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
         )
 
-    def remeasure(self, todo: noise.Remeasure, parent: str, lane: int) -> int:
+    def remeasure(self, todo: Measurement, parent: str, lane: int) -> int:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
         content = self.workspace.read(todo.commit, self.settings.target)
         return self.new_experiment(

@@ -39,7 +39,7 @@ from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
 from autoresearch.runners.base import Runner
 from autoresearch.runners.home import sweep_layers
-from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
+from autoresearch.scheduler import DraftNeed, Job, Measurement, drafts_to_start, next_job, pending_measurements
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
 from autoresearch.waits import TRANSIENT, Waiter, what_of
@@ -229,16 +229,17 @@ class Loop:
     def _drained(self, state: JournalState) -> bool:
         """Nothing left to run: no lane busy, nothing open, no re-measurement due (the count limit's end
         when a change it counted never reached a verdict of its own)."""
-        return self.pool.idle() and not state.open() and self._remeasure(state) is None
+        return self.pool.idle() and not state.open() and not self._pending(state)
 
     def _dispatch(self, state: JournalState, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
         """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
         start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            wanted = remeasure_ok and self._remeasure(state) is not None
-            job = next_job(state, self.pool.busy_ns(), take or wanted, remeasure=wanted, changes=take)
+            wanted = self._pending(state) if remeasure_ok else []
+            job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=take,
+                           lane=slot.lane.index)
             if job is None:
-                break
+                continue  # another lane may still take a measurement pinned to it
             self._start_job(slot, job, state)
             state = self.journal.load()
         if draft:
@@ -251,9 +252,9 @@ class Loop:
         if job.kind == "baseline":
             n = coordinator.baseline(lane)
         elif job.kind == "remeasure":
-            todo, best = self._remeasure(state), state.best()
-            assert todo is not None and best is not None
-            n = coordinator.remeasure(todo, best.commit, lane)
+            best = state.best()
+            assert job.measure is not None and best is not None
+            n = coordinator.remeasure(job.measure, best.commit, lane)
         elif job.kind == "draft":
             best = state.best()
             assert job.draft is not None and best is not None
@@ -264,11 +265,9 @@ class Loop:
         self.notifier.status(f"running #{n}: {description}; {self.status_text()}")
         self.pool.start(slot, n, functools.partial(self._drive, slot, n))
 
-    def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
-        """The run the judge wants next (baseline repeats, a confirmation), one at a time across lanes."""
-        if state.best() is None or any(e.agent == "judge" for e in state.open()):
-            return None
-        return noise.next_remeasure(state, self.settings.noise.repeats)
+    def _pending(self, state: JournalState) -> list[Measurement]:
+        """The judge's pending measurements (baseline repeats, confirmations), in order."""
+        return pending_measurements(state, self.settings.noise.repeats)
 
     def _start_drafts(self, state: JournalState) -> None:
         p = self.settings.proposals
