@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from autoresearch.agents.base import Proposal, ProposalContext
 from autoresearch.journal import Journal
 from autoresearch.loop import Loop
