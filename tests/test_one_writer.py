@@ -17,6 +17,7 @@ from autoresearch.loop import Loop
 from autoresearch.records import DraftRecord
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.scheduler import Job
+from autoresearch.workspace import Checkout, FakeWorkspace
 from tests.loop_fakes import TARGET, lanes_loop
 
 A = TARGET.replace("LR = 0.5", "LR = 0.4")
@@ -225,3 +226,52 @@ def test_two_lanes_with_the_judge_on_confirm_every_confirming_verdict(tmp_path: 
         first = exp.n if exp.confirm_of is None else exp.confirm_of
         assert any(e.n > exp.n and e.confirm_of == first and e.for_candidate is None for e in state.ordered()), (
             f"#{exp.n} ({exp.description}) asked for a confirmation that never ran")
+
+
+class _LockCheckingWorkspace(FakeWorkspace):
+    """Records every ref, branch or checkout write made without the one writer lock held."""
+
+    lock: threading.RLock | None = None
+    unlocked: list[str]
+
+    def _check(self, what: str) -> None:
+        assert self.lock is not None
+        if not self.lock._is_owned():  # type: ignore[attr-defined]  # CPython's RLock: held by this thread
+            self.unlocked.append(f"{what} in {threading.current_thread().name}")
+
+    def set_ref(self, ref: str, sha: str) -> None:
+        self._check(f"set_ref {ref}")
+        super().set_ref(ref, sha)
+
+    def move_branch(self, branch: str, new: str, old: str | None) -> bool:
+        self._check(f"move_branch {branch}")
+        return super().move_branch(branch, new, old)
+
+    def fast_forward(self, checkout: Checkout, sha: str) -> None:
+        self._check("fast_forward")
+        super().fast_forward(checkout, sha)
+
+    def reset_checkout(self, checkout: Checkout, sha: str) -> None:
+        self._check("reset_checkout")
+        super().reset_checkout(checkout, sha)
+
+    def reset_hard(self, sha: str) -> None:
+        self._check("reset_hard")
+        super().reset_hard(sha)
+
+
+def test_every_ref_branch_and_checkout_write_holds_the_writer_lock(tmp_path: Path) -> None:
+    """Finding 3: no git write from a lane thread races another (``index.lock``, a branch on an unconfirmed
+    candidate). Lanes may only add objects (``make_commit``, a private index); every ref, branch move and
+    checkout update happens under the one writer lock. Before the coordinator, lanes set experiment refs
+    with no lock held."""
+    ws = _LockCheckingWorkspace(root=tmp_path, files={"train.py": TARGET, "prepare.py": "X = 1\n"})
+    ws.unlocked = []
+    ws.create_branch("autoresearch/t")
+    loop, _gates = lanes_loop(tmp_path, _score, [_proposal(i) for i in range(8)], lanes=2, ws=ws,
+                              noise={"repeats": 1}, limits={"max_experiments": 5})
+    loop.lanes = [(lane, _NoisyRunner(f"noisy{lane.index}")) for lane, _ in loop.lanes]
+    ws.lock = loop.journal.lock
+    assert loop.run().exit_code == 0
+    assert len(ws.refs) > 5  # experiment refs and the branch were written
+    assert ws.unlocked == []

@@ -37,6 +37,7 @@ from autoresearch.lanepool import LanePool, LaneSlot
 from autoresearch.lanes import Lane
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
+from autoresearch.records import ConfigRecord, StopRecord, UsageFields, UsageRecord
 from autoresearch.runners.base import Runner
 from autoresearch.runners.home import sweep_layers
 from autoresearch.scheduler import DraftNeed, Job, Measurement, drafts_to_start, next_job, pending_measurements
@@ -151,7 +152,7 @@ class Loop:
     def _pin_measured(self, state: JournalState) -> None:
         """The first run pins the keys that decide what is measured; a later run with other values exits 2."""
         if state.measured is None:
-            self.journal.append({"type": "config", "measured": session_config.measured(self.settings)})
+            self.journal.append(ConfigRecord(type="config", measured=session_config.measured(self.settings)))
         else:
             session_config.check_unchanged(state.measured, self.settings, state.tag)
 
@@ -308,14 +309,15 @@ class Loop:
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
         """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
-        self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
+        self.journal.append(UsageRecord(type="usage", n=n, error=str(exc),
+                                        usage=UsageFields.model_validate(exc.usage or {})))
         self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
     def limit_reached(self, state: JournalState, spend: bool = True) -> str | None:
         return limits.reached(self.settings.limits, state, self.now(), spend)
 
     def _stop(self, reason: str, exit_code: int = 0) -> StopReason:
-        self.journal.append({"type": "stop", "reason": reason, "exit_code": exit_code})
+        self.journal.append(StopRecord(type="stop", reason=reason, exit_code=exit_code))
         (log.error if exit_code else log.info)("loop.stopped", reason=reason, exit_code=exit_code)
         self.notifier.stopping(f"stopped: {reason}; {self.status_text()}")
         return StopReason(reason=reason, exit_code=exit_code)
