@@ -94,11 +94,12 @@ def _raw(journal: Journal) -> list[dict[str, object]]:
 
 
 class _SlowEvaluator:
-    """A runner whose training ends at once and whose evaluation waits for the test's ``release``."""
+    """A runner whose training ends at once and whose evaluation (or check) waits for the test's ``release``."""
 
     name = "slow-eval"
 
-    def __init__(self) -> None:
+    def __init__(self, slow: str) -> None:
+        self.slow = slow
         self.evaluating = threading.Event()
         self.release = threading.Event()
 
@@ -108,11 +109,12 @@ class _SlowEvaluator:
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         assert spec.snapshot is not None
         on_started({"kind": "fake", "n": spec.n})
-        if spec.kind == "evaluate":
+        if spec.kind == self.slow:
             self.evaluating.set()
             while not self.release.wait(0.05):
                 if spec.cancel.is_set():
                     return RunOutcome(cause="interrupted")
+        if spec.kind in ("evaluate", "train"):
             value = _score((spec.snapshot / spec.target).read_text())
             with CappedLog(spec.log_path, spec.log_cap_bytes) as out:
                 out.write(f"val_bpb: {value}\n".encode())
@@ -125,18 +127,19 @@ class _SlowEvaluator:
         return 0
 
 
-def test_an_evaluation_runs_outside_the_judging_lock(tmp_path: Path) -> None:
-    """A multi-minute evaluator in one lane must not block the other lanes' verdicts: the judging lock is
-    free while it runs (before the coordinator, ``Phases.advance`` held it around ``Steps.evaluate``)."""
-    loop, _gates = lanes_loop(tmp_path, _score, [], lanes=1, evaluate="python evaluate.py",
-                              limits={"max_experiments": 1})
-    runner = _SlowEvaluator()
+@pytest.mark.parametrize("slow", ["evaluate", "check"])
+def test_evaluations_and_checks_run_outside_the_judging_lock(tmp_path: Path, slow: str) -> None:
+    """A multi-minute evaluator or check in one lane must not block the other lanes' verdicts: the judging
+    lock is free while it runs (before the coordinator, ``Phases.advance`` held it around both)."""
+    loop, _gates = lanes_loop(tmp_path, _score, [(A, "lr")], lanes=1, evaluate="python evaluate.py",
+                              check="python check.py", limits={"max_experiments": 2})
+    runner = _SlowEvaluator(slow)
     loop.lanes = [(loop.lanes[0][0], runner)]
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(loop.run()), daemon=True)
     thread.start()
     try:
-        assert runner.evaluating.wait(30), "the baseline's evaluation never started"
+        assert runner.evaluating.wait(30), f"no {slow} started"
         lock = _judging_lock(loop)
         got = lock.acquire(timeout=5)
         assert got, "the judging lock is held while the evaluator runs"
@@ -145,7 +148,8 @@ def test_an_evaluation_runs_outside_the_judging_lock(tmp_path: Path) -> None:
         runner.release.set()
         thread.join(30)
     state = loop.journal.load()
-    assert state.experiments[0].status == "keep" and state.experiments[0].metric == 2.0
+    assert [(e.status, e.metric) for e in state.recorded()] == [("keep", 2.0), ("keep", 1.5)]
+    assert state.experiments[1].checks_ok
 
 
 def _judging_lock(loop: Loop) -> threading.RLock:
