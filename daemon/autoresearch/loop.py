@@ -236,15 +236,15 @@ class Loop:
         """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
         start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            wanted = self._pending(state) if remeasure_ok else []
-            job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=take,
-                           lane=slot.lane.index)
-            if job is None:
-                continue  # another lane may still take a measurement pinned to it
-            self._start_job(slot, job, state)
-            state = self.journal.load()
+            with self.coordinator.lock:  # the choice and its record see one state: no other write in between
+                state = self.journal.load()
+                wanted = self._pending(state) if remeasure_ok else []
+                job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=take,
+                               lane=slot.lane.index)
+                if job is not None:
+                    self._start_job(slot, job, state)
         if draft:
-            self._start_drafts(state)
+            self._start_drafts(self.journal.load())
 
     def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
         """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled
