@@ -20,9 +20,10 @@ from typing import Any
 
 import structlog
 
+from autoresearch import branchsync
 from autoresearch.agents.base import Proposal
 from autoresearch.config import Settings
-from autoresearch.journal import Experiment, Journal, content_sha256
+from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
 from autoresearch.records import AgentRecord, DraftDropRecord, DraftRecord, UsageFields
 from autoresearch.safetext import one_line
 from autoresearch.scheduler import Measurement
@@ -126,6 +127,22 @@ class Coordinator:
             ))
         log.info("proposal.drafted", draft=draft_id, description=proposal.description, parent=parent[:7])
         return draft_id
+
+    def reconcile(self, wait: bool = True) -> JournalState | None:
+        """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put
+        on the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
+        before the record adopts it again at the next start; after it, the experiment resumes). Returns
+        the state it synced to; None when ``wait`` is False and another writer holds the lock."""
+        if not self.lock.acquire(blocking=wait):
+            return None
+        try:
+            state = self.journal.load()
+            result = branchsync.sync(self.workspace, self.session.branch, state)
+            if result.kind == "foreign" and result.tip is not None and not any(e.adopted for e in state.open()):
+                self.adopt(result.tip)
+            return state
+        finally:
+            self.lock.release()
 
     def committed(self, n: int, sha: str, lane: int | None) -> None:
         """The experiment's ref, then its ``committed`` record (the commit itself is made by the lane: a new

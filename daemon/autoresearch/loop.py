@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch import branchsync, limits, noise, session_config
+from autoresearch import limits, noise, session_config
 from autoresearch.agents.base import Agent
 from autoresearch.config import Settings
 from autoresearch.coordinator import Coordinator
@@ -161,23 +161,11 @@ class Loop:
         return len(state.completion) != self._synced_rows or time.monotonic() >= self._synced_at + SYNC_EVERY_S
 
     def _reconcile(self, wait: bool = True) -> None:
-        """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
-        the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
-        before the record adopts it again at the next start; after it, the experiment resumes).
-        ``wait=False``: skip it while a lane judges (an evaluation may take minutes; the scheduler goes on)."""
-        lock = self.coordinator.lock
-        if not lock.acquire(blocking=wait):
-            return
-        self._synced_at = time.monotonic()
-        try:
-            state = self.journal.load()
-            self._synced_rows = len(state.completion)
-            result = branchsync.sync(self.workspace, self.session.branch, state)
-            if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
-                return
-            self.coordinator.adopt(result.tip)
-        finally:
-            lock.release()
+        """The session branch to the journal's best, a foreign commit adopted (``Coordinator.reconcile``).
+        ``wait=False``: skip it while another writer holds the lock (the scheduler goes on)."""
+        state = self.coordinator.reconcile(wait)
+        if state is not None:
+            self._synced_at, self._synced_rows = time.monotonic(), len(state.completion)
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
