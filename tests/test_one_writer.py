@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,11 +90,24 @@ def test_numbers_stay_unique_when_threads_race_for_them(tmp_path: Path) -> None:
     assert sorted(numbers) == list(range(10))
 
 
-def _raw(journal: Journal) -> list[dict[str, object]]:
+def _raw(journal: Journal) -> list[dict[str, Any]]:
     return [json.loads(line) for line in journal.path.read_text().splitlines()]
 
 
-class _SlowEvaluator:
+class _Runner:
+    """What a fake runner needs besides ``run``: nothing to check, nothing to reap."""
+
+    def check(self) -> None:
+        return None
+
+    def reap(self, handle: dict[str, object]) -> bool:
+        return False
+
+    def reap_orphans(self) -> int:
+        return 0
+
+
+class _SlowEvaluator(_Runner):
     """A runner whose training ends at once and whose evaluation (or check) waits for the test's ``release``."""
 
     name = "slow-eval"
@@ -102,9 +116,6 @@ class _SlowEvaluator:
         self.slow = slow
         self.evaluating = threading.Event()
         self.release = threading.Event()
-
-    def check(self) -> None:
-        return None
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         assert spec.snapshot is not None
@@ -119,12 +130,6 @@ class _SlowEvaluator:
             with CappedLog(spec.log_path, spec.log_cap_bytes) as out:
                 out.write(f"val_bpb: {value}\n".encode())
         return RunOutcome(cause="ok", exit_code=0)
-
-    def reap(self, handle: dict[str, object]) -> bool:
-        return False
-
-    def reap_orphans(self) -> int:
-        return 0
 
 
 @pytest.mark.parametrize("slow", ["evaluate", "check"])
@@ -156,15 +161,12 @@ def _judging_lock(loop: Loop) -> threading.RLock:
     return loop.coordinator.lock
 
 
-class _NoisyRunner:
+class _NoisyRunner(_Runner):
     """Trains at once: 2.0 − 0.05 per ``# good`` line, plus ±0.01 of noise drawn from the run's seed; runs
     take a few ms of seed-dependent time, so two lanes finish in varying order."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-
-    def check(self) -> None:
-        return None
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
         assert spec.snapshot is not None
@@ -176,12 +178,6 @@ class _NoisyRunner:
         with CappedLog(spec.log_path, spec.log_cap_bytes) as out:
             out.write(f"val_bpb: {value:.6f}\n".encode())
         return RunOutcome(cause="ok", exit_code=0)
-
-    def reap(self, handle: dict[str, object]) -> bool:
-        return False
-
-    def reap_orphans(self) -> int:
-        return 0
 
 
 def _proposal(i: int) -> Callable[[ProposalContext], Proposal]:
