@@ -24,7 +24,7 @@ from autoresearch import branchsync
 from autoresearch.agents.base import Proposal
 from autoresearch.config import Settings
 from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
-from autoresearch.records import AgentRecord, DraftDropRecord, DraftRecord, UsageFields
+from autoresearch.records import AgentRecord, Committed, DraftDropRecord, DraftRecord, UsageFields
 from autoresearch.safetext import one_line
 from autoresearch.scheduler import Measurement
 from autoresearch.session import Session
@@ -149,4 +149,4 @@ class Coordinator:
         object through a private index, which no other writer touches)."""
         with self.lock:
             self.workspace.set_ref(self.session.experiment_ref(n), sha)
-            self.journal.phase(n, "committed", commit=sha, lane=lane)
+            self.journal.append(Committed(type="phase", n=n, phase="committed", commit=sha, lane=lane))

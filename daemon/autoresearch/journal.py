@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from autoresearch.errors import JournalError, JournalReplaced
 from autoresearch.fold import Experiment, JournalState, fold
-from autoresearch.records import PHASES, Phase, Record, model_of, reading_model
+from autoresearch.records import PHASES, Phase, PhaseRecord, Record, model_of, reading_model
 
 log = structlog.get_logger("autoresearch.journal")
 
@@ -212,6 +212,8 @@ class LaneJournal(Journal):
         return self._shared
 
     def append(self, record: Record | Mapping[str, Any]) -> None:
+        if isinstance(record, PhaseRecord) and "lane" not in record.model_fields_set:
+            record = record.model_copy(update={"lane": self.lane})  # a valid int: no new validation needed
         self._shared.append(record)
 
     def load(self) -> JournalState:

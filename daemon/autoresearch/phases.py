@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -26,6 +26,7 @@ from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing
 from autoresearch.evaluation import Steps, read_metric
 from autoresearch.journal import Experiment, Journal
 from autoresearch.ledger import clean_description, write_results
+from autoresearch.records import Finished, Recorded, RowStatus, Running
 from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
@@ -95,7 +96,7 @@ class Phases:
         def on_started(handle: dict[str, Any]) -> None:
             nonlocal started
             started = True
-            self.journal.phase(exp.n, "running", handle=handle)
+            self.journal.append(Running(type="phase", n=exp.n, phase="running", handle=handle))
 
         with self.snapshot(str(exp.n), commit) as snap:
             spec = self.spec(exp.n, "train", self.settings.run, log_path, commit, cancel, snap, seed=exp.seed)
@@ -194,9 +195,10 @@ class Phases:
         s = self.settings
         stdout_path = log_path.parent / "stdout.log"
         printed = read_metric(log_path, stdout_path, s.metric, s.metric_source) if outcome.ok else None
-        self.journal.phase(
-            n,
-            "finished",
+        self.journal.append(Finished(
+            type="phase",
+            n=n,
+            phase="finished",
             cause=outcome.cause,
             exit_code=outcome.exit_code,
             # With an evaluator the run's own line is only a claim; the evaluator's metric decides.
@@ -209,15 +211,16 @@ class Phases:
             training_seconds=judge.last_value(text, "training_seconds"),
             detail=outcome.detail,
             log_truncated=outcome.log_truncated,
-        )
+        ))
 
     def settle_interrupted(self, exp: Experiment) -> None:
         """A run whose daemon died: reap what is left of it, then record it as interrupted."""
         handle = exp.handle
         reaped = self.runner.reap(handle)
         log.warning("recovery.reaped", n=exp.n, handle=handle, killed=reaped)
-        self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
-                           wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
+        self.journal.append(Finished(type="phase", n=exp.n, phase="finished", cause="interrupted", exit_code=None,
+                                     metric=None, memory_gb=0.0, wall_s=0.0, kill_latency_s=None, gpu_count=0,
+                                     detail="daemon died during the run"))
 
     def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
         """Evaluate (a lane job, no lock held), then judge and record under the one writer lock. A would-be
@@ -258,10 +261,11 @@ class Phases:
             description = clean_description(f"{exp.description} [{note}]")
         new_best = exp if status == "keep" else best
         best_metric = verdict.mean if status == "keep" else noise.best_mean(state)
-        self.journal.phase(
-            exp.n,
-            "recorded",
-            status=status,
+        self.journal.append(Recorded(
+            type="phase",
+            n=exp.n,
+            phase="recorded",
+            status=cast(RowStatus, status),  # judge.Verdict.status is a str; the model validates it
             row_description=description,
             best_commit=None if new_best is None else new_best.commit,
             best_metric=best_metric,
@@ -275,7 +279,7 @@ class Phases:
             mean=verdict.mean,
             lineage=verdict.reason if verdict.reason in LINEAGES else None,
             rebased_as=rebased_as,
-        )
+        ))
         # Written ahead: a kill before the move is finished by the next start (branchsync moves it forward).
         branchsync.sync(self.workspace, self.session.branch, self.journal.load())
         state = self.journal.load()

@@ -27,6 +27,7 @@ Description = Annotated[str, AfterValidator(one_line)]
 Phase = Literal["proposed", "committed", "running", "finished", "evaluated", "checked", "recorded"]
 PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
 WaitWhat = Literal["engine", "gpu", "runner"]
+RowStatus = Literal["keep", "discard", "crash"]
 
 
 class Record(BaseModel):
@@ -189,7 +190,7 @@ class Checked(PhaseRecord):
 
 class Recorded(PhaseRecord):
     phase: Literal["recorded"]
-    status: Literal["keep", "discard", "crash"]
+    status: RowStatus
     row_description: str = ""
     best_commit: str | None = None
     best_metric: float | None = None
