@@ -20,13 +20,13 @@ from typing import Any
 
 import structlog
 
-from autoresearch import branchsync
+from autoresearch import branchsync, session_config
 from autoresearch.agents.base import Proposal
 from autoresearch.config import Settings
 from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
-from autoresearch.records import AgentRecord, Committed, DraftDropRecord, DraftRecord, UsageFields
+from autoresearch.records import AgentRecord, Committed, ConfigRecord, DraftDropRecord, DraftRecord, UsageFields
 from autoresearch.safetext import one_line
-from autoresearch.scheduler import Measurement
+from autoresearch.scheduler import Job, Measurement
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -51,6 +51,26 @@ class Coordinator:
             n = self.journal.load().next_n()
             self.journal.proposed(n, content=content, lane=lane, **fields)
         return n
+
+    def journal_job(self, job: Job, state: JournalState, lane: int) -> int | None:
+        """The experiment ``job`` will drive in ``lane``: an open one keeps its number, a new one is numbered
+        and journaled here; None when a draft was dropped instead. Call it holding ``lock`` with ``state``
+        loaded under it, so the job was chosen from what is journaled."""
+        if job.kind == "open":
+            return job.n
+        if job.kind == "baseline":
+            return self.baseline(lane)
+        best = state.best()
+        assert best is not None  # the scheduler offers nothing else before a best
+        if job.kind == "remeasure":
+            assert job.measure is not None
+            return self.remeasure(job.measure, best.commit, lane)
+        assert job.draft is not None
+        return self.take_draft(state.drafts[job.draft], best, lane)
+
+    def pin_measured(self) -> None:
+        """The first run pins the settings that decide what is measured (``session_config``)."""
+        self.journal.append(ConfigRecord(type="config", measured=session_config.measured(self.settings)))
 
     def baseline(self, lane: int) -> int:
         head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()

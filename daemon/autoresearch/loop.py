@@ -37,7 +37,7 @@ from autoresearch.lanepool import LanePool, LaneSlot
 from autoresearch.lanes import Lane
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
-from autoresearch.records import ConfigRecord, StopRecord, UsageFields, UsageRecord
+from autoresearch.records import StopRecord, UsageFields, UsageRecord
 from autoresearch.runners.base import Runner
 from autoresearch.runners.home import sweep_layers
 from autoresearch.scheduler import DraftNeed, Job, Measurement, drafts_to_start, next_job, pending_measurements
@@ -152,7 +152,7 @@ class Loop:
     def _pin_measured(self, state: JournalState) -> None:
         """The first run pins the keys that decide what is measured; a later run with other values exits 2."""
         if state.measured is None:
-            self.journal.append(ConfigRecord(type="config", measured=session_config.measured(self.settings)))
+            self.coordinator.pin_measured()
         else:
             session_config.check_unchanged(state.measured, self.settings, state.tag)
 
@@ -237,17 +237,7 @@ class Loop:
     def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
         """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled
         (never from ``state``, a snapshot another lane's rebase may already have outdated)."""
-        lane, coordinator, n = slot.lane.index, self.coordinator, job.n
-        if job.kind == "baseline":
-            n = coordinator.baseline(lane)
-        elif job.kind == "remeasure":
-            best = state.best()
-            assert job.measure is not None and best is not None
-            n = coordinator.remeasure(job.measure, best.commit, lane)
-        elif job.kind == "draft":
-            best = state.best()
-            assert job.draft is not None and best is not None
-            n = coordinator.take_draft(state.drafts[job.draft], best, lane)
+        n = self.coordinator.journal_job(job, state, slot.lane.index)
         if n is None:
             return  # the draft was dropped
         description = self.journal.load().experiments[n].description

@@ -3,7 +3,8 @@
 Each step journals its phase before (or, for ``running``, as) the side effect it announces, and each
 is idempotent, so ``advance`` can resume an experiment from whatever phase a crash left it in.
 Policy for a run whose daemon died mid-run: it is reaped and recorded once as ``crash`` with cause
-``interrupted`` (never re-run: its result is unknown and a re-run would double its GPU time).
+``interrupted`` (never re-run: its result is unknown and a re-run would double its GPU time). From
+``finished`` on, ``recording`` takes the run to its row.
 """
 
 from __future__ import annotations
@@ -15,26 +16,22 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
-from autoresearch import branchsync, judge, noise, rebase, repo_env, retention
+from autoresearch import judge, recording, repo_env
 from autoresearch.config import Settings
 from autoresearch.coordinator import Coordinator
-from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
-from autoresearch.evaluation import Steps, read_metric
+from autoresearch.errors import EngineUnavailable, ImageMissing, RunnerError
+from autoresearch.evaluation import read_metric
 from autoresearch.journal import Experiment, Journal
-from autoresearch.ledger import clean_description, write_results
-from autoresearch.records import Finished, Recorded, RowStatus, Running
-from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail
+from autoresearch.records import Finished, Running
+from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
-
-# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run.
-NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker")
 
 
 @dataclass
@@ -52,22 +49,22 @@ class Phases:
 
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
-        exp = self._load(n)
+        exp = self.load(n)
         if exp.phase == "proposed":
             self.commit(exp)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase == "committed":
             self.run(exp, cancel)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase == "running":
             self.settle_interrupted(exp)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase in ("finished", "evaluated", "checked"):
-            self.record(exp, cancel)
-            exp = self._load(n)
+            recording.record(self, exp, cancel)
+            exp = self.load(n)
         return exp
 
-    def _load(self, n: int) -> Experiment:
+    def load(self, n: int) -> Experiment:
         return self.journal.load().experiments[n]
 
     def commit(self, exp: Experiment) -> None:
@@ -221,111 +218,3 @@ class Phases:
         self.journal.append(Finished(type="phase", n=exp.n, phase="finished", cause="interrupted", exit_code=None,
                                      metric=None, memory_gb=0.0, wall_s=0.0, kill_latency_s=None, gpu_count=0,
                                      detail="daemon died during the run"))
-
-    def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
-        """Evaluate (a lane job, no lock held), then judge and record under the one writer lock. A would-be
-        keep is checked first, also outside the lock; the verdict is then taken again against the best of
-        that instant."""
-        s, steps, n = self.settings, Steps(self, cancel), exp.n
-        if exp.phase == "finished" and s.evaluate and exp.cause == "ok" and not steps.evaluate(exp):
-            return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
-        while True:
-            with self.coordinator.lock:
-                exp = self._load(n)
-                verdict = steps.verdict(self.journal.load(), exp)
-                checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
-                if not (checkable and s.check and exp.phase != "checked"):
-                    self._record(exp, verdict)
-                    return
-            if not steps.check(exp):
-                return  # stopped mid-check: left as it was, checked again on restart
-
-    def _record(self, exp: Experiment, verdict: judge.Verdict) -> None:
-        """The row of a judged run, its branch move and the views (under the writer lock)."""
-        s = self.settings
-        state = self.journal.load()
-        best = state.best()
-        status = verdict.status
-        cause = exp.cause
-        reason = _row_reason(verdict, judge.crash_reason(cause, exp.metric, s.metric), exp.detail)
-        description = clean_description(exp.description)
-        if reason:
-            description = clean_description(f"{description} [{reason}]")
-        rebased_as = None
-        if verdict.action == "rebase" and best is not None:
-            merged = rebase.merged_onto(s, self.workspace, exp, best)
-            assert merged is not None  # decide saw the same merge succeed
-            rebased_as = self.coordinator.rebase(exp, best, merged)  # before this row: write-ahead
-        if verdict.reason in LINEAGES:  # another lane's keep landed while it trained
-            note = f"rebased as #{rebased_as}" if rebased_as is not None else verdict.reason
-            description = clean_description(f"{exp.description} [{note}]")
-        new_best = exp if status == "keep" else best
-        best_metric = verdict.mean if status == "keep" else noise.best_mean(state)
-        self.journal.append(Recorded(
-            type="phase",
-            n=exp.n,
-            phase="recorded",
-            status=cast(RowStatus, status),  # judge.Verdict.status is a str; the model validates it
-            row_description=description,
-            best_commit=None if new_best is None else new_best.commit,
-            best_metric=best_metric,
-            decision=verdict.action,
-            reason=verdict.reason,
-            sigma=noise.sigma(state, upto=exp.n),
-            z=s.noise.z,
-            gain=verdict.gain,
-            threshold=verdict.threshold,
-            confidence=verdict.confidence,
-            mean=verdict.mean,
-            lineage=verdict.reason if verdict.reason in LINEAGES else None,
-            rebased_as=rebased_as,
-        ))
-        # Written ahead: a kill before the move is finished by the next start (branchsync moves it forward).
-        branchsync.sync(self.workspace, self.session.branch, self.journal.load())
-        state = self.journal.load()
-        write_results(self.session.repo, state, s.metric)
-        retention.prune_outputs(state, s.keep_outputs, self.output_dir)
-        self._log_finished(exp, status, description)
-        if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
-            tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
-            what = f"the adopted commit {exp.commit[:7]}" if exp.adopted else f"the baseline (unchanged {s.target})"
-            raise BaselineCrashed(
-                f"{what} crashed [{reason}]; fix it and commit it on "
-                f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
-            )
-
-    def _log_finished(self, exp: Experiment, status: str, description: str) -> None:
-        exp = self._load(exp.n)
-        log_fn = log.warning if status == "crash" else log.info
-        log_fn(
-            "experiment.finished",
-            n=exp.n,
-            commit=exp.commit[:7],
-            metric_name=self.settings.metric,
-            metric=exp.metric,
-            memory_gb=round(exp.memory_gb, 1),
-            status=status,
-            description=description,
-            cause=exp.cause,
-            propose_s=exp.propose_s,
-            run_wall_s=exp.wall_s,
-            training_seconds=exp.training_seconds,
-            kill_latency_s=exp.kill_latency_s,
-            cost_usd=exp.usage.cost_usd,
-            best=exp.best_metric,
-        )
-
-
-LINEAGES = ("rebase", "stale", "merge-conflict")
-"""Verdict reasons of a run overtaken by another lane's keep (``judge.lineage``)."""
-ROW_REASONS = ("memory", "checks", "simplification", "less memory", "within noise")
-
-
-def _row_reason(verdict: judge.Verdict, crash: str | None, detail: Any) -> str | None:
-    """What the row's description says in brackets about its verdict."""
-    if verdict.status == "crash":
-        reason = "implausible" if verdict.reason == "implausible" else (crash or verdict.reason)
-        return f"{reason}{': ' + str(detail) if detail else ''}"
-    if verdict.action == "remeasure":
-        return "beyond noise: confirming" if verdict.reason == "confirming a keep" else "within noise: confirming"
-    return verdict.reason if verdict.reason in ROW_REASONS else None

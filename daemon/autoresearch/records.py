@@ -70,6 +70,7 @@ class UsageRecord(Record):
 
     type: Literal["usage"]
     n: int | None = None
+    """A label of the attempt (for a draft, the number it would have got next); not an experiment's."""
     error: str = ""
     usage: UsageFields = Field(default_factory=UsageFields)
 
