@@ -3,7 +3,7 @@
 Every lane, the drafter and the loop's thread hand their results here. One lock (the journal's) orders
 all of it: a number is read from the journal and its ``proposed`` record appended as one step, so two
 proposals can never get the same ``n`` (a second ``proposed`` for an ``n`` would silently replace the
-first in the fold). The same lock is the judging lock (``Phases.record``): a verdict, its ``recorded``
+first in the fold). The same lock is the judging lock (``recording.record``): a verdict, its ``recorded``
 record and the branch move happen against the best of that instant. Nothing slow runs under it: lanes
 train, evaluate and check outside, and come back with their outcome.
 
