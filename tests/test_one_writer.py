@@ -261,3 +261,19 @@ def test_every_ref_branch_and_checkout_write_holds_the_writer_lock(tmp_path: Pat
     assert loop.run().exit_code == 0
     assert len(ws.refs) > 5  # experiment refs and the branch were written
     assert ws.unlocked == []
+
+
+def test_a_rebase_judged_again_after_a_crash_is_found_not_numbered_twice(tmp_path: Path) -> None:
+    """The rebased experiment is journaled before the stale run's row; a kill in between judges the stale
+    run again, and the coordinator finds the rebase it journaled (``rebase_of``) instead of a second one."""
+    loop, _gates = lanes_loop(tmp_path, _score, [])
+    _with_best_and_draft(loop)
+    state = loop.journal.load()
+    exp, best = state.experiments[1], state.best()
+    assert best is not None
+    first = loop.coordinator.rebase(exp, best, A)
+    again = loop.coordinator.rebase(exp, best, A)
+    assert first == again == 2
+    assert [r["n"] for r in _raw(loop.journal) if r.get("phase") == "proposed"] == [0, 1, 2]
+    rebased = loop.journal.load().experiments[2]
+    assert rebased.rebase_of == 1 and rebased.lane is None and rebased.parent == best.commit
