@@ -195,8 +195,7 @@ class Loop:
             paid_only = runs_ok and not self._count_reached(state)
             if paid_only and self.pool.free() and self._sync_due(state):
                 self._reconcile(wait=False)  # between experiments: a commit made meanwhile becomes the base
-                state = self.journal.load()
-            self._dispatch(state, take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
+            self._dispatch(take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
             state = self.journal.load()
             if reason is None and not paid_only and self._drained(state):
                 reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
@@ -220,7 +219,7 @@ class Loop:
         when a change it counted never reached a verdict of its own)."""
         return self.pool.idle() and not state.open() and not self._pending(state)
 
-    def _dispatch(self, state: JournalState, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
+    def _dispatch(self, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
         """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
         start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
