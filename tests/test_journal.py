@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from autoresearch.errors import JournalError, JournalReplaced
 from autoresearch.journal import Journal
 from autoresearch.judge import last_value, memory_gb
 from autoresearch.ledger import clean_description, parse_results
+from autoresearch.records import StopRecord
 
 
 def _propose(j: Journal, n: int, description: str = "d", **fields: object) -> None:
@@ -133,9 +136,15 @@ def test_journal_of_the_landed_version_loads_typed() -> None:
     assert pending.training_seconds is None and pending.detail == "daemon died during the run"
 
 
+def _raw(j: Journal, record: dict[str, object]) -> None:
+    """A line as another version (or a hand edit) wrote it: not through ``append``'s validation."""
+    with j.path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 def test_a_record_missing_a_required_field_is_an_error(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl")
-    j.phase(0, "proposed", description="no parent, content or date")
+    _raw(j, {"type": "phase", "n": 0, "phase": "proposed", "description": "no parent, content or date"})
     with pytest.raises(JournalError, match=r"line 1: invalid phase record \(parent: Field required\)"):
         j.load()
 
@@ -153,9 +162,11 @@ def test_a_field_of_a_phase_not_reached_is_an_error_not_none(tmp_path: Path) -> 
 
 def test_unknown_record_types_are_skipped_and_extra_phase_keys_kept(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl")
-    _propose(j, 0, placement="a")
-    j.append({"type": "hologram", "x": 1})
-    j.phase(0, "committed", commit="abc", seeds=[1, 2])
+    _raw(j, {"type": "phase", "n": 0, "phase": "proposed", "parent": "p" * 40, "description": "d",
+             "content": "X = 1\n", "when": "2026-11-26T00:00:00+00:00", "placement": "a"})
+    _raw(j, {"type": "hologram", "x": 1})
+    _raw(j, {"type": "phase", "n": 0, "phase": "committed", "commit": "abc", "seeds": [1, 2]})
+    _raw(j, {"type": "stop", "reason": "signal", "legacy_key": True})  # other records ignore theirs
     with capture_logs() as logs:
         state = j.load()
     assert [e["event"] for e in logs] == ["journal.unknown_record"] and logs[0]["type"] == "hologram"
@@ -190,3 +201,27 @@ def test_results_cells_have_six_decimals_and_bounded_width(tmp_path: Path) -> No
     assert row(1e-300, 1e300)[1:3] == ["0.000000", "1000000000.0"]
     assert row(-1e308, float("inf"))[1:3] == ["-1000000000.000000", "0.0"]
     assert row(1.2345678, 2.0)[1:3] == ["1.234568", "2.0"]
+
+
+def test_writes_are_strict_before_anything_reaches_the_file(tmp_path: Path) -> None:
+    """Typed writes: an extra key, a missing field, a wrong type or an unknown type raises on the writer's
+    side and leaves the file as it was (before, such a record was written and failed only at the next
+    load, exit 2 on the daemon's own journal)."""
+    j = Journal(tmp_path / "j.jsonl")
+    _propose(j, 0)
+    before = j.path.read_bytes()
+    with pytest.raises(ValueError, match="extra_key: Extra inputs are not permitted"):
+        j.phase(0, "committed", commit="abc", extra_key=1)
+    with pytest.raises(ValueError, match="parent: Field required"):
+        j.phase(1, "proposed", description="d", content="x", when="now")
+    with pytest.raises(ValueError, match="metric: Input should be a valid number"):
+        j.phase(0, "finished", cause="ok", metric="fast")
+    with pytest.raises(ValueError, match="reason: Field required"):
+        j.append({"type": "stop"})
+    with pytest.raises(ValueError, match="no record model for type='hologram'"):
+        j.append({"type": "hologram"})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        StopRecord(type="stop", reason="signal", exit_kode=2)  # type: ignore[call-arg]
+    assert j.path.read_bytes() == before
+    j.append(StopRecord(type="stop", reason="signal"))
+    assert j.load().stops[-1].reason == "signal"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.journal import Journal, JournalState
-from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
+from autoresearch.scheduler import DraftNeed, Job, Pending, drafts_to_start, next_job
 
 
 def _draft(j: Journal, i: int) -> None:
@@ -46,3 +46,18 @@ def test_drafts_to_start_keeps_one_ready_per_lane(tmp_path: Path) -> None:
     assert drafts_to_start(state, DraftNeed(4, 1, 0, 0, 4, None)) == 1  # no pipelining: one per free lane
     assert drafts_to_start(state, DraftNeed(4, 0, 1, 0, 4, room=1)) == 1  # never past max_experiments
     assert drafts_to_start(JournalState(), DraftNeed(4, 4, 1, 0, 4, None)) == 0  # no best: baseline first
+
+
+def test_the_judges_queue_comes_before_drafts_and_an_item_runs_only_on_its_lane(tmp_path: Path) -> None:
+    """Several pending measurements at once (one per candidate): a free lane takes the first it may run;
+    an item pinned to a lane (a confirmation pair) is left for that lane, which takes nothing else first."""
+    state = _state(tmp_path, [("exp", 0, True), ("draft", 0, False)])
+    pinned = Pending("c" * 40, "confirm: a", of=3, lane=1)
+    anywhere = Pending("d" * 40, "confirm: b", of=4)
+    queue = [pinned, anywhere]
+    assert next_job(state, (), True, queue, lane=1) == Job("remeasure", measure=pinned)
+    assert next_job(state, (), True, queue, lane=0) == Job("remeasure", measure=anywhere)
+    assert next_job(state, (), True, [pinned], lane=0) == Job("draft", draft=0)  # not its lane: a draft
+    assert next_job(state, (), True, [pinned], changes=False, lane=0) is None  # and no change may start
+    assert next_job(state, (), True, [pinned], changes=False, lane=1) == Job("remeasure", measure=pinned)
+    assert next_job(state, (), False, queue, lane=1) is None  # a limit stops the judge's runs too

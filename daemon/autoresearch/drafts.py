@@ -1,10 +1,12 @@
 """Proposals drafted ahead of the lanes: the agent thinks while the GPUs train.
 
-A draft is journaled (a ``draft`` record) the moment the agent returns it, so a kill -9 loses no
-proposal that was paid for. A lane that frees up takes the oldest draft: if a keep landed since the
-draft was made, its edit is first re-applied onto the new best with a 3-way merge of the target
-(``git merge-file``), so every experiment's parent is the best when it starts; a draft whose edit
-conflicts is dropped (``draft_drop``, reason ``merge-conflict``) without costing any GPU time.
+The drafter asks the agent and hands what it returns to the coordinator (``hand_over``, i.e.
+``Coordinator.add_draft``), which journals it as a ``draft`` record at once, so a kill -9 loses no
+proposal that was paid for. The drafter never numbers experiments or writes the journal itself. A lane
+that frees up takes the oldest draft (``Coordinator.take_draft``): if a keep landed since the draft was
+made, its edit is first re-applied onto the new best with a 3-way merge of the target (``git
+merge-file``), so every experiment's parent is the best when it starts; a draft whose edit conflicts is
+dropped (``draft_drop``, reason ``merge-conflict``) without costing any GPU time.
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ from autoresearch import noise
 from autoresearch.agents.base import Agent, HistoryEntry, InFlight, Proposal, ProposalContext, check_python
 from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal
-from autoresearch.journal import Experiment, Journal, JournalState, content_sha256
-from autoresearch.records import DraftRecord
+from autoresearch.journal import Experiment, Journal, JournalState
 from autoresearch.runners.base import log_tail
-from autoresearch.safetext import one_line
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
@@ -42,9 +42,12 @@ class Drafter:
     agent: Agent
     on_failed: Callable[[int, AgentError], None]
     """Journals a failed proposal and pauses (the loop's back-off)."""
+    hand_over: Callable[[Proposal, str, str, float], int]
+    """Queues a proposal (proposal, parent, agent, seconds it took): ``Coordinator.add_draft``."""
 
     def draft(self, n: int) -> None:
-        """Ask the agent for one proposal against the current best and queue it (or journal why not)."""
+        """Ask the agent for one proposal against the current best and hand it over (or say why not).
+        ``n`` only labels the agent's logs and scratch folder; the experiment is numbered when taken."""
         state = self.journal.load()
         best = state.best()
         if best is None:
@@ -61,40 +64,7 @@ class Drafter:
         except AgentError as exc:
             self.on_failed(n, exc)
             return
-        self._journal(proposal, best.commit, time.monotonic() - t0)
-
-    def _journal(self, proposal: Proposal, parent: str, propose_s: float) -> None:
-        if proposal.agent_state is not None:
-            self.journal.append({"type": "agent", "state": proposal.agent_state})
-        with self.journal.lock:  # the id is the count of drafts: read and append as one step
-            draft_id = self.journal.load().draft_ids
-            self.journal.append({
-                "type": "draft", "id": draft_id, "parent": parent, "description": one_line(proposal.description),
-                "content": proposal.content, "agent": self.agent.name,
-                "content_sha256": content_sha256(proposal.content),
-                "meta": proposal.meta, "usage": proposal.usage.as_dict(), "propose_s": round(propose_s, 3),
-            })
-        log.info("proposal.drafted", draft=draft_id, description=proposal.description, parent=parent[:7])
-
-    def take(self, draft: DraftRecord, n: int, best: Experiment) -> bool:
-        """Make the draft experiment ``n`` on the current best; False if it was dropped instead."""
-        content, meta = draft.content, dict(draft.meta)
-        if draft.parent != best.commit:
-            base = self.workspace.read(draft.parent, self.settings.target)
-            ours = self.workspace.read(best.commit, self.settings.target)
-            merged = self.workspace.merge_file(base, ours, draft.content)
-            if merged is None or merged == ours:
-                reason = "merge-conflict" if merged is None else "already in the best"
-                self.journal.append({"type": "draft_drop", "id": draft.id, "reason": reason})
-                log.warning("proposal.draft_dropped", draft=draft.id, reason=reason, parent=draft.parent[:7],
-                            best=best.commit[:7])
-                return False
-            content, meta["drafted_on"] = merged, draft.parent
-        self.journal.proposed(
-            n, parent=best.commit, baseline=False, description=draft.description, content=content,
-            agent=draft.agent, meta=meta, usage=draft.usage.model_dump(), propose_s=draft.propose_s, draft=draft.id,
-        )
-        return True
+        self.hand_over(proposal, best.commit, self.agent.name, time.monotonic() - t0)
 
     def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
         done = state.recorded()

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from autoresearch.errors import JournalError, JournalReplaced
 from autoresearch.fold import Experiment, JournalState, fold
-from autoresearch.records import OTHER_MODELS, PHASE_MODELS, PHASES, Phase
+from autoresearch.records import PHASES, Phase, PhaseRecord, Record, model_of, reading_model
 
 log = structlog.get_logger("autoresearch.journal")
 
@@ -53,8 +53,12 @@ class Journal:
     the state several times per experiment, and a night's journal grows to megabytes). A file that
     was replaced, removed or cut after a load is an error (``JournalReplaced``), never re-read.
 
+    ``lane`` is None here; a ``LaneJournal`` writes its lane into every phase record.
+
     Thread-safe: with several lanes, appends are serialized by one writer lock (a record is one
     ``write`` of a whole line), and ``load`` returns a snapshot no other thread mutates."""
+
+    lane: int | None = None
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -65,9 +69,13 @@ class Journal:
         self.lock = threading.RLock()
         """Held for every append and load; hold it to read-then-append as one step (e.g. a new id)."""
 
-    def append(self, record: dict[str, Any]) -> None:
-        record = {"at": now_iso(), **record}
-        line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    def append(self, record: Record | Mapping[str, Any]) -> None:
+        """Append one record, fsynced. A model instance was validated when it was built; a mapping is
+        validated here against its model. Either way an invalid record or an extra key raises
+        ``ValueError`` before anything is written: the file only ever holds records that load."""
+        typed = record if isinstance(record, Record) else _strict(dict(record))
+        data = {"at": now_iso(), **typed.model_dump(mode="json", exclude_unset=True)}
+        line = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
         with self.lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -80,7 +88,7 @@ class Journal:
     def phase(self, n: int, phase: Phase, **fields: Any) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r}")
-        self.append({"type": "phase", "n": n, "phase": phase, **fields})
+        self.append(_strict({"type": "phase", "n": n, "phase": phase, **fields}))
 
     def proposed(self, n: int, *, content: str, **fields: Any) -> None:
         """The ``proposed`` phase of experiment ``n``: its target's hash is derived here, and unless given,
@@ -143,18 +151,15 @@ class Journal:
 
     def _fold(self, raw: dict[str, Any]) -> None:
         kind = str(raw.get("type"))
-        model = PHASE_MODELS.get(str(raw.get("phase"))) if kind == "phase" else OTHER_MODELS.get(kind)
+        model = model_of(raw)
         if model is None:
             log.warning("journal.unknown_record", path=str(self.path), line=self._lines, type=kind,
                         phase=raw.get("phase"))
             return
-        try:
-            record = model.model_validate(raw)
+        try:  # lenient: keys an older or newer version wrote load (see ``records``)
+            record = reading_model(model).model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise JournalError(f"{self.path} line {self._lines}: invalid {kind} record "
-                               f"({where}: {first['msg']})") from exc
+            raise JournalError(f"{self.path} line {self._lines}: invalid {kind} record ({_first_error(exc)})") from exc
         fold(self._state, record)
 
     def repair_tail(self) -> None:
@@ -167,6 +172,22 @@ class Journal:
             with self.path.open("r+b") as fh:
                 fh.truncate(cut)
                 os.fsync(fh.fileno())
+
+
+def _strict(raw: dict[str, Any]) -> Record:
+    """``raw`` as its record model, extra keys forbidden (what a writer may append)."""
+    model = model_of(raw)
+    if model is None:
+        raise ValueError(f"no record model for type={raw.get('type')!r} phase={raw.get('phase')!r}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid {raw.get('type')} record not written ({_first_error(exc)})") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -190,7 +211,9 @@ class LaneJournal(Journal):
     def shared(self) -> Journal:
         return self._shared
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record | Mapping[str, Any]) -> None:
+        if isinstance(record, PhaseRecord) and "lane" not in record.model_fields_set:
+            record = record.model_copy(update={"lane": self.lane})  # a valid int: no new validation needed
         self._shared.append(record)
 
     def load(self) -> JournalState:

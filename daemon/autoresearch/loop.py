@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from autoresearch import branchsync, limits, noise, session_config
-from autoresearch.agents.base import Agent, Proposal
+from autoresearch import limits, noise, session_config
+from autoresearch.agents.base import Agent
 from autoresearch.config import Settings
+from autoresearch.coordinator import Coordinator
 from autoresearch.drafts import Drafter
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
 from autoresearch.guards import Heartbeats, daemon_lock, draft_horizon_s, lane_horizon_s, watchdog
@@ -36,9 +37,10 @@ from autoresearch.lanepool import LanePool, LaneSlot
 from autoresearch.lanes import Lane
 from autoresearch.ledger import remove_stale_temps, write_results
 from autoresearch.phases import Phases
+from autoresearch.records import StopRecord, UsageFields, UsageRecord
 from autoresearch.runners.base import Runner
 from autoresearch.runners.home import sweep_layers
-from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
+from autoresearch.scheduler import DraftNeed, Job, Measurement, drafts_to_start, next_job, pending_measurements
 from autoresearch.sdnotify import Notifier
 from autoresearch.session import Session
 from autoresearch.waits import TRANSIENT, Waiter, what_of
@@ -79,7 +81,6 @@ class Loop:
     hearts: Heartbeats = field(default_factory=Heartbeats)
     """The lanes' and drafters' own liveness, read by the watchdog (``guards``)."""
     _alive_until: float = 0.0
-    _record_lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: LanePool | None = None
     _synced_at: float = 0.0
     _synced_rows: int = 0
@@ -98,8 +99,14 @@ class Loop:
         return self._pool
 
     @property
+    def coordinator(self) -> Coordinator:
+        """The one writer: numbers, refs, the judging lock (stateless: its lock is the journal's)."""
+        return Coordinator(self.settings, self.session, self.workspace, self.journal)
+
+    @property
     def drafter(self) -> Drafter:
-        return Drafter(self.settings, self.session, self.workspace, self.journal, self.agent, self._proposal_failed)
+        return Drafter(self.settings, self.session, self.workspace, self.journal, self.agent, self._proposal_failed,
+                       self.coordinator.add_draft)
 
     def run(self) -> StopReason:
         with (
@@ -149,7 +156,7 @@ class Loop:
     def _pin_measured(self, state: JournalState) -> None:
         """The first run pins the keys that decide what is measured; a later run with other values exits 2."""
         if state.measured is None:
-            self.journal.append({"type": "config", "measured": session_config.measured(self.settings)})
+            self.coordinator.pin_measured()
         else:
             session_config.check_unchanged(state.measured, self.settings, state.tag)
 
@@ -158,29 +165,11 @@ class Loop:
         return len(state.completion) != self._synced_rows or time.monotonic() >= self._synced_at + SYNC_EVERY_S
 
     def _reconcile(self, wait: bool = True) -> None:
-        """Bring the session branch to the journal's best (``branchsync.sync``). A commit someone else put on
-        the branch is adopted: journaled as an open experiment that measures it as the new base (a kill
-        before the record adopts it again at the next start; after it, the experiment resumes).
-        ``wait=False``: skip it while a lane judges (an evaluation may take minutes; the scheduler goes on)."""
-        if not self._record_lock.acquire(blocking=wait):
-            return
-        self._synced_at = time.monotonic()
-        try:
-            state = self.journal.load()
-            self._synced_rows = len(state.completion)
-            result = branchsync.sync(self.workspace, self.session.branch, state)
-            if result.kind != "foreign" or result.tip is None or any(e.adopted for e in state.open()):
-                return
-            tip, n = result.tip, state.next_n()
-            content = self.workspace.read(tip, self.settings.target)
-            description = f"adopted {tip[:7]} (a commit on {self.session.branch} autoresearch did not make)"
-            self.journal.proposed(
-                n, parent=tip, baseline=True, adopted=tip, description=description, content=content, agent="user",
-                meta={}, usage=Proposal(content=content, description=description).usage.as_dict(), propose_s=0.0,
-            )
-            log.warning("branch.adopting", n=n, commit=tip[:7], branch=self.session.branch)
-        finally:
-            self._record_lock.release()
+        """The session branch to the journal's best, a foreign commit adopted (``Coordinator.reconcile``).
+        ``wait=False``: skip it while another writer holds the lock (the scheduler goes on)."""
+        state = self.coordinator.reconcile(wait)
+        if state is not None:
+            self._synced_at, self._synced_rows = time.monotonic(), len(state.completion)
 
     def _settle(self) -> None:
         """Runs a killed daemon left in flight (one per lane): each is reaped by its lane's runner and
@@ -210,8 +199,7 @@ class Loop:
             paid_only = runs_ok and not self._count_reached(state)
             if paid_only and self.pool.free() and self._sync_due(state):
                 self._reconcile(wait=False)  # between experiments: a commit made meanwhile becomes the base
-                state = self.journal.load()
-            self._dispatch(state, take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
+            self._dispatch(take=paid_only, draft=paid_only and reason is None, remeasure_ok=runs_ok)
             state = self.journal.load()
             if reason is None and not paid_only and self._drained(state):
                 reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
@@ -233,60 +221,35 @@ class Loop:
     def _drained(self, state: JournalState) -> bool:
         """Nothing left to run: no lane busy, nothing open, no re-measurement due (the count limit's end
         when a change it counted never reached a verdict of its own)."""
-        return self.pool.idle() and not state.open() and self._remeasure(state) is None
+        return self.pool.idle() and not state.open() and not self._pending(state)
 
-    def _dispatch(self, state: JournalState, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
+    def _dispatch(self, take: bool, draft: bool, remeasure_ok: bool = True) -> None:
         """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
         start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            wanted = remeasure_ok and self._remeasure(state) is not None
-            job = next_job(state, self.pool.busy_ns(), take or wanted, remeasure=wanted, changes=take)
-            if job is None:
-                break
-            self._start_job(slot, job, state)
-            state = self.journal.load()
+            with self.coordinator.lock:  # the choice and its record see one state: no other write in between
+                state = self.journal.load()
+                wanted = self._pending(state) if remeasure_ok else []
+                job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=take,
+                               lane=slot.lane.index)
+                if job is not None:
+                    self._start_job(slot, job, state)
         if draft:
-            self._start_drafts(state)
+            self._start_drafts(self.journal.load())
 
     def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
-        n = job.n if job.n is not None else state.next_n()
-        if job.kind == "baseline":
-            self._journal_baseline(n, slot.lane.index)
-        elif job.kind == "remeasure":
-            todo, best = self._remeasure(state), state.best()
-            assert todo is not None and best is not None
-            self._journal_remeasure(n, todo, best.commit, slot.lane.index)
-        elif job.kind == "draft":
-            best = state.best()
-            assert job.draft is not None and best is not None
-            if not self.drafter.take(state.drafts[job.draft], n, best):
-                return
+        """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled
+        (never from ``state``, a snapshot another lane's rebase may already have outdated)."""
+        n = self.coordinator.journal_job(job, state, slot.lane.index)
+        if n is None:
+            return  # the draft was dropped
         description = self.journal.load().experiments[n].description
         self.notifier.status(f"running #{n}: {description}; {self.status_text()}")
-        self.pool.start(slot, n, lambda: self._drive(slot, n))
+        self.pool.start(slot, n, functools.partial(self._drive, slot, n))
 
-    def _journal_baseline(self, n: int, lane: int) -> None:
-        head = self.workspace.branch_sha(self.session.branch) or self.workspace.head()
-        content = self.workspace.read(head, self.settings.target)
-        self.journal.proposed(
-            n, parent=head, baseline=True, description="baseline", content=content, agent="baseline", meta={},
-            usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
-        )
-
-    def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
-        """The run the judge wants next (baseline repeats, a confirmation), one at a time across lanes."""
-        if state.best() is None or any(e.agent == "judge" for e in state.open()):
-            return None
-        return noise.next_remeasure(state, self.settings.noise.repeats)
-
-    def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, lane: int) -> None:
-        """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
-        content = self.workspace.read(todo.commit, self.settings.target)
-        extra = {} if todo.for_candidate is None else {"for_candidate": todo.for_candidate}
-        self.journal.proposed(
-            n, parent=parent, baseline=False, description=todo.description, content=content, agent="judge",
-            meta={}, propose_s=0.0, lane=lane, measure_commit=todo.commit, confirm_of=todo.of, **extra,
-        )
+    def _pending(self, state: JournalState) -> list[Measurement]:
+        """The judge's pending measurements (baseline repeats, confirmations), in order."""
+        return pending_measurements(state, self.settings.noise.repeats)
 
     def _start_drafts(self, state: JournalState) -> None:
         p = self.settings.proposals
@@ -296,8 +259,10 @@ class Loop:
         for _ in range(drafts_to_start(state, need)):
             if self._cost_ahead(state):
                 return
-            n = state.next_n() + len(state.drafts) + len(self.pool.drafting)  # a distinct number per draft
-            self.pool.start_draft(functools.partial(self.drafter.draft, n))
+            # Only a label for the agent's logs and scratch folder (distinct per draft in progress); the
+            # experiment's number is given by the coordinator when a lane takes the draft.
+            label = state.next_n() + len(state.drafts) + len(self.pool.drafting)
+            self.pool.start_draft(functools.partial(self.drafter.draft, label))
 
     def _cost_ahead(self, state: JournalState) -> bool:
         return limits.cost_ahead(self.settings.limits, state, len(self.pool.drafting))
@@ -321,18 +286,19 @@ class Loop:
 
     def _phases(self, slot: LaneSlot) -> Phases:
         return Phases(self.settings, self.session, self.workspace, self.journal.for_lane(slot.lane.index),
-                      slot.runner, serial=self._record_lock, heartbeat=self.hearts.beater())
+                      slot.runner, heartbeat=self.hearts.beater())
 
     def _proposal_failed(self, n: int, exc: AgentError) -> None:
         """Journal the failure (its cost counts toward max_cost_usd), show it, pause (see waits)."""
-        self.journal.append({"type": "usage", "n": n, "error": str(exc), "usage": exc.usage or {}})
+        self.journal.append(UsageRecord(type="usage", n=n, error=str(exc),
+                                        usage=UsageFields.model_validate(exc.usage or {})))
         self._waiter.after_failed_proposal(n, self.agent.name, exc, self.settings.proposals, self.idle_wait_s)
 
     def limit_reached(self, state: JournalState, spend: bool = True) -> str | None:
         return limits.reached(self.settings.limits, state, self.now(), spend)
 
     def _stop(self, reason: str, exit_code: int = 0) -> StopReason:
-        self.journal.append({"type": "stop", "reason": reason, "exit_code": exit_code})
+        self.journal.append(StopRecord(type="stop", reason=reason, exit_code=exit_code))
         (log.error if exit_code else log.info)("loop.stopped", reason=reason, exit_code=exit_code)
         self.notifier.stopping(f"stopped: {reason}; {self.status_text()}")
         return StopReason(reason=reason, exit_code=exit_code)

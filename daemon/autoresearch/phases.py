@@ -3,7 +3,8 @@
 Each step journals its phase before (or, for ``running``, as) the side effect it announces, and each
 is idempotent, so ``advance`` can resume an experiment from whatever phase a crash left it in.
 Policy for a run whose daemon died mid-run: it is reaped and recorded once as ``crash`` with cause
-``interrupted`` (never re-run: its result is unknown and a re-run would double its GPU time).
+``interrupted`` (never re-run: its result is unknown and a re-run would double its GPU time). From
+``finished`` on, ``recording`` takes the run to its row.
 """
 
 from __future__ import annotations
@@ -13,27 +14,24 @@ import dataclasses
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from autoresearch import branchsync, judge, noise, rebase, repo_env, retention
+from autoresearch import judge, recording, repo_env
 from autoresearch.config import Settings
-from autoresearch.errors import BaselineCrashed, EngineUnavailable, ImageMissing, RunnerError
-from autoresearch.evaluation import Steps, read_metric
+from autoresearch.coordinator import Coordinator
+from autoresearch.errors import EngineUnavailable, ImageMissing, RunnerError
+from autoresearch.evaluation import read_metric
 from autoresearch.journal import Experiment, Journal
-from autoresearch.ledger import clean_description, write_results
-from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, log_tail, no_beat
+from autoresearch.records import Finished, Running
+from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, no_beat
 from autoresearch.session import Session
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
-
-# Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run; so is one
-# whose Slurm job someone else cancelled, or whose node kept failing (runners/slurm.py).
-NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker", "cancelled", "node_fail", "preempted", "boot_fail")
 
 
 @dataclass
@@ -43,31 +41,32 @@ class Phases:
     workspace: Workspace
     journal: Journal
     runner: Runner
-    serial: threading.Lock = field(default_factory=threading.Lock)
-    """Held while judging and moving the branch: with lanes, one run is judged at a time against the
-    current best (runs themselves go on in parallel)."""
     heartbeat: Callable[[], None] = no_beat
     """The lane's watchdog heart, given to every run (``RunSpec.heartbeat``)."""
 
+    @property
+    def coordinator(self) -> Coordinator:
+        """The one writer (numbers, refs, the judging lock); stateless, so one per use is the same one."""
+        return Coordinator(self.settings, self.session, self.workspace, self.journal.shared)
+
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""
-        exp = self._load(n)
+        exp = self.load(n)
         if exp.phase == "proposed":
             self.commit(exp)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase == "committed":
             self.run(exp, cancel)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase == "running":
             self.settle_interrupted(exp, cancel)
-            exp = self._load(n)
+            exp = self.load(n)
         if exp.phase in ("finished", "evaluated", "checked"):
-            with self.serial:  # one run judged at a time, against the best of that instant
-                self.record(self._load(n), cancel)
-            exp = self._load(n)
+            recording.record(self, exp, cancel)
+            exp = self.load(n)
         return exp
 
-    def _load(self, n: int) -> Experiment:
+    def load(self, n: int) -> Experiment:
         return self.journal.load().experiments[n]
 
     def commit(self, exp: Experiment) -> None:
@@ -79,8 +78,7 @@ class Phases:
             # Built beside the checkout (a private index): other lanes' runs and the branch are untouched.
             message = f"{exp.description}\n\nautoresearch {self.session.tag} experiment {exp.n}"
             sha = self.workspace.make_commit(exp.parent, self.settings.target, exp.content, message, exp.when)
-        self.workspace.set_ref(self.session.experiment_ref(exp.n), sha)
-        self.journal.phase(exp.n, "committed", commit=sha)
+        self.coordinator.committed(exp.n, sha, self.journal.lane)
 
     def run(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
         commit = exp.commit  # runs from a snapshot of the commit: the checkout stays at the best
@@ -97,7 +95,7 @@ class Phases:
         def on_started(handle: dict[str, Any]) -> None:
             nonlocal started
             started = True
-            self.journal.phase(exp.n, "running", handle=handle)
+            self.journal.append(Running(type="phase", n=exp.n, phase="running", handle=handle))
 
         with self.snapshot(str(exp.n), commit) as snap:
             spec = self.train_spec(exp, cancel, snap)
@@ -211,9 +209,10 @@ class Phases:
         s = self.settings
         stdout_path = log_path.parent / "stdout.log"
         printed = read_metric(log_path, stdout_path, s.metric, s.metric_source) if outcome.ok else None
-        self.journal.phase(
-            n,
-            "finished",
+        self.journal.append(Finished(
+            type="phase",
+            n=n,
+            phase="finished",
             cause=outcome.cause,
             exit_code=outcome.exit_code,
             # With an evaluator the run's own line is only a claim; the evaluator's metric decides.
@@ -227,7 +226,7 @@ class Phases:
             detail=outcome.detail,
             log_truncated=outcome.log_truncated,
             queued_s=outcome.queued_s,
-        )
+        ))
 
     def settle_interrupted(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
         """A run whose daemon died: re-attached when its runner can (a Slurm job went on without the daemon:
@@ -235,110 +234,12 @@ class Phases:
         handle = exp.handle
         with self._kept_snapshot(exp.n) as snap:  # a Slurm job still runs from it; local runners return None
             spec = self.train_spec(exp, cancel, snap)
-            outcome = self.runner.reattach(handle, spec, lambda h: self.journal.phase(exp.n, "running", handle=h))
+            outcome = self.runner.reattach(handle, spec, lambda h: self.journal.append(Running(type="phase", n=exp.n, phase="running", handle=h)))
         if outcome is not None:
             self.finish(exp.n, outcome, spec.log_path)
             return
         reaped = self.runner.reap(handle)
         log.warning("recovery.reaped", n=exp.n, handle=handle, killed=reaped)
-        self.journal.phase(exp.n, "finished", cause="interrupted", exit_code=None, metric=None, memory_gb=0.0,
-                           wall_s=0.0, kill_latency_s=None, gpu_count=0, detail="daemon died during the run")
-
-    def record(self, exp: Experiment, cancel: threading.Event | None = None) -> None:
-        s, steps = self.settings, Steps(self, cancel)
-        if exp.phase == "finished" and s.evaluate and exp.cause == "ok":
-            if not steps.evaluate(exp):
-                return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
-            exp = self._load(exp.n)
-        verdict = steps.verdict(self.journal.load(), exp)
-        checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
-        if checkable and s.check and exp.phase != "checked":
-            if not steps.check(exp):
-                return
-            exp = self._load(exp.n)
-            verdict = steps.verdict(self.journal.load(), exp)
-        state = self.journal.load()
-        best = state.best()
-        status = verdict.status
-        cause = exp.cause
-        reason = _row_reason(verdict, judge.crash_reason(cause, exp.metric, s.metric), exp.detail)
-        description = clean_description(exp.description)
-        if reason:
-            description = clean_description(f"{description} [{reason}]")
-        rebased_as = None
-        if verdict.action == "rebase" and best is not None:
-            merged = rebase.merged_onto(s, self.workspace, exp, best)
-            assert merged is not None  # decide saw the same merge succeed
-            rebased_as = rebase.journal_rebase(self.journal, exp, best, merged)  # before this row: write-ahead
-        if verdict.reason in LINEAGES:  # another lane's keep landed while it trained
-            note = f"rebased as #{rebased_as}" if rebased_as is not None else verdict.reason
-            description = clean_description(f"{exp.description} [{note}]")
-        new_best = exp if status == "keep" else best
-        best_metric = verdict.mean if status == "keep" else noise.best_mean(state)
-        self.journal.phase(
-            exp.n,
-            "recorded",
-            status=status,
-            row_description=description,
-            best_commit=None if new_best is None else new_best.commit,
-            best_metric=best_metric,
-            decision=verdict.action,
-            reason=verdict.reason,
-            sigma=noise.sigma(state, upto=exp.n),
-            z=s.noise.z,
-            gain=verdict.gain,
-            threshold=verdict.threshold,
-            confidence=verdict.confidence,
-            mean=verdict.mean,
-            lineage=verdict.reason if verdict.reason in LINEAGES else None,
-            rebased_as=rebased_as,
-        )
-        # Written ahead: a kill before the move is finished by the next start (branchsync moves it forward).
-        branchsync.sync(self.workspace, self.session.branch, self.journal.load())
-        state = self.journal.load()
-        write_results(self.session.repo, state, s.metric)
-        retention.prune_outputs(state, s.keep_outputs, self.output_dir)
-        self._log_finished(exp, status, description)
-        if exp.baseline and status == "crash" and cause not in NOT_THE_SCRIPTS_FAULT:
-            tail = log_tail(self.session.run_dir(exp.n) / "run.log", 2000)
-            what = f"the adopted commit {exp.commit[:7]}" if exp.adopted else f"the baseline (unchanged {s.target})"
-            raise BaselineCrashed(
-                f"{what} crashed [{reason}]; fix it and commit it on "
-                f"{self.session.branch}, then run again. Log: {self.session.run_dir(exp.n) / 'run.log'}\n{tail}"
-            )
-
-    def _log_finished(self, exp: Experiment, status: str, description: str) -> None:
-        exp = self._load(exp.n)
-        log_fn = log.warning if status == "crash" else log.info
-        log_fn(
-            "experiment.finished",
-            n=exp.n,
-            commit=exp.commit[:7],
-            metric_name=self.settings.metric,
-            metric=exp.metric,
-            memory_gb=round(exp.memory_gb, 1),
-            status=status,
-            description=description,
-            cause=exp.cause,
-            propose_s=exp.propose_s,
-            run_wall_s=exp.wall_s,
-            training_seconds=exp.training_seconds,
-            kill_latency_s=exp.kill_latency_s,
-            cost_usd=exp.usage.cost_usd,
-            best=exp.best_metric,
-        )
-
-
-LINEAGES = ("rebase", "stale", "merge-conflict")
-"""Verdict reasons of a run overtaken by another lane's keep (``judge.lineage``)."""
-ROW_REASONS = ("memory", "checks", "simplification", "less memory", "within noise")
-
-
-def _row_reason(verdict: judge.Verdict, crash: str | None, detail: Any) -> str | None:
-    """What the row's description says in brackets about its verdict."""
-    if verdict.status == "crash":
-        reason = "implausible" if verdict.reason == "implausible" else (crash or verdict.reason)
-        return f"{reason}{': ' + str(detail) if detail else ''}"
-    if verdict.action == "remeasure":
-        return "beyond noise: confirming" if verdict.reason == "confirming a keep" else "within noise: confirming"
-    return verdict.reason if verdict.reason in ROW_REASONS else None
+        self.journal.append(Finished(type="phase", n=exp.n, phase="finished", cause="interrupted", exit_code=None,
+                                     metric=None, memory_gb=0.0, wall_s=0.0, kill_latency_s=None, gpu_count=0,
+                                     detail="daemon died during the run"))

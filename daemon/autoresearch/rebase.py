@@ -2,10 +2,10 @@
 
 ``judge.decide`` decides (pure: ``Candidate.parent``, ``parent_metrics``, ``merges``; see
 ``judge.lineage``); this module makes the 3-way merge of the target (``git merge-file``) and, for a
-``rebase`` verdict, journals the merged target as a new experiment: queued first (an open experiment),
-on the current best, measured before it can be kept. The new experiment is journaled *before* the old
-one's ``recorded`` (write-ahead), and a restart that judges the old one again finds it (``rebase_of``),
-so a crash never makes two.
+``rebase`` verdict, the merged target becomes a new experiment (``Coordinator.rebase``, the one place
+that numbers experiments): queued first (an open experiment), on the current best, measured before it
+can be kept. The new experiment is journaled *before* the old one's ``recorded`` (write-ahead), and a
+restart that judges the old one again finds it (``rebase_of``), so a crash never makes two.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import structlog
 
 from autoresearch.config import Settings
-from autoresearch.journal import Experiment, Journal
+from autoresearch.journal import Experiment
 from autoresearch.workspace import Workspace
 
 log = structlog.get_logger("autoresearch.loop")
@@ -32,19 +32,3 @@ def overtaken(exp: Experiment, best: Experiment | None) -> bool:
     """The run edits a commit that stopped being the best while it trained (only possible with lanes)."""
     return (best is not None and not exp.baseline and exp.measure_commit is None
             and exp.parent != best.commit and exp.commit != best.commit)
-
-
-def journal_rebase(journal: Journal, exp: Experiment, best: Experiment, content: str) -> int:
-    """Journal the rebased experiment (or find the one a crash left) and return its number."""
-    with journal.lock:  # find-or-number and append as one step
-        state = journal.load()
-        existing = next((e.n for e in state.ordered() if e.rebase_of == exp.n), None)
-        if existing is not None:
-            return existing  # journaled before a crash: judged again, not rebased twice
-        n = state.next_n()
-        journal.shared.proposed(  # no lane: the rebased experiment waits for whichever lane is free
-            n, parent=best.commit, baseline=False, description=f"{exp.description} (rebased)", content=content,
-            agent=exp.agent, meta={**exp.meta, "rebased_from": exp.commit}, usage={}, propose_s=0.0, rebase_of=exp.n,
-        )
-    log.info("experiment.rebased", n=exp.n, rebased_as=n, onto=best.commit[:7])
-    return n

@@ -4,15 +4,18 @@ Every line of ``journal.jsonl`` is one record ``{"type": ..., "at": ..., ...}``;
 ``"type": "phase"``, the experiment number ``n`` and the ``phase``. Required fields are required: a
 record that lacks one is an error when folded (``JournalError``), never a ``None`` handed to git.
 
-Extra keys: phase records keep unknown keys (``extra="allow"``; the fold collects them in
-``Experiment.extra``), so a field added by a newer version, or by a branch that has not typed it yet,
-survives a load. The other record types ignore unknown keys. A record *type* this version does not know
-is skipped with a warning by the fold.
+Writing is strict, reading lenient. The models forbid extra keys (``extra="forbid"``): a writer builds
+a model instance, so a misspelt or untyped key fails where it is written, before anything reaches the
+file (``Journal.append``). Reading validates each line with ``reading_model(model)``, the same model with
+extra keys allowed: a key an older version wrote, or one a newer version or another branch added, still
+loads; phase records hand such keys to the fold (``Experiment.extra``), the others ignore them. A record
+*type* this version does not know is skipped with a warning by the fold.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -24,10 +27,11 @@ Description = Annotated[str, AfterValidator(one_line)]
 Phase = Literal["proposed", "committed", "running", "finished", "evaluated", "checked", "recorded"]
 PHASES: tuple[Phase, ...] = ("proposed", "committed", "running", "finished", "evaluated", "checked", "recorded")
 WaitWhat = Literal["engine", "gpu", "runner", "slurm"]
+RowStatus = Literal["keep", "discard", "crash"]
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     at: str | None = None
     """When the record was appended (ISO 8601, UTC, milliseconds)."""
@@ -66,6 +70,7 @@ class UsageRecord(Record):
 
     type: Literal["usage"]
     n: int | None = None
+    """A label of the attempt (for a draft, the number it would have got next); not an experiment's."""
     error: str = ""
     usage: UsageFields = Field(default_factory=UsageFields)
 
@@ -95,8 +100,6 @@ class WaitRecord(Record):
 
 
 class PhaseRecord(Record):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
     type: Literal["phase"]
     n: int = Field(ge=0)
     lane: int | None = None
@@ -192,7 +195,7 @@ class Checked(PhaseRecord):
 
 class Recorded(PhaseRecord):
     phase: Literal["recorded"]
-    status: Literal["keep", "discard", "crash"]
+    status: RowStatus
     row_description: str = ""
     best_commit: str | None = None
     best_metric: float | None = None
@@ -278,3 +281,23 @@ OTHER_MODELS: dict[str, type[Record]] = {
     "setup": SetupRecord,
     "config": ConfigRecord,
 }
+
+
+R = TypeVar("R", bound=Record)
+
+
+@functools.cache
+def reading_model(model: type[R]) -> type[R]:
+    """``model`` as it reads a journal line: extra keys allowed (in ``model_extra``), everything else the
+    same; a subclass, so the fold's ``isinstance`` checks hold."""
+    config = ConfigDict(extra="allow", frozen=True)
+    return type(model.__name__, (model,), {"model_config": config, "__module__": __name__,
+                                          "__qualname__": f"reading_model({model.__qualname__})"})
+
+
+def model_of(raw: dict[str, Any]) -> type[Record] | None:
+    """The model of a raw record (by its ``type``, and ``phase`` for phase records); None if unknown."""
+    kind = str(raw.get("type"))
+    if kind == "phase":
+        return PHASE_MODELS.get(str(raw.get("phase")))
+    return OTHER_MODELS.get(kind)

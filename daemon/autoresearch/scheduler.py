@@ -4,18 +4,61 @@ Priority, highest first:
 1. open experiments no lane works on: a rebased commit or a confirmation the judge queued, or what a
    crash left proposed/committed (oldest first);
 2. the baseline, when there is no best yet (one at a time: nothing else can start before it);
-3. a run the judge wants (a baseline repeat, a confirmation: ``noise.next_remeasure``);
+3. a run the judge wants (a baseline repeat, a confirmation): the first item of its queue of pending
+   measurements (``pending_measurements``) that this lane may run (an item with a ``lane`` runs there
+   only, so a confirmation pair is measured on one lane);
 4. drafted proposals, oldest first;
 5. nothing: the lane waits for the drafter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
+from autoresearch import noise
 from autoresearch.journal import JournalState
+
+
+class Measurement(Protocol):
+    """A run the judge wants: ``commit`` measured again (a baseline repeat, a confirmation)."""
+
+    @property
+    def commit(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def of(self) -> int: ...
+    @property
+    def for_candidate(self) -> int | None: ...
+    @property
+    def lane(self) -> int | None:
+        """The lane that must run it (None: any)."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    commit: str
+    description: str
+    of: int
+    for_candidate: int | None = None
+    lane: int | None = None
+
+
+def pending_measurements(state: JournalState, repeats: int) -> list[Measurement]:
+    """The judge's queue of measurements not started yet, in the order they should run.
+
+    Today's judge derives one run at a time from the last recorded row (``noise.next_remeasure``), so the
+    queue holds at most one item and none while one of its runs is open; the candidate's run after a
+    fresh run of the best goes to that run's lane. A judge that keeps an explicit queue replaces this body."""
+    if state.best() is None or any(e.agent == "judge" for e in state.open()):
+        return []
+    todo = noise.next_remeasure(state, repeats)
+    if todo is None:
+        return []
+    pair = [e.lane for e in state.recorded() if todo.for_candidate is None and e.for_candidate == todo.of]
+    return [Pending(todo.commit, todo.description, todo.of, todo.for_candidate, pair[-1] if pair else None)]
 
 
 @dataclass(frozen=True)
@@ -25,15 +68,18 @@ class Job:
     """The open experiment to drive (kind ``open``)."""
     draft: int | None = None
     """The draft to take (kind ``draft``)."""
+    measure: Measurement | None = None
+    """The judge's run to start (kind ``remeasure``)."""
 
 
 def next_job(
-    state: JournalState, busy: Collection[int], new_allowed: bool, remeasure: bool = False, changes: bool = True
+    state: JournalState, busy: Collection[int], new_allowed: bool, measurements: Sequence[Measurement] = (),
+    changes: bool = True, lane: int | None = None,
 ) -> Job | None:
-    """The head of the queue for a free lane. ``busy``: experiments lanes work on now; ``new_allowed``:
-    False once a limit is reached (open experiments are still driven to their row); ``remeasure``: the
-    judge wants a run; ``changes``: False once ``max_experiments`` changes started (only the judge's runs
-    that finish them may still start)."""
+    """The head of the queue for the free lane ``lane``. ``busy``: experiments lanes work on now;
+    ``new_allowed``: False once a limit is reached (open experiments are still driven to their row);
+    ``measurements``: the judge's pending runs; ``changes``: False once ``max_experiments`` changes
+    started (only the judge's runs that finish them may still start)."""
     waiting = [e.n for e in state.open() if e.n not in busy]
     if waiting:
         return Job("open", n=waiting[0])
@@ -41,8 +87,9 @@ def next_job(
         return None
     if state.best() is None:
         return None if busy or not changes else Job("baseline")
-    if remeasure:
-        return Job("remeasure")
+    measure = next((m for m in measurements if m.lane is None or m.lane == lane), None)
+    if measure is not None:
+        return Job("remeasure", measure=measure)
     if state.drafts and changes:
         return Job("draft", draft=min(state.drafts))
     return None

@@ -55,7 +55,7 @@ def write_experiment(
         meta={}, usage=usage, content_sha256="0" * 64, content="", when="2025-01-01T00:00:00+00:00",
     )  # fmt: skip
     journal.phase(n, "committed", commit=sha(n))
-    journal.phase(n, "running", handle={"pid": 1000 + n}, started="2025-01-01T00:00:00+00:00")
+    journal.phase(n, "running", handle={"pid": 1000 + n})
     if not record:
         return
     metric = exp.metric if exp.status != "crash" else None
