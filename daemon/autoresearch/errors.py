@@ -13,6 +13,7 @@ Third-party errors (docker, anthropic, git, NVML) are translated once, in their 
     ├── RunnerError                   the runner could not run the experiment (not the script's fault)
     │   ├── EngineUnavailable         Docker engine unreachable (retried by the loop)
     │   │   └── SlurmUnavailable      slurmctld does not answer (waited out the same way)
+    │   ├── SlurmError                a Slurm command failed for another reason (its own message)
     │   └── ImageMissing              runner image absent (exit 2, names the build command)
     ├── AgentError                    a proposal could not be made this iteration (skipped)
     │   ├── ProposalRejected          the agent's edit is invalid (fed back, then skipped)
@@ -74,6 +75,10 @@ class EngineUnavailable(RunnerError):
 
 class SlurmUnavailable(EngineUnavailable):
     """The Slurm controller (slurmctld) does not answer: waited out like a Docker engine that is down."""
+
+
+class SlurmError(RunnerError):
+    """A Slurm command failed for a reason other than a controller that is down."""
 
 
 class ImageMissing(RunnerError):

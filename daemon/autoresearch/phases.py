@@ -234,7 +234,10 @@ class Phases:
         handle = exp.handle
         with self._kept_snapshot(exp.n) as snap:  # a Slurm job still runs from it; local runners return None
             spec = self.train_spec(exp, cancel, snap)
-            outcome = self.runner.reattach(handle, spec, lambda h: self.journal.append(Running(type="phase", n=exp.n, phase="running", handle=h)))
+            def on_started(h: dict[str, Any]) -> None:  # a resubmitted job's new handle
+                self.journal.append(Running(type="phase", n=exp.n, phase="running", handle=h))
+
+            outcome = self.runner.reattach(handle, spec, on_started)
         if outcome is not None:
             self.finish(exp.n, outcome, spec.log_path)
             return

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.errors import ConfigError, EngineUnavailable
-from autoresearch.runners.slurm_cli import RealSlurm, SlurmError, SlurmUnavailable, parse_scontrol, parse_squeue
+from autoresearch.errors import ConfigError, EngineUnavailable, SlurmError, SlurmUnavailable
+from autoresearch.runners.slurm_cli import RealSlurm, parse_scontrol, parse_squeue
 
 LINE = ("JobId=42 JobName=ar-x-3-train-a1 UserId=root(0) JobState=RUNNING Reason=None Dependency=(null) "
         "StartTime=2026-12-02T21:18:56 EndTime=2026-12-02T22:18:56 NodeList=vm Command=/x y z WorkDir=/tmp")

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from autoresearch.config import Settings
-from autoresearch.errors import ConfigError
+from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
 from autoresearch.lanes import Lane
 from autoresearch.repo_env import read_stamp as read_json  # a JSON object from a file, or None
 from autoresearch.runners import process_limits, slurm_paths, slurm_script
@@ -39,8 +39,6 @@ from autoresearch.runners.slurm_cli import (
     JobInfo,
     RealSlurm,
     Slurm,
-    SlurmError,
-    SlurmUnavailable,
 )
 from autoresearch.runners.slurm_follow import Follower, Stopped, patient
 from autoresearch.runners.slurm_job import RESULT

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from autoresearch.errors import ConfigError, EngineUnavailable, RunnerError
+from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
 from autoresearch.retry import retrying
 
 CALL_TIMEOUT_S = 60.0
@@ -30,14 +30,6 @@ ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "
                    "OUT_OF_MEMORY", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
 NOT_THE_SCRIPTS_FAULT = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"})
 """End states that resubmit the run as a fresh attempt: the node or the scheduler ended it."""
-
-
-class SlurmUnavailable(EngineUnavailable):
-    """The Slurm controller (slurmctld) does not answer."""
-
-
-class SlurmError(RunnerError):
-    """A Slurm command failed for a reason other than a controller that is down."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.runners.slurm_cli import ENDED, JobInfo, SlurmUnavailable
+from autoresearch.errors import SlurmUnavailable
+from autoresearch.runners.slurm_cli import ENDED, JobInfo
 from autoresearch.runners.slurm_job import RESULT
 
 

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import structlog
 
+from autoresearch.errors import SlurmUnavailable
 from autoresearch.retry import retrying
 from autoresearch.runners.base import OnStarted, RunSpec
-from autoresearch.runners.slurm_cli import JobInfo, Slurm, SlurmUnavailable
+from autoresearch.runners.slurm_cli import JobInfo, Slurm
 
 log = structlog.get_logger("autoresearch.runner.slurm")
 
