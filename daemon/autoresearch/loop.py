@@ -235,7 +235,7 @@ class Loop:
         """``take``: new changes may start (open ones always may); ``remeasure_ok``: the judge's runs may
         start (they finish a change already counted); ``draft``: the agent may be asked."""
         for slot in self.pool.free():
-            wanted = remeasure_ok and self._remeasure(state) is not None
+            wanted = remeasure_ok and self._remeasure(state, slot.lane.index) is not None
             job = next_job(state, self.pool.busy_ns(), take or wanted, remeasure=wanted, changes=take)
             if job is None:
                 break
@@ -249,9 +249,10 @@ class Loop:
         if job.kind == "baseline":
             self._journal_baseline(n, slot.lane.index)
         elif job.kind == "remeasure":
-            todo, best = self._remeasure(state), state.best()
+            todo, best = self._remeasure(state, slot.lane.index), state.best()
             assert todo is not None and best is not None
-            self._journal_remeasure(n, todo, best.commit, slot.lane.index)
+            # A confirmation stays on its candidate's parent (a rebase then merges from there, not from the best).
+            self._journal_remeasure(n, todo, todo.parent or best.commit, slot.lane.index)
         elif job.kind == "draft":
             best = state.best()
             assert job.draft is not None and best is not None
@@ -269,11 +270,12 @@ class Loop:
             usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
         )
 
-    def _remeasure(self, state: JournalState) -> noise.Remeasure | None:
-        """The run the judge wants next (baseline repeats, a confirmation), one at a time across lanes."""
-        if state.best() is None or any(e.agent == "judge" for e in state.open()):
+    def _remeasure(self, state: JournalState, lane: int | None = None) -> noise.Remeasure | None:
+        """The run the judge wants next that ``lane`` may run (the head of ``noise.pending``: baseline
+        repeats, then one per candidate being confirmed; a pair's second run only on its first's lane)."""
+        if state.best() is None:
             return None
-        return noise.next_remeasure(state, self.settings.noise.repeats)
+        return noise.next_remeasure(state, self.settings.noise.repeats, lane)
 
     def _journal_remeasure(self, n: int, todo: noise.Remeasure, parent: str, lane: int) -> None:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
