@@ -38,9 +38,10 @@ from autoresearch.stats import Noise
 
 DEFAULT: dict[str, Any] = {
     "baseline": 1.0, "direction": "min", "sigmas": [0.1, 0.5, 1.0, 2.0],
-    # Karpathy-like: a few real gains, many changes that do nothing, the rest hurt.
-    "effects": [{"p": 0.15, "mean": -0.01, "sd": 0.003}, {"p": 0.45, "mean": 0.0, "sd": 0.0},
-                {"p": 0.40, "mean": 0.02, "sd": 0.01}],
+    # Karpathy-like: 15 % real gains, 15 % changes that do nothing, the rest hurt (a few of them by
+    # little enough that noise hides it, and some of those are tiny true gains).
+    "effects": [{"p": 0.15, "mean": -0.01, "sd": 0.003}, {"p": 0.15, "mean": 0.0, "sd": 0.0},
+                {"p": 0.70, "mean": 0.015, "sd": 0.01}],
     "runs": 125, "seeds": 20, "drift_per_run": 0.0, "cold_first_run": 0.0,
 }
 POLICIES = ("greedy", "floor2sigma", "ours")

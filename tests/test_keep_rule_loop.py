@@ -50,7 +50,7 @@ def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: 
     # The confirmation looks at the pair alone (the selecting 1.85 does not count): the best's fresh 1.95
     # against the candidate's 1.6, a gain of 0.35 over t·σ·√2 (σ from the baseline's 4 runs, 3 dof).
     assert recorded[5].decision == "keep" and recorded[5].gain == pytest.approx(0.35)
-    assert recorded[5].threshold == pytest.approx(critical(Policy(z=1.0), 3, look=1) * sigma5 * 2**0.5)
+    assert recorded[5].threshold == pytest.approx(critical(Policy(z=0.5), 3, look=1) * sigma5 * 2**0.5)
     assert recorded[5].confidence == pytest.approx(0.35 / sigma5)
     assert recorded[5].best_metric == pytest.approx(1.725)  # the best is the mean of its runs
     assert recorded[3].commit == recorded[5].commit

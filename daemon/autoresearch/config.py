@@ -289,7 +289,7 @@ class ProcessSettings(Section):
 class NoiseSettings(Section):
     repeats: int = Field(default=2, ge=0)
     """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
-    z: float = Field(default=1.0, ge=0)
+    z: float = Field(default=0.5, ge=0)
     """The screen: a first measurement that beats the best by more than z·σ·√(1 + 1/m) is confirmed; at or
     below it, it is discarded (0 with no noise estimate = any gain, the seed's rule)."""
     confirm_keeps: bool = True

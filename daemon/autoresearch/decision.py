@@ -3,18 +3,20 @@
 ``decide(run, best, noise, policy)``: the same inputs always give the same verdict. For ``min``
 (``max`` mirrors it), a candidate C made on the best P is judged in *looks*:
 
-- look 0, C's first (selecting) measurement x against P's measurements (m of them), se₀ = σ·√(1 + 1/m):
-  gain > t(1 − alpha/L, dof)·se₀ → keep at once (clearly in); gain ≤ z·se₀ → discard (clearly out, or a
-  simplification / less-memory keep, below); else → confirm (``remeasure``).
+- look 0, C's first (selecting) measurement x against P's measurements (m of them), se0 = σ·√(1 + 1/m):
+  gain > t(1 − alpha·0.2, dof)·se0 → keep at once (clearly in); gain ≤ z·se0 → discard (clearly out, or
+  a simplification / less-memory keep, below); else → confirm (``remeasure``).
 - look j ≥ 1, on the j confirmation *pairs* only (a fresh run of P, then one of C, on the same lane; the
   selecting measurement is left out, so the winner's curse does not count): d = the mean of P − C over
-  the pairs, T = d / (σ·√(2/j)). T > t(1 − alpha/L, dof) → keep; T ≤ ``futility`` or j = L − 1 → discard;
-  else one more pair.
+  the pairs, T = d / (σ·√(2/j)). T > the look's t quantile → keep; T ≤ ``futility`` or j = L − 1 →
+  discard; else one more pair.
 
-L = ``max_repeats`` looks share the false-keep probability alpha (Bonferroni: a no-op change is kept with
-probability ≤ alpha however many looks it gets). dof is σ's degrees of freedom (the t quantile makes a σ
-from 2 dof count for what it is). A run whose parent is no longer the best (lanes: another lane kept
-meanwhile) is never kept: where it would be, it is re-applied onto the best (``rebase``).
+A change with no true gain is kept with probability ≤ alpha over all its looks: look 0 spends
+alpha·0.2; the confirmation looks are independent of the screen (they exclude the selecting run), so
+given that a no-op passes the screen with probability p = P(t > z), they share (alpha·0.8) ÷ p evenly
+(Bonferroni over the L − 1 = ``max_repeats`` − 1 looks). dof is σ's degrees of freedom: a σ from 2 dof
+counts for what it is. A run whose parent is no longer the best (lanes: another lane kept meanwhile) is
+never kept: where it would be, it is re-applied onto the best (``rebase``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ RERUN_CAUSES = ("interrupted", "docker")
 @dataclass(frozen=True)
 class Policy:
     direction: Literal["min", "max"] = "min"
-    z: float = 1.0
+    z: float = 0.5
     """The screen: a first measurement must gain more than z·se₀ to be worth a confirmation."""
     max_repeats: int = 3
     """Looks per candidate: its first run, then up to max_repeats − 1 confirmation pairs."""
