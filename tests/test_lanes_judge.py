@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from autoresearch.journal import JournalState
+from autoresearch.journal import Experiment, JournalState
 from autoresearch.loop import Loop, StopReason
 from autoresearch.workspace import FakeWorkspace
 from tests.loop_fakes import TARGET, lanes_loop, wait_until
@@ -20,7 +21,7 @@ BOTH = C.replace("WIDTH = 8", "WIDTH = 16")
 VALUES = {TARGET: [2.0, 2.02, 1.98, 2.0, 2.0, 2.0], C: [1.9, 1.0, 1.0], K: [1.5, 1.5, 1.5], BOTH: [1.0, 1.0, 1.0]}
 
 
-def scorer() -> tuple[dict[str, Iterator[float]], object]:
+def scorer() -> tuple[dict[str, Iterator[float]], Callable[[str], float]]:
     values = {k: iter(v) for k, v in VALUES.items()}
     fallback: dict[str, int] = defaultdict(int)
 
@@ -36,54 +37,62 @@ def _state(loop: Loop) -> JournalState:
     return loop.journal.load()
 
 
+def _find(loop: Loop, what: str, predicate: Callable[[Experiment], bool]) -> int:
+    """The number of the first experiment that matches, once it is running (lanes number them as they go)."""
+    found: list[int] = []
+
+    def running() -> bool:
+        found[:] = [e.n for e in _state(loop).ordered() if predicate(e) and e.phase == "running"]
+        return bool(found)
+    wait_until(running, what)
+    return found[0]
+
+
 def _release(loop: Loop, gates: dict[int, threading.Event], n: int) -> None:
-    wait_until(lambda: n in _state(loop).experiments and _state(loop).experiments[n].phase == "running",
-               f"#{n} running")
     gates.setdefault(n, threading.Event()).set()
     wait_until(lambda: _state(loop).experiments[n].done, f"#{n} recorded")
 
 
-def test_a_confirmation_overtaken_by_another_lanes_keep_is_rebased_never_kept(tmp_path: object) -> None:
+def test_a_confirmation_overtaken_by_another_lanes_keep_is_rebased_never_kept(tmp_path: Path) -> None:
     _, score = scorer()
-    loop, gates = lanes_loop(tmp_path, score, [(C, "c"), (K, "k")], noise={"repeats": 2},  # type: ignore[arg-type]
+    loop, gates = lanes_loop(tmp_path, score, [(C, "c"), (K, "k")], noise={"repeats": 2},
                              limits={"max_experiments": 3})
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(loop.run()), daemon=True)
     thread.start()
-    _release(loop, gates, 0)  # the baseline alone; then both repeats at once, one per lane
-    _release(loop, gates, 1)
-    _release(loop, gates, 2)
-    _release(loop, gates, 3)  # c: 1.9, confirming
+    _release(loop, gates, _find(loop, "the baseline", lambda e: e.baseline))
+    base = _state(loop).experiments[0]
+    first = _find(loop, "a repeat", lambda e: e.confirm_of == 0)
+    repeats = [first, _find(loop, "the other repeat", lambda e: e.confirm_of == 0 and e.n != first)]
+    for n in repeats:
+        _release(loop, gates, n)
+    c = _find(loop, "c", lambda e: e.description == "c")
+    _release(loop, gates, c)  # 1.9: past the screen, not clear at once: confirming
+    assert _state(loop).experiments[c].decision == "remeasure"
+    fresh = _find(loop, "the fresh run of c's parent", lambda e: e.for_candidate == c)
+    assert _state(loop).experiments[fresh].measure_commit == base.commit  # c's parent
+    k = _find(loop, "k", lambda e: e.description == "k")
+    _release(loop, gates, k)  # 1.5, clear at once: kept while c is being confirmed
+    kept = _state(loop).experiments[k]
+    assert kept.status == "keep" and kept.reason == "better"
+    _release(loop, gates, fresh)  # 2.0: half a pair, no verdict of its own
+    confirm = _find(loop, "c's confirmation, queued after k's row landed", lambda e: e.confirm_of == c)
     state = _state(loop)
-    assert state.experiments[3].decision == "remeasure" and state.experiments[4].description == "k"
-    wait_until(lambda: 5 in _state(loop).experiments, "the fresh run of c's parent queued")
-    fresh = _state(loop).experiments[5]
-    assert fresh.for_candidate == 3 and fresh.measure_commit == state.experiments[0].commit  # c's parent
-    _release(loop, gates, 4)  # k: 1.5, clear at once: kept while c is being confirmed
-    k = _state(loop).experiments[4]
-    assert k.status == "keep" and k.reason == "better"
-    _release(loop, gates, 5)  # the fresh run of c's parent (2.0): half a pair, no verdict of its own
-    wait_until(lambda: 6 in _state(loop).experiments, "c's confirmation queued after k's row landed")
+    assert state.experiments[confirm].parent == base.commit  # on c's parent, not on k
+    assert state.experiments[confirm].lane == state.experiments[fresh].lane  # the pair on one lane
+    _release(loop, gates, confirm)  # 1.0: the pair gains 1.0 over c's parent, but k landed: rebase, not keep
     state = _state(loop)
-    six = state.experiments[6]
-    assert six.confirm_of == 3 and six.parent == state.experiments[0].commit  # on c's parent, not on k
-    assert six.lane == state.experiments[5].lane  # the pair's second run on the first one's lane
-    _release(loop, gates, 6)  # c: 1.0; the pair gains 1.0 over c's parent, but k landed: rebase, not keep
-    state = _state(loop)
-    assert state.experiments[6].decision == "rebase" and state.best().n == 4  # type: ignore[union-attr]
+    assert state.experiments[confirm].decision == "rebase" and state.best().n == k  # type: ignore[union-attr]
     ws = loop.workspace
-    assert isinstance(ws, FakeWorkspace) and ws.head() == k.commit  # the branch still holds k
-    rebased = state.experiments[6].record.rebased_as
+    assert isinstance(ws, FakeWorkspace) and ws.head() == kept.commit  # the branch still holds k
+    rebased = state.experiments[confirm].record.rebased_as
     assert rebased is not None and state.experiments[rebased].content == BOTH
-    _release(loop, gates, rebased)  # both changes together: 1.0 against k's 1.5
-    for n in range(rebased + 1, rebased + 8):
+    assert state.experiments[rebased].description == "c (rebased)" and state.experiments[rebased].agent != "judge"
+    for n in range(rebased, rebased + 8):
         gates.setdefault(n, threading.Event()).set()
     thread.join(60)
     assert out and isinstance(out[0], StopReason)
     state = _state(loop)
-    best = state.best()
-    assert best is not None and ws.files["train.py"] in (BOTH, K)
-    kept = [e for e in state.recorded() if e.status == "keep" and e.measure_commit is None and not e.baseline]
-    assert all(ws.is_ancestor(e.commit, ws.head()) for e in kept)  # every kept commit is on the branch
-    ns = [e.n for e in state.ordered()]
-    assert len(ns) == len(set(ns))
+    assert ws.files["train.py"] in (BOTH, K)
+    keeps = [e for e in state.recorded() if e.status == "keep" and e.measure_commit is None and not e.baseline]
+    assert all(ws.is_ancestor(e.commit, ws.head()) for e in keeps)  # every kept commit is on the branch

@@ -211,7 +211,11 @@ class Loop:
             state = self.journal.load()
             if reason is None and not paid_only and self._drained(state):
                 reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
-            if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):
+            # A run the judge still wants (one may have been queued since _dispatch read the state) finishes
+            # a change already counted: the loop stops only when none is left.
+            owed = runs_ok and self._remeasure(state) is not None
+            if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts) \
+                    and not owed:
                 self._end_waits()
                 return self._stop(reason)
             self.pool.wait(timeout=0.5)
@@ -238,7 +242,7 @@ class Loop:
             wanted = remeasure_ok and self._remeasure(state, slot.lane.index) is not None
             job = next_job(state, self.pool.busy_ns(), take or wanted, remeasure=wanted, changes=take)
             if job is None:
-                break
+                continue  # another free lane may still have one (a pair's second run waits for its lane)
             self._start_job(slot, job, state)
             state = self.journal.load()
         if draft:

@@ -1,7 +1,7 @@
 """Keeps under concurrency: a run whose parent stopped being the best while it trained.
 
-``judge.decide`` decides (pure: ``Candidate.parent``, ``parent_metrics``, ``merges``; see
-``judge.lineage``); this module makes the 3-way merge of the target (``git merge-file``) and, for a
+``decision.decide`` decides (pure: ``Candidate.parent``, ``parent_metrics``, ``merges``, and for a
+confirmation its pairs against its own parent; see ``decision.lineage``); this module makes the 3-way merge of the target (``git merge-file``) and, for a
 ``rebase`` verdict, journals the merged target as a new experiment: queued first (an open experiment),
 on the current best, measured before it can be kept. The new experiment is journaled *before* the old
 one's ``recorded`` (write-ahead), and a restart that judges the old one again finds it (``rebase_of``),
@@ -42,9 +42,12 @@ def journal_rebase(journal: Journal, exp: Experiment, best: Experiment, content:
         if existing is not None:
             return existing  # journaled before a crash: judged again, not rebased twice
         n = state.next_n()
+        # A confirmation run (the judge's) re-applies the change it confirmed: name it and credit its agent.
+        origin = state.experiments.get(exp.confirm_of, exp) if exp.confirm_of is not None else exp
         journal.shared.proposed(  # no lane: the rebased experiment waits for whichever lane is free
-            n, parent=best.commit, baseline=False, description=f"{exp.description} (rebased)", content=content,
-            agent=exp.agent, meta={**exp.meta, "rebased_from": exp.commit}, usage={}, propose_s=0.0, rebase_of=exp.n,
+            n, parent=best.commit, baseline=False, description=f"{origin.description} (rebased)", content=content,
+            agent=origin.agent, meta={**origin.meta, "rebased_from": exp.commit}, usage={}, propose_s=0.0,
+            rebase_of=exp.n,
         )
     log.info("experiment.rebased", n=exp.n, rebased_as=n, onto=best.commit[:7])
     return n
