@@ -154,3 +154,18 @@ def test_no_op_changes_are_kept_at_most_alpha_of_the_time() -> None:
             metrics.append(pairs[-1][1])
     alpha = Policy().alpha
     assert keeps / trials <= alpha + 3 * (alpha / trials) ** 0.5
+
+
+def test_the_best_is_compared_without_the_run_that_selected_it() -> None:
+    runs = [
+        *base_runs(),
+        Run(3, "K", 1.0, decision="remeasure", status="discard", reason="confirming a keep", parent="P"),
+        Run(4, "P", 2.0, decision="keep", status="keep", reason="repeat", for_candidate=3, confirm_of=0),
+        Run(5, "K", 1.4, decision="keep", status="keep", reason="better", parent="P", confirm_of=3),
+    ]
+    assert research.reference(runs, "K") == (1.4,)  # the lucky 1.0 selected K: not its level
+    assert research.reference(runs, "P") == (2.0, 2.1, 1.9, 2.0)  # the baseline's runs all count
+    assert research.reference(runs[:4], "K") == (1.0,)  # alone, it is all there is
+    new = Run(6, "N", 1.2, done=False, parent="K")
+    v = research.verdict([*runs, new], new, Facts(), POLICY)
+    assert v.gain == pytest.approx(0.2)

@@ -114,6 +114,16 @@ def pair_up(refs: Sequence[Run], confs: Sequence[Run]) -> tuple[list[tuple[Run, 
     return pairs, waiting
 
 
+def reference(runs: Sequence[Run], commit: str, upto: int | None = None) -> tuple[float, ...]:
+    """``commit``'s measurements as the level new candidates are compared with: without the run that
+    selected it (it was kept because that run was low: the winner's curse) once it has others."""
+    selecting = {r.n for r in runs if r.commit == commit and r.measured and not r.baseline
+                 and r.confirm_of is None and r.for_candidate is None}
+    values = tuple(float(r.metric) for r in sorted(runs, key=lambda r: r.n)  # type: ignore[arg-type]
+                   if r.measured and r.commit == commit and (upto is None or r.n < upto) and r.n not in selecting)
+    return values or measurements(runs, commit, upto)
+
+
 def _anchor(runs: Sequence[Run]) -> float | None:
     gains = [r for r in runs if r.done and r.status == "keep" and r.reason not in ("simplification", "less memory")]
     if not gains:
@@ -149,7 +159,7 @@ def verdict(runs: Sequence[Run], run: Run, facts: Facts, policy: Policy, fixed: 
     )
     ref: Best | None = None
     if top is not None:
-        values = measurements(done, top.commit, upto=run.n) or ((top.metric,) if top.metric is not None else (0.0,))
+        values = reference(done, top.commit, upto=run.n) or ((top.metric,) if top.metric is not None else (0.0,))
         ref = Best(commit=top.commit, metrics=values, memory_gb=top.memory_gb, lines=facts.best_lines,
                    anchor=_anchor(done))
     return decide(candidate, ref, est, policy)
