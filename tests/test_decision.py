@@ -169,3 +169,12 @@ def test_the_best_is_compared_without_the_run_that_selected_it() -> None:
     new = Run(6, "N", 1.2, done=False, parent="K")
     v = research.verdict([*runs, new], new, Facts(), POLICY)
     assert v.gain == pytest.approx(0.2)
+
+
+def test_a_parent_that_keeps_failing_is_not_asked_for_forever() -> None:
+    runs = [*base_runs(), Run(3, "C", 1.5, decision="remeasure", status="discard", reason="confirming a keep",
+                              parent="P")]
+    for n in range(4, 4 + research.MAX_FAILED_REFERENCES):
+        assert [m.for_candidate for m in research.pending(runs, repeats=2)] == [3]
+        runs.append(Run(n, "P", None, decision="crash", status="crash", cause="exit:1", for_candidate=3, confirm_of=0))
+    assert research.pending(runs, repeats=2) == ()

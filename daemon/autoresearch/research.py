@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from autoresearch.decision import RERUN_CAUSES, Best, Candidate, Policy, Verdict, decide
 from autoresearch.stats import Noise, pooled_sigma
 
+MAX_FAILED_REFERENCES = 3
+"""Fresh runs of a candidate's parent that may fail before the judge stops asking for more."""
+
 
 @dataclass(frozen=True)
 class Run:
@@ -180,6 +183,8 @@ def pending(runs: Sequence[Run], repeats: int) -> tuple[Measure, ...]:
         out += [Measure(base.commit, "confirm: baseline", of=base.n)] * max(0, 1 + repeats - len(tries))
     for first in sorted(_confirming(runs), key=lambda r: r.n):
         refs = [r for r in done if r.for_candidate == first.n]
+        if sum(1 for r in refs if not r.measured) >= MAX_FAILED_REFERENCES:
+            continue  # its parent no longer runs: no pair can be made (the change keeps no row)
         confs = [r for r in done if r.confirm_of == first.n and r.for_candidate is None]
         _, waiting = pair_up(refs, confs)
         name = f"confirm: {first.description}"
