@@ -21,7 +21,8 @@ from autoresearch.decision import RERUN_CAUSES, Best, Candidate, Policy, Verdict
 from autoresearch.stats import Noise, pooled_sigma
 
 MAX_FAILED_REFERENCES = 3
-"""Fresh runs of a candidate's parent that may fail before the judge stops asking for more."""
+"""Fresh runs of a candidate's parent that may fail (by the script's fault: a kill does not count) before
+the judge stops asking for more."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def pending(runs: Sequence[Run], repeats: int) -> tuple[Measure, ...]:
         out += [Measure(base.commit, "confirm: baseline", of=base.n)] * max(0, 1 + repeats - len(tries))
     for first in sorted(_confirming(runs), key=lambda r: r.n):
         refs = [r for r in done if r.for_candidate == first.n]
-        if sum(1 for r in refs if not r.measured) >= MAX_FAILED_REFERENCES:
+        if sum(1 for r in refs if not r.measured and r.cause not in RERUN_CAUSES) >= MAX_FAILED_REFERENCES:
             continue  # its parent no longer runs: no pair can be made (the change keeps no row)
         confs = [r for r in done if r.confirm_of == first.n and r.for_candidate is None]
         _, waiting = pair_up(refs, confs)
