@@ -178,3 +178,11 @@ def test_a_parent_that_keeps_failing_is_not_asked_for_forever() -> None:
         assert [m.for_candidate for m in research.pending(runs, repeats=2)] == [3]
         runs.append(Run(n, "P", None, decision="crash", status="crash", cause="exit:1", for_candidate=3, confirm_of=0))
     assert research.pending(runs, repeats=2) == ()
+
+
+def test_with_one_look_the_first_run_decides_with_all_of_alpha() -> None:
+    one = Policy(max_repeats=1, alpha=0.01)
+    best, noise = Best("P", (2.0, 2.1, 1.9)), Noise(0.1, 60)
+    assert critical(one, 60) < critical(Policy(max_repeats=3, alpha=0.01), 60)
+    assert decide(Candidate("C", "ok", (1.5,), parent="P"), best, noise, one).action == "keep"
+    assert decide(Candidate("C", "ok", (1.85,), parent="P"), best, noise, one).action == "discard"

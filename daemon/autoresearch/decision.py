@@ -121,7 +121,7 @@ def critical(policy: Policy, dof: int, look: int = 0) -> float:
     exclude the selecting run, so they are independent of the screen: a no-op reaches them with
     probability p = P(T > z) and they may spend (alpha − look 0's share) ÷ p, split evenly (Bonferroni)."""
     nu = dof if dof > 0 else math.inf
-    first = policy.alpha * FIRST_LOOK_SHARE
+    first = policy.alpha * (FIRST_LOOK_SHARE if policy.max_repeats > 1 else 1.0)  # one look: all of alpha
     if look == 0:
         return t_quantile(1.0 - first, nu)
     reach = max(1.0 - t_cdf(policy.z, nu), 1e-9)
@@ -179,9 +179,10 @@ def _first_look(run: Candidate, best: Best, mean: float, est: Noise, policy: Pol
 
     if sigma > 0 and gain > clear:
         return verdict("keep", "better", clear)
-    if gain > screen:
-        if sigma > 0 and policy.confirm_keeps:
-            return verdict("remeasure", "confirming a keep", clear)  # a fresh run of the best, then this
+    confirmable = sigma > 0 and policy.confirm_keeps
+    if gain > screen and confirmable and policy.max_repeats > 1:
+        return verdict("remeasure", "confirming a keep", clear)  # a fresh run of the best, then this
+    if gain > screen and not confirmable:
         return verdict("keep", "better", screen)
     anchor_ok = best.anchor is None or sign * (best.anchor - mean) >= -sigma
     within = gain >= -sigma and anchor_ok
