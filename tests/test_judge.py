@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from autoresearch.decision import critical
 from autoresearch.judge import Best, Candidate, Policy, decide
 
 POLICY = Policy(direction="min", z=2.0, max_repeats=3, bounds=(1e-6, 1e6), max_memory_gb=40.0, max_added_lines=5,
@@ -34,32 +35,26 @@ def test_gain_beyond_z_sigma_keeps_with_its_confidence() -> None:
     v = decide(run(0.9), BEST, 0.02, POLICY)
     assert v.action == "keep" and v.reason == "better"
     assert v.gain is not None and abs(v.gain - 0.1) < 1e-12
-    # z·σ·√(1/k + 1/m): one candidate run against the best's three.
-    assert v.threshold == pytest.approx(2 * 0.02 * (1 + 1 / 3) ** 0.5)
+    # t(1 - alpha/looks)·σ·√(1/k + 1/m): one candidate run against the best's three (a bare σ: a normal).
+    assert v.threshold == pytest.approx(critical(POLICY, 1_000_000) * 0.02 * (1 + 1 / 3) ** 0.5)
     assert v.confidence is not None and abs(v.confidence - 5.0) < 1e-9
 
 
-def test_a_keep_is_confirmed_against_a_fresh_run_of_the_best() -> None:
+def test_a_keep_is_confirmed_on_fresh_pairs_of_the_best_and_the_candidate() -> None:
     policy = dataclasses.replace(POLICY, confirm_keeps=True)
-    first = decide(run(0.9), BEST, 0.02, policy)
+    first = decide(run(0.95), BEST, 0.02, policy)  # gain 0.05: past the screen, not clear at once
     assert (first.action, first.reason, first.status) == ("remeasure", "confirming a keep", "discard")
-    # Confirmed against the best's fresh run (the load fell: the best now measures 0.91).
-    fresh = Best(commit="b", metrics=(0.91,), memory_gb=10.0, lines=100)
-    assert decide(run(0.9, 0.89), fresh, 0.02, policy).action == "remeasure"  # gain 0.015: within noise
-    assert decide(run(0.9, 0.8), fresh, 0.02, policy).action == "keep"  # gain 0.06 > 2 * 0.02 * sqrt(1/2 + 1)
+    # The pair: the best's fresh run, then the candidate's (the load fell: the best now measures 0.91).
+    assert decide(run(0.95, 0.905, pairs=((0.91, 0.905),)), BEST, 0.02, policy).action == "remeasure"
+    assert decide(run(0.95, 0.8, pairs=((0.91, 0.8),)), BEST, 0.02, policy).action == "keep"  # 0.11 > t·σ·√2
+    assert decide(run(0.95, 0.95, pairs=((0.91, 0.95),)), BEST, 0.02, policy).action == "discard"  # futile
     assert decide(run(0.9), BEST, 0.0, policy).action == "keep"  # no noise estimate: the seed's rule
 
 
-def test_gain_within_noise_is_remeasured_then_the_mean_decides() -> None:
-    first = decide(run(0.97), BEST, 0.02, POLICY)  # gain 0.03 <= 2 * 0.02
-    assert first.action == "remeasure" and first.status == "discard"
-    # The confirmation came back at 0.95: mean 0.96, gain 0.04 > 2 * 0.02 / sqrt(2).
-    assert decide(run(0.97, 0.95), BEST, 0.02, POLICY).action == "keep"
-    # ... or at 1.01: mean 0.99, still within noise, one more measurement allowed.
-    assert decide(run(0.97, 1.01), BEST, 0.02, POLICY).action == "remeasure"
-    # At max_repeats measurements the candidate is discarded.
-    last = decide(run(0.97, 1.01, 0.99), BEST, 0.02, POLICY)
-    assert last.action == "discard" and last.reason == "within noise"
+def test_without_confirmation_the_screen_decides_at_once() -> None:
+    assert decide(run(0.95), BEST, 0.02, POLICY).action == "keep"  # gain 0.05 > z·σ·√(4/3)
+    last = decide(run(0.99), BEST, 0.02, POLICY)
+    assert (last.action, last.reason, last.status) == ("discard", "within noise", "discard")
 
 
 def test_implausible_memory_and_checks() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from autoresearch.decision import Policy, critical
 from autoresearch.ledger import parse_results
 from autoresearch.loop import Loop
 from autoresearch.noise import sigma
@@ -32,9 +33,9 @@ def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: 
     loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_runs": 6})
     loop.run()
     got = [(r["status"], r["description"], r["val_bpb"]) for r in rows(tmp_path)]
-    # One row per change: the baseline's three runs, then the candidate's two (gain 0.15 <= 2 * 0.1 *
-    # sqrt(1 + 1/3) was within noise, so the best ran again, then the candidate). The fresh run of the
-    # best (1.95) is a re-measurement: in the journal, in no row.
+    # One row per change: the baseline's three runs, then the candidate's two (gain 0.15 passed the
+    # screen, 1 * 0.1 * sqrt(1 + 1/3), but was not clear at once, so the best ran again, then the candidate).
+    # The fresh run of the best (1.95) is a re-measurement: in the journal, in no row.
     assert got == [
         ("keep", "baseline (mean of 3 runs)", "2.000000"),
         ("keep", "LR 0.4 (mean of 2 runs)", "1.725000"),
@@ -46,9 +47,11 @@ def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: 
     assert recorded[4].for_candidate == 3
     # The candidate's mean 1.725 against the best's fresh 1.95: gain 0.225, σ from the baseline's 4 runs.
     sigma5 = (sum((v - 1.9875) ** 2 for v in (2.0, 2.1, 1.9, 1.95)) / 3) ** 0.5
-    assert recorded[5].decision == "keep" and recorded[5].gain == pytest.approx(0.225)
-    assert recorded[5].threshold == pytest.approx(2 * sigma5 * (1 / 2 + 1) ** 0.5)
-    assert recorded[5].confidence == pytest.approx(0.225 / sigma5)
+    # The confirmation looks at the pair alone (the selecting 1.85 does not count): the best's fresh 1.95
+    # against the candidate's 1.6, a gain of 0.35 over t·σ·√2 (σ from the baseline's 4 runs, 3 dof).
+    assert recorded[5].decision == "keep" and recorded[5].gain == pytest.approx(0.35)
+    assert recorded[5].threshold == pytest.approx(critical(Policy(z=0.5), 3, look=1) * sigma5 * 2**0.5)
+    assert recorded[5].confidence == pytest.approx(0.35 / sigma5)
     assert recorded[5].best_metric == pytest.approx(1.725)  # the best is the mean of its runs
     assert recorded[3].commit == recorded[5].commit
     # The confirmation pair joined the pooled estimate.
@@ -59,22 +62,27 @@ def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: 
 
 
 def test_a_first_run_beyond_noise_is_not_kept_when_the_fresh_best_catches_up(tmp_path: Path) -> None:
-    """The load fell: the candidate's 1.5 beats the old best mean, but so does the best's fresh run."""
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(1.52), ok(1.51), ok(1.53)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_runs": 7})
+    """The load fell: the candidate's 1.5 beats the old best mean, but so does the best's fresh run; the
+    pair shows no gain, so the confirmation stops at its first look."""
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(1.52), ok(1.53)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_runs": 6})
     loop.run()
     got = [(r["status"], r["description"], r["val_bpb"]) for r in rows(tmp_path)][1:]
-    assert got == [("discard", "LR 0.4 [within noise] (mean of 3 runs)", "1.513333")]
+    assert got == [("discard", "LR 0.4 [within noise] (mean of 2 runs)", "1.515000")]
     assert loop.workspace.head() == loop.journal.load().experiments[0].commit
 
 
-def test_within_noise_twice_is_discarded_and_the_branch_stays(tmp_path: Path) -> None:
-    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.95), ok(2.0), ok(1.97), ok(1.99)]
-    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_experiments": 2})
+def test_within_noise_is_discarded_at_once_or_after_its_last_pair(tmp_path: Path) -> None:
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.95), ok(1.8), ok(2.0), ok(1.9), ok(2.0), ok(1.95)]
+    proposals = [(CHANGED, "LR 0.4"), (TARGET.replace("0.5", "0.3"), "LR 0.3")]
+    loop = fake_loop(tmp_path, runs, proposals, noise={"repeats": 2}, limits={"max_experiments": 3})
     loop.run()
     got = [(r["status"], r["description"]) for r in rows(tmp_path)]
-    assert got == [("keep", "baseline (mean of 3 runs)"), ("discard", "LR 0.4 [within noise] (mean of 3 runs)")]
-    assert len(loop.journal.load().recorded()) == 7  # two changes judged: their re-measurements ran too
+    # 1.95: a gain of 0.05 under the screen. 1.8: past it; two pairs (2.0, 1.9) and (2.0, 1.95) gain 0.075
+    # on average, under t·σ at the last look.
+    assert got == [("keep", "baseline (mean of 3 runs)"), ("discard", "LR 0.4 [within noise]"),
+                   ("discard", "LR 0.3 [within noise] (mean of 3 runs)")]
+    assert len(loop.journal.load().recorded()) == 9
     assert loop.workspace.head() == loop.journal.load().experiments[0].commit
 
 

@@ -20,11 +20,11 @@ def variant(value: str) -> str:
     return TARGET.replace("0.5", value)
 
 
-# baseline 2.0, 2.1, 1.9 (σ 0.1); "LR 0.4" 1.5 beyond noise -> fresh best 2.0 -> 1.6: keep at mean 1.55;
-# "LR 0.3" 1.5 within noise of 1.55 -> fresh best 1.6, 1.45, 1.52: within noise, discard (mean of 3);
-# "LR 0.2" crashes; "LR 0.1" 1.0 beyond noise -> fresh best 1.5 -> 1.1: keep at mean 1.05.
-SESSION_RUNS = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(2.0), ok(1.6), ok(1.5), ok(1.6), ok(1.45), ok(1.52),
-                ("Traceback\n", "exit:1"), ok(1.0), ok(1.5), ok(1.1)]
+# baseline 2.0, 2.1, 1.9 (σ 0.1); "LR 0.4" 1.5 past the screen -> the pair (fresh best 2.0, 1.6) gains 0.4:
+# keep at mean 1.55; "LR 0.3" 1.4 past the screen -> pairs (1.55, 1.5) and (1.6, 1.6): within noise at the
+# last look, discard (mean of 3); "LR 0.2" crashes; "LR 0.1" 1.0 is clear at once: keep.
+SESSION_RUNS = [ok(2.0), ok(2.1), ok(1.9), ok(1.5), ok(2.0), ok(1.6), ok(1.4), ok(1.55), ok(1.5), ok(1.6), ok(1.6),
+                ("Traceback\n", "exit:1"), ok(1.0)]
 SESSION_PROPOSALS = [(variant("0.4"), "LR 0.4"), (variant("0.3"), "LR 0.3"), (variant("0.2"), "LR 0.2"),
                      (variant("0.1"), "LR 0.1")]
 
@@ -41,13 +41,13 @@ def test_one_row_per_change_with_the_judges_mean(tmp_path: Path) -> None:
     assert [(r["status"], r["val_bpb"], r["description"]) for r in got] == [
         ("keep", "2.000000", "baseline (mean of 3 runs)"),
         ("keep", "1.550000", "LR 0.4 (mean of 2 runs)"),
-        ("discard", "1.490000", "LR 0.3 [within noise] (mean of 3 runs)"),
+        ("discard", "1.500000", "LR 0.3 [within noise] (mean of 3 runs)"),
         ("crash", "0.000000", "LR 0.2 [exit:1]"),
-        ("keep", "1.050000", "LR 0.1 (mean of 2 runs)"),
+        ("keep", "1.000000", "LR 0.1"),
     ]
     state = loop.journal.load()  # type: ignore[attr-defined]
     assert len(state.recorded()) == len(SESSION_RUNS)  # every re-measurement is still a run in the journal
-    assert [r.verdict_n for r in rows(state)] == [0, 5, 9, 10, 13]  # rows in verdict order
+    assert [r.verdict_n for r in rows(state)] == [0, 5, 10, 11, 12]  # rows in verdict order
     assert result.reason == "max_experiments reached (5)"  # type: ignore[attr-defined]
 
 
@@ -55,8 +55,8 @@ def test_karpathys_notebook_counts_kept_changes_and_right_deltas(tmp_path: Path)
     run_session(tmp_path)
     got = check_session(tmp_path, journal=tmp_path / ".git" / "autoresearch" / "journal.jsonl")
     assert len(got.kept) == 3 and got.counts == {"KEEP": 3, "DISCARD": 1, "CRASH": 1}
-    assert [d for _, d in got.deltas] == [pytest.approx(0.45), pytest.approx(0.5)]
-    assert got.running_best == [2.0, 1.55, 1.05]
+    assert [d for _, d in got.deltas] == [pytest.approx(0.45), pytest.approx(0.55)]
+    assert got.running_best == [2.0, 1.55, 1.0]
     assert got.lines()[:2] == ["Total experiments: 5", "KEPT experiments (3 total):"]
 
 
@@ -75,13 +75,13 @@ def test_status_and_report_count_the_rows(tmp_path: Path) -> None:
     loop_state = rows_state(tmp_path)
     s = summarize(loop_state, "min")
     assert (s["experiments"], s["keep"], s["discard"], s["crash"]) == (5, 3, 1, 1)
-    assert (s["run_count"], s["remeasurements"]) == (14, 9)
-    assert s["baseline"] == pytest.approx(2.0) and s["best"] == pytest.approx(1.05)
-    assert s["improvement"]["absolute"] == pytest.approx(0.95)
+    assert (s["run_count"], s["remeasurements"]) == (13, 8)
+    assert s["baseline"] == pytest.approx(2.0) and s["best"] == pytest.approx(1.0)
+    assert s["improvement"]["absolute"] == pytest.approx(1.0)
     ledger = load_ledger(tmp_path, "val_bpb", "min")
     assert [r.status for r in ledger.runs] == ["keep", "keep", "discard", "crash", "keep"]
-    assert ledger.improvements == 2 and ledger.remeasurements == 9
-    assert [h.gain for h in ledger.hits()] == [pytest.approx(0.5), pytest.approx(0.45)]
+    assert ledger.improvements == 2 and ledger.remeasurements == 8
+    assert [h.gain for h in ledger.hits()] == [pytest.approx(0.55), pytest.approx(0.45)]
     assert analyse((tmp_path / "results.tsv").read_text()).total == s["experiments"] == len(ledger.runs)
 
 
@@ -130,10 +130,12 @@ def test_a_real_session_reads_right_in_karpathys_notebook_status_and_report(tmp_
     assert {k: status[k] for k in ("keep", "discard", "crash")} == {
         k: got.counts.get(k.upper(), 0) for k in ("keep", "discard", "crash")}
     roles = [r["role"] for r in status["run_list"]]
-    assert roles[:3] == ["baseline", "repeat", "repeat"] and "fresh best" in roles and "confirmation" in roles
+    assert roles[:3] == ["baseline", "repeat", "repeat"]
+    # A gain clear at once is kept without a pair; a confirmation always comes with its fresh best run.
+    assert ("fresh best" in roles) == ("confirmation" in roles)
     assert status["run_count"] == len(roles) > 5
     table = cli("status", str(repo), "--runs", env={"COLUMNS": "300"}).stdout
-    assert "fresh best" in table and "confirm: baseline" in table
+    assert "confirm: baseline" in table
     ledger = load_ledger(repo, "val_bpb", "min")
     assert len(ledger.runs) == 5 and ledger.remeasurements == len(roles) - 5
     assert git(repo, "status", "--porcelain") == ""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from autoresearch.journal import Journal, JournalState
-from autoresearch.scheduler import DraftNeed, Job, Pending, drafts_to_start, next_job
+from autoresearch.research import Measure
+from autoresearch.scheduler import DraftNeed, Job, drafts_to_start, next_job
 
 
 def _draft(j: Journal, i: int) -> None:
@@ -52,8 +53,8 @@ def test_the_judges_queue_comes_before_drafts_and_an_item_runs_only_on_its_lane(
     """Several pending measurements at once (one per candidate): a free lane takes the first it may run;
     an item pinned to a lane (a confirmation pair) is left for that lane, which takes nothing else first."""
     state = _state(tmp_path, [("exp", 0, True), ("draft", 0, False)])
-    pinned = Pending("c" * 40, "confirm: a", of=3, lane=1)
-    anywhere = Pending("d" * 40, "confirm: b", of=4)
+    pinned = Measure("c" * 40, "confirm: a", of=3, lane=1)
+    anywhere = Measure("d" * 40, "confirm: b", of=4)
     queue = [pinned, anywhere]
     assert next_job(state, (), True, queue, lane=1) == Job("remeasure", measure=pinned)
     assert next_job(state, (), True, queue, lane=0) == Job("remeasure", measure=anywhere)

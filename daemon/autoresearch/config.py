@@ -323,13 +323,18 @@ class SlurmSettings(Section):
 class NoiseSettings(Section):
     repeats: int = Field(default=2, ge=0)
     """Extra runs of the unchanged baseline at the start, to estimate the noise σ (0 = none)."""
-    z: float = Field(default=2.0, ge=0)
-    """A candidate is kept outright when it beats the best by more than z·σ (0 = any gain, the seed's rule)."""
+    z: float = Field(default=0.5, ge=0)
+    """The screen: a first measurement that beats the best by more than z·σ·√(1 + 1/m) is confirmed; at or
+    below it, it is discarded (0 with no noise estimate = any gain, the seed's rule)."""
     confirm_keeps: bool = True
-    """Confirm a keep before it lands: the best runs again, then the candidate, and only the best's fresh runs
-    count (a drift in the machine's load otherwise makes old bests easy to beat)."""
+    """Confirm a keep before it lands: pairs of a fresh run of the best then the candidate, on one lane, and
+    only those pairs count (a drift in the machine's load otherwise makes old bests easy to beat)."""
     max_repeats: int = Field(default=3, ge=1)
-    """Most measurements of one candidate: a gain within noise is re-run (a `confirm:` row) until then."""
+    """Looks per candidate: its first measurement, then up to max_repeats − 1 confirmation pairs."""
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    """The most probability that a change without a true gain is kept, over all its looks (split evenly)."""
+    futility: float = 0.0
+    """A confirmation look whose pairs' gain is at most this many standard errors stops with a discard."""
 
 
 class SimplicitySettings(Section):

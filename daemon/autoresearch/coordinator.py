@@ -64,7 +64,8 @@ class Coordinator:
         assert best is not None  # the scheduler offers nothing else before a best
         if job.kind == "remeasure":
             assert job.measure is not None
-            return self.remeasure(job.measure, best.commit, lane)
+            # A confirmation stays on its candidate's parent (a rebase then merges from there, not from the best).
+            return self.remeasure(job.measure, job.measure.parent or best.commit, lane)
         assert job.draft is not None
         return self.take_draft(state.drafts[job.draft], best, lane)
 
@@ -103,12 +104,16 @@ class Coordinator:
     def rebase(self, exp: Experiment, best: Experiment, content: str) -> int:
         """Journal ``exp``'s change re-applied onto ``best`` (or find the one a crash left); its number."""
         with self.lock:  # find-or-number and append as one step
-            existing = next((e.n for e in self.journal.load().ordered() if e.rebase_of == exp.n), None)
+            state = self.journal.load()
+            existing = next((e.n for e in state.ordered() if e.rebase_of == exp.n), None)
             if existing is not None:
                 return existing  # journaled before a crash: judged again, not rebased twice
+            # A confirmation run (the judge's) re-applies the change it confirmed: name it and credit its agent.
+            origin = state.experiments.get(exp.confirm_of, exp) if exp.confirm_of is not None else exp
             n = self.new_experiment(  # no lane: the rebased experiment waits for whichever lane is free
-                parent=best.commit, baseline=False, description=f"{exp.description} (rebased)", content=content,
-                agent=exp.agent, meta={**exp.meta, "rebased_from": exp.commit}, propose_s=0.0, rebase_of=exp.n,
+                parent=best.commit, baseline=False, description=f"{origin.description} (rebased)", content=content,
+                agent=origin.agent, meta={**origin.meta, "rebased_from": exp.commit}, propose_s=0.0,
+                rebase_of=exp.n,
             )
         log.info("experiment.rebased", n=exp.n, rebased_as=n, onto=best.commit[:7])
         return n

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from autoresearch import judge, noise, rebase
+from autoresearch import judge, noise, rebase, research
 from autoresearch.journal import Experiment, JournalState
 from autoresearch.runners.base import RunKind, RunOutcome
 
@@ -44,7 +44,8 @@ def policy(phases: Phases) -> judge.Policy:
     s = phases.settings
     return judge.Policy(direction=s.direction, z=s.noise.z, max_repeats=s.noise.max_repeats,
                         bounds=s.metric_bounds, max_memory_gb=s.max_memory_gb,
-                        max_added_lines=s.simplicity.max_added_lines, confirm_keeps=s.noise.confirm_keeps)
+                        max_added_lines=s.simplicity.max_added_lines, confirm_keeps=s.noise.confirm_keeps,
+                        alpha=s.noise.alpha, futility=s.noise.futility)
 
 
 @dataclass
@@ -108,37 +109,27 @@ class Steps:
         return outcome, metric
 
     def verdict(self, state: JournalState, exp: Experiment) -> judge.Verdict:
-        """The keep rule on what the journal holds before ``exp``, plus ``exp`` itself."""
+        """The keep rule on what the journal holds, plus ``exp`` itself: git's facts gathered here, the
+        decision made by the pure core (``research.verdict``)."""
         p = self.phases
-        commit = exp.commit
-        cause = exp.cause
-        earlier = noise.measurements(state, commit, upto=exp.n)
-        own = () if exp.metric is None or cause != "ok" else (exp.metric,)
-        best_exp = state.best()  # ``exp`` is not recorded yet: the best of this instant (with lanes, too)
-        lineage: dict[str, Any] = {}
-        if best_exp is not None and rebase.overtaken(exp, best_exp) and own:
-            merged = rebase.merged_onto(p.settings, p.workspace, exp, best_exp)
-            lineage = {"parent": exp.parent, "parent_metrics": noise.measurements(state, exp.parent),
-                       "merges": merged is not None}
-        run = judge.Candidate(
-            commit=commit, cause=cause, metrics=earlier + own, memory_gb=exp.memory_gb,
-            lines=self._lines(commit), checks_ok=exp.checks_ok, confirmation=exp.confirm_of is not None, **lineage,
-        )
-        best = None
-        if best_exp is not None:
-            best_commit = best_exp.commit
-            first = exp.n if exp.confirm_of is None else exp.confirm_of
-            # Runs of the best since this candidate's first run, if any: measured under today's load.
-            values = (noise.measurements(state, best_commit, upto=exp.n, since=first)
-                      or noise.measurements(state, best_commit, upto=exp.n) or (float(best_exp.metric or 0.0),))
-            best = judge.Best(commit=best_commit, metrics=values, memory_gb=best_exp.memory_gb,
-                              lines=self._lines(best_commit))
+        runs = noise.runs_of(state)
+        run = noise.run_of(exp)
         if exp.adopted:  # someone else's commit on the branch: the new base unless it crashed
-            verdict = judge.decide(run, None, noise.sigma(state, upto=exp.n), policy(p))
+            verdict = research.verdict([], run, research.Facts(), policy(p))
             if verdict.action == "crash":
                 return verdict
-            return judge.Verdict("keep", "adopted", mean=sum(run.metrics) / len(run.metrics))
-        return judge.decide(run, best, noise.sigma(state, upto=exp.n), policy(p))
+            return judge.Verdict("keep", "adopted", mean=verdict.mean)
+        best_exp = state.best()
+        first = state.experiments.get(exp.confirm_of, exp) if exp.confirm_of is not None else exp
+        merges = None
+        if (best_exp is not None and exp.for_candidate is None and not first.baseline and run.metric is not None
+                and first.parent != best_exp.commit and exp.commit != best_exp.commit):
+            # Overtaken (another lane kept meanwhile): does the change re-apply onto the best?
+            merges = rebase.merged_onto(p.settings, p.workspace, first, best_exp) is not None
+        facts = research.Facts(lines=self._lines(exp.commit),
+                               best_lines=self._lines(best_exp.commit) if best_exp is not None else 0,
+                               checks_ok=exp.checks_ok, merges=merges)
+        return research.verdict(runs, run, facts, policy(p))
 
     def _lines(self, commit: str) -> int:
         if not commit:

@@ -1,33 +1,30 @@
-"""Pure functions: read a run's metric, and decide what a finished run means for the branch.
+"""Pure functions: read a run's metric; the keep rule itself is ``decision.decide`` (re-exported here).
 
-``decide(run, best, sigma, policy)`` is the one keep rule (no git, no runner, no clock): the same
-inputs always give the same verdict. For ``min`` (``max`` mirrors it), with gain = best mean − run
-mean and k the run commit's measurements:
-
-1. a crash, a metric outside ``metric_bounds`` (``implausible``), memory over ``max_memory_gb``
-   (``memory``) or failed checks (``checks``) is never kept;
-2. gain > z·σ·√(1/k + 1/m), m the best's runs it is compared with → keep; a first measurement is
-   first confirmed (``confirm_keeps``): the best runs again, then the candidate, and only runs of
-   the best made since the candidate's first run count (the load drifts);
-3. a shorter target (fewer lines) or clearly less memory, not worse by more than σ → keep
-   (``simplification`` / ``less memory``);
-4. 0 < gain ≤ that → re-run the same way while k < ``max_repeats``, unless it adds more than
-   ``max_added_lines`` or needs clearly more memory; then the mean decides;
-5. otherwise → discard.
+``decide(run, best, noise, policy)`` is the one keep rule (no git, no runner, no clock); see
+``decision`` for the looks, the screen and the sequential confirmation, and ``research`` for the
+facts it is fed from the runs (the daemon's journal or ``bench/yield.py``'s simulation).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Literal
 
-Action = Literal["keep", "discard", "crash", "remeasure", "rebase"]
-MEMORY_MARGIN = 0.05
-"""Memory differences under 5 % (or 0.05 GB) are measurement noise, not a win or a loss."""
-RERUN_CAUSES = ("interrupted", "docker")
-"""Causes that are not the script's fault: a confirmation that ended so is simply run again."""
+from autoresearch.decision import (
+    MEMORY_MARGIN,
+    RERUN_CAUSES,
+    Action,
+    Best,
+    Candidate,
+    Lineage,
+    Policy,
+    Verdict,
+    decide,
+    lineage,
+)
+
+__all__ = ["MEMORY_MARGIN", "RERUN_CAUSES", "Action", "Best", "Candidate", "Lineage", "Policy", "Verdict",
+           "crash_reason", "decide", "last_value", "lineage", "memory_gb"]
 
 
 def last_value(log_text: str, name: str) -> float | None:
@@ -41,11 +38,6 @@ def last_value(log_text: str, name: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-def is_better(value: float, best: float, direction: str) -> bool:
-    """Strictly better, direction-aware: a tie is not an improvement."""
-    return value < best if direction == "min" else value > best
 
 
 def crash_reason(cause: str, metric: float | None, metric_name: str) -> str | None:
@@ -63,155 +55,3 @@ def memory_gb(measured_gb: float | None, log_text: str) -> float:
         return measured_gb
     mb = last_value(log_text, "peak_vram_mb")
     return 0.0 if mb is None else mb / 1024
-
-
-@dataclass(frozen=True)
-class Policy:
-    direction: Literal["min", "max"] = "min"
-    z: float = 2.0
-    max_repeats: int = 3
-    """Most measurements of one candidate (its first run plus confirmations)."""
-    bounds: tuple[float, float] = (1e-6, 1e6)
-    max_memory_gb: float | None = None
-    max_added_lines: int | None = None
-    confirm_keeps: bool = True
-    """A first measurement beyond noise is re-run next to a fresh run of the best before it is kept
-    (the machine's load drifts: a best measured an hour ago is no fair comparison)."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A finished run, with every measurement its commit has so far (this run's last)."""
-
-    commit: str
-    cause: str
-    """``ok`` or why the run (or its evaluation) failed."""
-    metrics: tuple[float, ...]
-    memory_gb: float = 0.0
-    lines: int = 0
-    checks_ok: bool | None = None
-    """None: checks not run (yet, or not configured)."""
-    confirmation: bool = False
-    parent: str | None = None
-    """With lanes: the commit this run's change was made on (None: a repeat, a confirmation, the baseline)."""
-    parent_metrics: tuple[float, ...] = ()
-    """The parent's measurements (it was the best when the run was proposed)."""
-    merges: bool | None = None
-    """The run's change merges cleanly onto the best (``git merge-file``); None: not tried."""
-
-
-@dataclass(frozen=True)
-class Best:
-    commit: str
-    metrics: tuple[float, ...]
-    memory_gb: float = 0.0
-    lines: int = 0
-
-    @property
-    def mean(self) -> float:
-        return sum(self.metrics) / len(self.metrics)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    action: Action
-    reason: str
-    gain: float | None = None
-    threshold: float | None = None
-    confidence: float | None = None
-    """gain ÷ σ (None without a noise estimate)."""
-    mean: float | None = None
-
-    @property
-    def status(self) -> str:
-        """The row's status in the seed's vocabulary (a re-run's first row is a discard until confirmed)."""
-        if self.action == "remeasure":
-            return "crash" if self.reason in RERUN_CAUSES else "discard"
-        if self.action == "rebase":
-            return "discard"  # the change goes on as a new experiment; this run never becomes a keep
-        return self.action
-
-
-def decide(run: Candidate, best: Best | None, sigma: float, policy: Policy) -> Verdict:
-    if run.cause != "ok" or not run.metrics:
-        if run.confirmation and run.cause in RERUN_CAUSES:
-            return Verdict("remeasure", run.cause)  # not the script's fault: measure it again
-        return Verdict("crash", run.cause if run.cause != "ok" else "no metric")
-    latest = run.metrics[-1]
-    lo, hi = policy.bounds
-    if not lo <= latest <= hi:
-        return Verdict("crash", "implausible")
-    if policy.max_memory_gb is not None and run.memory_gb > policy.max_memory_gb:
-        return Verdict("discard", "memory")
-    if run.checks_ok is False:
-        return Verdict("discard", "checks")
-    mean = sum(run.metrics) / len(run.metrics)
-    if best is None:
-        return Verdict("keep", "first", mean=mean)
-    if run.commit == best.commit:
-        return Verdict("keep", "repeat", mean=mean)
-    if run.parent is not None and run.parent != best.commit:
-        return _overtaken(run, mean, sigma, policy)
-    sign = 1.0 if policy.direction == "min" else -1.0
-    gain = sign * (best.mean - mean)
-    # The noise of a difference of two means: k candidate runs against m runs of the best.
-    threshold = policy.z * sigma * math.sqrt(1 / len(run.metrics) + 1 / len(best.metrics))
-    confidence = gain / sigma if sigma > 0 else None
-
-    def verdict(action: Action, reason: str) -> Verdict:
-        return Verdict(action, reason, gain=gain, threshold=threshold, confidence=confidence, mean=mean)
-
-    within = gain >= -sigma
-    less_memory = run.memory_gb < best.memory_gb * (1 - MEMORY_MARGIN) - MEMORY_MARGIN
-    more_memory = run.memory_gb > best.memory_gb * (1 + MEMORY_MARGIN) + MEMORY_MARGIN
-    if gain > threshold:
-        if policy.confirm_keeps and sigma > 0 and len(run.metrics) == 1:
-            return verdict("remeasure", "confirming a keep")  # a fresh run of the best, then this again
-        return verdict("keep", "better")
-    if within and run.lines < best.lines:
-        return verdict("keep", "simplification")
-    if within and less_memory:
-        return verdict("keep", "less memory")
-    if gain <= 0:
-        return verdict("discard", "not better")
-    if more_memory:
-        return verdict("discard", "within noise, more memory")
-    if policy.max_added_lines is not None and run.lines - best.lines > policy.max_added_lines:
-        return verdict("discard", "within noise, adds too many lines")
-    if len(run.metrics) < policy.max_repeats:
-        return verdict("remeasure", "within noise")
-    return verdict("discard", "within noise")
-
-
-Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
-
-
-def _overtaken(run: Candidate, mean: float, sigma: float, policy: Policy) -> Verdict:
-    """Another lane's keep landed while the run trained: it is judged against its own parent, and at best
-    re-applied onto the best (``rebase``), never kept itself."""
-    parent = sum(run.parent_metrics) / len(run.parent_metrics) if run.parent_metrics else None
-    m = max(len(run.parent_metrics), 1)
-    threshold = policy.z * sigma * math.sqrt(1 / len(run.metrics) + 1 / m)
-    where = lineage(mean, parent, False, run.merges, policy.direction, threshold)
-    gain = None if parent is None else (parent - mean if policy.direction == "min" else mean - parent)
-    return Verdict("rebase" if where == "rebase" else "discard", where, gain=gain, threshold=threshold,
-                   confidence=None if gain is None or sigma <= 0 else gain / sigma, mean=mean)
-
-
-def lineage(metric: float | None, parent_metric: float | None, parent_is_best: bool, merges: bool | None,
-            direction: str, threshold: float = 0.0) -> Lineage:
-    """Where a finished run stands when other lanes may have moved the best while it trained.
-
-    ``current``: its parent is still the best, so ``decide`` (the keep rule) applies. Otherwise: a run
-    that beats its own parent by more than ``threshold`` is re-applied onto the best (``rebase``: a new
-    experiment, measured before it can be kept) when its change merges cleanly (``merges``), else it is
-    a ``merge-conflict`` discard; a run that does not beat its parent is ``stale`` (discard). A rebase
-    is never a keep by itself: only the rebased commit's own measurement can make it one."""
-    if parent_is_best:
-        return "current"
-    if metric is None or parent_metric is None:
-        return "stale"
-    gain = parent_metric - metric if direction == "min" else metric - parent_metric
-    if gain <= threshold:
-        return "stale"
-    return "rebase" if merges else "merge-conflict"

@@ -88,16 +88,15 @@ def change_keys(state: JournalState) -> dict[int, int]:
 
 
 def _awaiting_verdict(state: JournalState, done: list[Experiment], change: dict[int, int]) -> set[int]:
-    """Changes whose last verdict asked for another run that is still to come (the rule of
-    ``noise.next_remeasure``: it follows the last recorded row) or already in flight."""
-    waiting = {change[e.n] for e in state.open() if e.confirm_of is not None}
+    """Changes whose latest verdict asked for another run that is still to come or already in flight
+    (the rule of ``research.pending``: every change's own latest run, not the last row of all)."""
+    waiting = {change[e.n] for e in state.open() if e.confirm_of is not None and e.for_candidate is None}
     waiting |= {e.for_candidate for e in state.open() if e.for_candidate is not None}
-    if done:
-        last = done[-1]
-        if last.for_candidate is not None:
-            waiting.add(last.for_candidate)
-        elif last.decision == "remeasure":
-            waiting.add(change[last.n])
+    latest: dict[int, Experiment] = {}
+    for exp in done:  # completion order: the last one of each change wins
+        if exp.for_candidate is None:
+            latest[change[exp.n]] = exp
+    waiting |= {key for key, exp in latest.items() if exp.decision == "remeasure"}
     # The baseline's verdict (keep) is final at its first run: its repeats only refine its mean.
     return {k for k in waiting if k in state.experiments and not state.experiments[k].baseline}
 

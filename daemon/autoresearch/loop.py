@@ -203,7 +203,11 @@ class Loop:
             state = self.journal.load()
             if reason is None and not paid_only and self._drained(state):
                 reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
-            if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts):
+            # A run the judge still wants (one may have been queued since _dispatch read the state) finishes
+            # a change already counted: the loop stops only when none is left.
+            owed = runs_ok and bool(self._pending(state))
+            if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts) \
+                    and not owed:
                 self._end_waits()
                 return self._stop(reason)
             self.pool.wait(timeout=0.5)

@@ -1,11 +1,12 @@
 """Keeps under concurrency: a run whose parent stopped being the best while it trained.
 
-``judge.decide`` decides (pure: ``Candidate.parent``, ``parent_metrics``, ``merges``; see
-``judge.lineage``); this module makes the 3-way merge of the target (``git merge-file``) and, for a
-``rebase`` verdict, the merged target becomes a new experiment (``Coordinator.rebase``, the one place
-that numbers experiments): queued first (an open experiment), on the current best, measured before it
-can be kept. The new experiment is journaled *before* the old one's ``recorded`` (write-ahead), and a
-restart that judges the old one again finds it (``rebase_of``), so a crash never makes two.
+``decision.decide`` decides (pure: ``Candidate.parent``, ``parent_metrics``, ``merges``, and for a
+confirmation its pairs against its own parent; see ``decision.lineage``); this module makes the 3-way
+merge of the target (``git merge-file``) and, for a ``rebase`` verdict, the merged target becomes a new
+experiment (``Coordinator.rebase``, the one place that numbers experiments): queued first (an open
+experiment), on the current best, measured before it can be kept. The new experiment is journaled
+*before* the old one's ``recorded`` (write-ahead), and a restart that judges the old one again finds it
+(``rebase_of``), so a crash never makes two.
 """
 
 from __future__ import annotations

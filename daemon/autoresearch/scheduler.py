@@ -35,30 +35,16 @@ class Measurement(Protocol):
     @property
     def lane(self) -> int | None:
         """The lane that must run it (None: any)."""
-
-
-@dataclass(frozen=True)
-class Pending:
-    commit: str
-    description: str
-    of: int
-    for_candidate: int | None = None
-    lane: int | None = None
+    @property
+    def parent(self) -> str | None:
+        """The candidate's parent, for a confirmation (it stays on the parent its change was made on)."""
 
 
 def pending_measurements(state: JournalState, repeats: int) -> list[Measurement]:
-    """The judge's queue of measurements not started yet, in the order they should run.
-
-    Today's judge derives one run at a time from the last recorded row (``noise.next_remeasure``), so the
-    queue holds at most one item and none while one of its runs is open; the candidate's run after a
-    fresh run of the best goes to that run's lane. A judge that keeps an explicit queue replaces this body."""
-    if state.best() is None or any(e.agent == "judge" for e in state.open()):
-        return []
-    todo = noise.next_remeasure(state, repeats)
-    if todo is None:
-        return []
-    pair = [e.lane for e in state.recorded() if todo.for_candidate is None and e.for_candidate == todo.of]
-    return [Pending(todo.commit, todo.description, todo.of, todo.for_candidate, pair[-1] if pair else None)]
+    """The judge's queue of measurements not started yet, in the order they should run (``noise.pending``:
+    baseline repeats, then the runs of each candidate being confirmed; a pair's second run pinned to the
+    lane of its first)."""
+    return list(noise.pending(state, repeats))
 
 
 @dataclass(frozen=True)
