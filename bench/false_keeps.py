@@ -1,6 +1,7 @@
 """How often a change that does nothing is kept, on the bundled example with its evaluator.
 
-    python3 bench/false_keeps.py [--proposals N] [--budget S] [--repeats R] [--z Z] [--max-repeats K] [--smoke]
+    python3 bench/false_keeps.py [--proposals N] [--budget S] [--repeats R] [--z Z] [--alpha A]
+                               [--max-repeats K] [--smoke]
 
 A command agent appends a comment to train.py (a no-op) N times; the loop runs each for S seconds
 of training, evaluates it, and judges it with the noise-aware keep rule. A keep of a no-op is a
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 from autoresearch.commands import build_loop, init_repo
+from autoresearch.config import NoiseSettings
 from autoresearch.example import write_example
 from autoresearch.noise import sigma
 
@@ -39,9 +41,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proposals", type=int, default=20)
     parser.add_argument("--budget", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--z", type=float, default=2.0)
-    parser.add_argument("--max-repeats", type=int, default=3)
+    # The daemon's own defaults: the figure is what a user gets unless a flag says otherwise.
+    defaults = NoiseSettings()
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--z", type=float, default=defaults.z, help="the first look's screen (z·σ)")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="false-keep budget per candidate")
+    parser.add_argument("--max-repeats", type=int, default=defaults.max_repeats)
     parser.add_argument("--smoke", action="store_true", help="a baseline and 1 proposal: the code paths (CI)")
     args = parser.parse_args()
     if args.smoke:
@@ -65,6 +70,7 @@ def main() -> None:
             "AUTORESEARCH_NOISE__REPEATS": str(args.repeats),
             "AUTORESEARCH_NOISE__Z": str(args.z),
             "AUTORESEARCH_NOISE__MAX_REPEATS": str(args.max_repeats),
+            "AUTORESEARCH_NOISE__ALPHA": str(args.alpha),
         })
         init_repo(repo, "bench", {})
         loop = build_loop(repo, {"grace": 120.0, "runner": "process"})

@@ -4,7 +4,8 @@ scaling efficiency of 2 lanes on a cluster with 2 (fake) GPUs.
     python3 bench/slurm.py [--budget S] [--per-lane K] [--poll S] [--smoke]
 
 Needs the Slurm runner (``autoresearch.runners.slurm``) and a cluster that answers (``bash
-.ci/slurm-setup.sh start``: one node, 2 fake GPUs); without either it exits 2 saying which. In one run:
+.ci/slurm-setup.sh start``: one node, 2 fake GPUs); without either it exits 77 saying which (the bench
+smoke test's "missing here": a skip, a failure in CI). In one run:
 
 - ``local``: the process runner in its bubblewrap sandbox, 1 lane (the reference);
 - ``slurm``: ``runner = "slurm"`` (``slurm.inner = "bwrap"``, ``gres = "gpu:1"``), 1 lane, then 2 lanes.
@@ -188,7 +189,7 @@ def main() -> None:
     problem = preflight()
     if problem is not None:
         print(f"bench/slurm.py: {problem}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(77)
     from autoresearch import logs
 
     logs.configure(level="error", stream=sys.stderr)

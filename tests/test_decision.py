@@ -176,8 +176,10 @@ def test_a_parent_that_keeps_failing_is_not_asked_for_forever() -> None:
                               parent="P")]
     for n in range(4, 4 + research.MAX_FAILED_REFERENCES):
         assert [m.for_candidate for m in research.pending(runs, repeats=2)] == [3]
+        assert research.given_up(runs) == []
         runs.append(Run(n, "P", None, decision="crash", status="crash", cause="exit:1", for_candidate=3, confirm_of=0))
     assert research.pending(runs, repeats=2) == ()
+    assert research.given_up(runs) == [3]  # the shell journals why (a confirm_drop record)
 
 
 def test_with_one_look_the_first_run_decides_with_all_of_alpha() -> None:

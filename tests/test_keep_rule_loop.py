@@ -86,6 +86,22 @@ def test_within_noise_is_discarded_at_once_or_after_its_last_pair(tmp_path: Path
     assert loop.workspace.head() == loop.journal.load().experiments[0].commit
 
 
+def test_a_confirmation_given_up_is_explained_in_the_journal(tmp_path: Path) -> None:
+    """The best's fresh runs crash three times: no pair can be made, so the judge stops asking and the
+    journal says why (a ``confirm_drop`` naming the candidate), once."""
+    crash = ("Traceback\n", "exit:1")
+    runs = [ok(2.0), ok(2.1), ok(1.9), ok(1.85), crash, crash, crash, ok(1.9)]
+    loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_runs": 8})
+    loop.run()
+    state = loop.journal.load()
+    assert [e.for_candidate for e in state.recorded()[4:7]] == [3, 3, 3]
+    assert list(state.confirm_drops) == [3] and "gave up" in state.confirm_drops[3]
+    drops = [r for r in loop.journal.path.read_text().splitlines() if '"confirm_drop"' in r]
+    assert len(drops) == 1
+    assert state.experiments[3].status == "discard"  # never kept: the branch stays on the baseline
+    assert loop.workspace.head() == state.experiments[0].commit
+
+
 def test_memory_cap_is_a_discard(tmp_path: Path) -> None:
     runs = [ok(2.0), ("val_bpb: 1.0\n", "ok", {"memory_gb": 50.0})]
     loop = fake_loop(tmp_path, runs, [(CHANGED, "bigger")], max_memory_gb=40.0, limits={"max_experiments": 2})

@@ -31,8 +31,9 @@ Action = Literal["keep", "discard", "crash", "remeasure", "rebase"]
 Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
 MEMORY_MARGIN = 0.05
 """Memory differences under 5 % (or 0.05 GB) are measurement noise, not a win or a loss."""
-RERUN_CAUSES = ("interrupted", "docker")
-"""Causes that are not the script's fault: a confirmation that ended so is simply run again."""
+RERUN_CAUSES = ("interrupted", "docker", "cancelled", "node_fail", "preempted", "boot_fail")
+"""Causes that are not the script's fault (a kill, the engine, a Slurm job someone else cancelled or whose
+node kept failing): a confirmation or baseline that ended so is simply run again."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from autoresearch.records import (
     Checked,
     Committed,
     ConfigRecord,
+    ConfirmDropRecord,
     DraftDropRecord,
     DraftRecord,
     Evaluated,
@@ -306,6 +307,8 @@ class JournalState:
     """Drafted proposals no lane has taken yet, by id (oldest first)."""
     dropped_drafts: list[DraftRecord] = field(default_factory=list)
     """Drafts that never ran (their cost still counts)."""
+    confirm_drops: dict[int, str] = field(default_factory=dict)
+    """Candidates the judge stopped confirming (``confirm_drop``), with the reason."""
     draft_ids: int = 0
     """Drafts ever journaled (the next draft's id)."""
     completion: list[int] = field(default_factory=list)
@@ -322,6 +325,7 @@ class JournalState:
         for name in ("stops", "skipped", "failed_in_a_row", "voided", "dropped_drafts", "completion", "setups"):
             setattr(new, name, list(getattr(self, name)))
         new.drafts = dict(self.drafts)
+        new.confirm_drops = dict(self.confirm_drops)
         new.agent_state = dict(self.agent_state)
         new.waits = list(self.waits)
         return new
@@ -384,6 +388,8 @@ def fold(state: JournalState, rec: Record) -> None:
         state.setups.append(rec)
     elif isinstance(rec, ConfigRecord):
         state.measured = rec.measured if state.measured is None else state.measured
+    elif isinstance(rec, ConfirmDropRecord):
+        state.confirm_drops[rec.candidate] = rec.reason
     elif isinstance(rec, DraftDropRecord):
         dropped = state.drafts.pop(rec.id, None)
         if dropped is not None:

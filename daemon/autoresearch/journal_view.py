@@ -72,6 +72,7 @@ _OTHERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "agent": lambda r: f"agent state updated ({', '.join(sorted(r.get('state') or {}))})",
     "draft": lambda r: f"draft {r.get('id')} queued: {_one_line(r.get('description'))}",
     "draft_drop": lambda r: f"draft {r.get('id')} dropped: {r.get('reason')}",
+    "confirm_drop": lambda r: f"confirmation of #{r.get('candidate')} dropped: {r.get('reason')}",
 }
 
 

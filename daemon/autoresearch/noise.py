@@ -69,6 +69,11 @@ def pending(state: JournalState, repeats: int) -> tuple[Measure, ...]:
     return research.pending(runs_of(state), repeats)
 
 
+def given_up(state: JournalState) -> list[int]:
+    """Candidates whose confirmation the judge gave up and that no ``confirm_drop`` explains yet."""
+    return [n for n in research.given_up(runs_of(state)) if n not in state.confirm_drops]
+
+
 def next_remeasure(state: JournalState, repeats: int, lane: int | None = None) -> Measure | None:
     """The head of ``pending`` that ``lane`` may run (any, without a lane)."""
     return next((m for m in pending(state, repeats) if lane is None or m.lane in (None, lane)), None)

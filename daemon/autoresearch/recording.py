@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
-from autoresearch import branchsync, judge, noise, rebase, retention
+from autoresearch import branchsync, judge, noise, rebase, research, retention
 from autoresearch.errors import BaselineCrashed
 from autoresearch.evaluation import Steps
 from autoresearch.journal import Experiment
 from autoresearch.ledger import clean_description, write_results
-from autoresearch.records import Recorded, RowStatus
+from autoresearch.records import ConfirmDropRecord, Recorded, RowStatus
 from autoresearch.runners.base import log_tail
 
 if TYPE_CHECKING:
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("autoresearch.loop")
 
-NOT_THE_SCRIPTS_FAULT = ("interrupted", "docker", "cancelled", "node_fail", "preempted", "boot_fail")
-"""Causes that are not the experiment's fault: an interrupted or engine-killed baseline is re-run; so is one whose
-Slurm job someone else cancelled, or whose node kept failing (``runners/slurm.py``)."""
+NOT_THE_SCRIPTS_FAULT = judge.RERUN_CAUSES
+"""Causes that are not the experiment's fault: such a baseline is re-run rather than stopping the daemon."""
 
 
 def record(p: Phases, exp: Experiment, cancel: threading.Event | None = None) -> None:
@@ -87,6 +86,7 @@ def _record(p: Phases, exp: Experiment, verdict: judge.Verdict) -> None:
         lineage=verdict.reason if verdict.reason in LINEAGES else None,
         rebased_as=rebased_as,
     ))
+    _explain_given_up(p)
     # Written ahead: a kill before the move is finished by the next start (branchsync moves it forward).
     branchsync.sync(p.workspace, p.session.branch, p.journal.load())
     state = p.journal.load()
@@ -100,6 +100,14 @@ def _record(p: Phases, exp: Experiment, verdict: judge.Verdict) -> None:
             f"{what} crashed [{reason}]; fix it and commit it on "
             f"{p.session.branch}, then run again. Log: {p.session.run_dir(exp.n) / 'run.log'}\n{tail}"
         )
+
+
+def _explain_given_up(p: Phases) -> None:
+    """Journal why a confirmation will not come (once per candidate): its parent keeps failing."""
+    for candidate in noise.given_up(p.journal.load()):
+        reason = f"gave up: the parent's fresh runs failed {research.MAX_FAILED_REFERENCES} times"
+        p.journal.append(ConfirmDropRecord(type="confirm_drop", candidate=candidate, reason=reason))
+        log.warning("judge.confirmation_dropped", candidate=candidate, reason=reason)
 
 
 def _log_finished(p: Phases, exp: Experiment, status: str, description: str) -> None:

@@ -248,6 +248,15 @@ class DraftDropRecord(Record):
     reason: str
 
 
+class ConfirmDropRecord(Record):
+    """The judge stopped confirming ``candidate``: its parent's fresh runs kept failing (``gave up``), so no
+    confirmation pair can be made. The change keeps its last row (a discard) and never becomes a keep."""
+
+    type: Literal["confirm_drop"]
+    candidate: int = Field(ge=0)
+    reason: str
+
+
 class SetupRecord(Record):
     """The repo's ``setup`` ran (at init, or before experiment ``n`` because its inputs changed)."""
 
@@ -278,6 +287,7 @@ OTHER_MODELS: dict[str, type[Record]] = {
     "wait": WaitRecord,
     "draft": DraftRecord,
     "draft_drop": DraftDropRecord,
+    "confirm_drop": ConfirmDropRecord,
     "setup": SetupRecord,
     "config": ConfigRecord,
 }

@@ -184,8 +184,8 @@ def pending(runs: Sequence[Run], repeats: int) -> tuple[Measure, ...]:
         out += [Measure(base.commit, "confirm: baseline", of=base.n)] * max(0, 1 + repeats - len(tries))
     for first in sorted(_confirming(runs), key=lambda r: r.n):
         refs = [r for r in done if r.for_candidate == first.n]
-        if sum(1 for r in refs if not r.measured and r.cause not in RERUN_CAUSES) >= MAX_FAILED_REFERENCES:
-            continue  # its parent no longer runs: no pair can be made (the change keeps no row)
+        if _parent_failed(refs):
+            continue  # its parent no longer runs: no pair can be made (``given_up``)
         confs = [r for r in done if r.confirm_of == first.n and r.for_candidate is None]
         _, waiting = pair_up(refs, confs)
         name = f"confirm: {first.description}"
@@ -198,6 +198,17 @@ def pending(runs: Sequence[Run], repeats: int) -> tuple[Measure, ...]:
             out.append(Measure(first.parent, label, of=first.n if origin is None else origin.n,
                                for_candidate=first.n, parent=first.parent))
     return tuple(out)
+
+
+def given_up(runs: Sequence[Run]) -> list[int]:
+    """Candidates the judge stopped confirming: their parent's fresh runs failed ``MAX_FAILED_REFERENCES``
+    times (the shell journals why, once: ``confirm_drop``)."""
+    done = [r for r in runs if r.done]
+    return [first.n for first in _confirming(runs) if _parent_failed([r for r in done if r.for_candidate == first.n])]
+
+
+def _parent_failed(refs: Sequence[Run]) -> bool:
+    return sum(1 for r in refs if not r.measured and r.cause not in RERUN_CAUSES) >= MAX_FAILED_REFERENCES
 
 
 def _confirming(runs: Sequence[Run]) -> list[Run]:
