@@ -77,13 +77,13 @@ def main() -> None:
         started = time.monotonic()
         while True:
             state = loop.journal.load()
-            proposals = [e for e in state.recorded() if e.agent == "command"]
-            if len(proposals) >= args.proposals and state.recorded()[-1].decision != "remeasure":
+            proposals = [e for e in state.completed() if e.agent == "command"]
+            if len(proposals) >= args.proposals and state.completed()[-1].decision != "remeasure":
                 break
-            loop.settings.limits.max_experiments = len(state.recorded()) + 1
+            loop.settings.limits.max_experiments = len(state.completed()) + 1
             loop.run()
         state = loop.journal.load()
-        done = state.recorded()
+        done = state.completed()
         candidates = {e.n for e in done if e.agent == "command"}
         kept = {e.confirm_of if e.confirm_of is not None else e.n for e in done if e.status == "keep"} & candidates
         # Re-measurements before the first proposal are the baseline's repeats; after it, confirmations

@@ -78,10 +78,10 @@ class Session:
     budget: float
 
     def rows(self) -> list[Experiment]:
-        return [e for e in self.state.recorded() if not e.baseline]
+        return [e for e in self.state.completed() if not e.baseline]
 
     def per_hour(self) -> float:
-        baseline = next(e for e in self.state.recorded() if e.baseline)
+        baseline = next(e for e in self.state.completed() if e.baseline)
         rows = self.rows()
         window = _at(rows[-1], "recorded") - _at(baseline, "recorded")
         return 3600.0 * len(rows) / window

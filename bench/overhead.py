@@ -87,7 +87,7 @@ def session(root: Path, name: str, n: int, budget: float, agent_s: float, cgroup
 
 def overheads(state: JournalState, budget: float) -> list[float]:
     out = []
-    for exp in state.recorded():
+    for exp in state.completed():
         start = dt.datetime.fromisoformat(str(exp.phase_at("proposed")))
         end = dt.datetime.fromisoformat(str(exp.phase_at("recorded")))
         out.append((end - start).total_seconds() - budget)
@@ -168,8 +168,8 @@ def main() -> None:
             print(f"{runner}: kill_latency_s={latency:.3f} (stop signal to gone) past_deadline_s={late:.3f}")
         state, wall = session(Path(tmp) / "busy", "bwrap", args.experiments, args.budget, args.agent_seconds,
                               args.cgroups)
-        training = sum(e.wall_s for e in state.recorded())
-        print(f"busy (bwrap): experiments={len(state.recorded())} agent_s={args.agent_seconds:g} "
+        training = sum(e.wall_s for e in state.completed())
+        print(f"busy (bwrap): experiments={len(state.completed())} agent_s={args.agent_seconds:g} "
               f"budget_s={args.budget:g} training_s={training:.1f} session_wall_s={wall:.1f}")
     print("overhead_per_experiment_s: " + " ".join(
         f"{name}={figures[name]:.3f}" if name in figures else f"{name}=n/a" for name in RUNNERS))

@@ -80,11 +80,11 @@ class Session:
 
     def others(self) -> set[str]:
         """Jobs of someone else that were on the cluster meanwhile (they may have held the fake GPUs)."""
-        ours = {str(e.running.handle.get("job_id")) for e in self.state.recorded() if e.running is not None}
+        ours = {str(e.running.handle.get("job_id")) for e in self.state.completed() if e.running is not None}
         return set(self.seen_jobs) - ours
 
     def runs(self) -> list[Run]:
-        return [self._run(e) for e in self.state.recorded()]
+        return [self._run(e) for e in self.state.completed()]
 
     def per_hour(self) -> float:
         return LaneSession(self.state, 1, self.budget).per_hour()  # lanes.py's throughput, the same figure

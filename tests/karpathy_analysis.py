@@ -76,7 +76,7 @@ def judged_means(state: JournalState) -> list[tuple[str, float]]:
     """(commit, mean) of each kept change, in the order the judge kept them, straight from the journal:
     the baseline's mean over its own runs (first run and repeats), each later keep's verdict mean."""
     out: list[tuple[str, float]] = []
-    recorded = state.recorded()
+    recorded = state.completed()
     for exp in recorded:
         if exp.status != "keep" or exp.for_candidate is not None or exp.reason == "repeat":
             continue
@@ -98,7 +98,7 @@ def check_session(repo: Path, metric: str = "val_bpb", direction: str = "min",
     path = journal or repo / ".git" / "autoresearch" / "journal.jsonl"
     state = Journal(path).load()
     got = analyse((repo / "results.tsv").read_text(encoding="utf-8"), metric, direction)
-    kept_commits = {e.commit for e in state.recorded() if e.status == "keep"}
+    kept_commits = {e.commit for e in state.completed() if e.status == "keep"}
     assert len(got.kept) == len(kept_commits), (got.kept, kept_commits)
     expected = judged_means(state)
     assert len(expected) == len(got.kept)

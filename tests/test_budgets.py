@@ -20,7 +20,7 @@ def test_max_experiments(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0), ok(0.5)], limits={"max_experiments": 2})
     result = loop.run()
     assert result.exit_code == 0 and "max_experiments" in _stopped(loop)
-    assert len(loop.journal.load().recorded()) == 2
+    assert len(loop.journal.load().completed()) == 2
 
 
 def test_max_cost_usd(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_max_cost_usd(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0), ok(0.5), ok(0.2)], [costly] * 4, limits={"max_cost_usd": 1.0})
     result = loop.run()
     assert result.exit_code == 0 and "max_cost_usd" in _stopped(loop)
-    assert len(loop.journal.load().recorded()) == 3  # baseline + two paid proposals (0.6 + 0.6 >= 1.0)
+    assert len(loop.journal.load().completed()) == 3  # baseline + two paid proposals (0.6 + 0.6 >= 1.0)
 
 
 def test_max_gpu_hours(tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_max_gpu_hours(tmp_path: Path) -> None:
     loop.runner.delay_s = 0.01  # type: ignore[attr-defined]
     result = loop.run()
     assert result.exit_code == 0 and "max_gpu_hours" in _stopped(loop)
-    assert len(loop.journal.load().recorded()) == 1
+    assert len(loop.journal.load().completed()) == 1
 
 
 def test_stop_at(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_stop_at(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0)], limits={"stop_at": past})
     result = loop.run()
     assert result.exit_code == 0 and "stop_at" in _stopped(loop)
-    assert loop.journal.load().recorded() == []
+    assert loop.journal.load().completed() == []
 
 
 def test_ready_and_status_are_sent(tmp_path: Path) -> None:

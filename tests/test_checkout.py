@@ -72,7 +72,7 @@ def test_an_edit_during_a_run_survives(tmp_path: Path) -> None:
     assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == "M train.py"
     state = loop.journal.load()
-    assert [e.status for e in state.recorded()] == ["keep", "keep", "discard"]
+    assert [e.status for e in state.completed()] == ["keep", "keep", "discard"]
     assert _tip(repo) == state.experiments[1].commit  # the branch moved on the keep, not on the discard
 
 
@@ -186,7 +186,7 @@ def test_adoption_survives_a_restart_without_doubling(tmp_path: Path) -> None:
     loop = _loop(repo, [ok(1.9)], [], 2)
     assert loop.run().exit_code == 0
     state = loop.journal.load()
-    assert [e.adopted for e in state.recorded()] == [None, mine] and state.best() is not None
+    assert [e.adopted for e in state.completed()] == [None, mine] and state.best() is not None
     assert state.best().commit == mine and _tip(repo) == mine
 
 
@@ -197,7 +197,7 @@ def test_measured_key_change_needs_a_new_session(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         _loop(repo, [], [], 2, budget=2.0).run()
     state = _loop(repo, [], [], 2).journal.load()
-    assert len(state.recorded()) == 1 and state.stops[-1].exit_code == 2 and "budget" in state.stops[-1].reason
+    assert len(state.completed()) == 1 and state.stops[-1].exit_code == 2 and "budget" in state.stops[-1].reason
     assert _loop(repo, [ok(1.9)], [], 2, proposals={"ahead": 1}).run().exit_code == 0  # not measured: fine
 
 

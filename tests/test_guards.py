@@ -78,4 +78,4 @@ def test_init_while_a_daemon_runs_is_refused_and_the_daemon_goes_on(tmp_path: Pa
     finally:
         _, err = terminated(daemon)
     assert daemon.returncode == 0, err.decode()[-2000:]
-    assert [e.cause for e in journal.load().recorded()] == ["interrupted"]
+    assert [e.cause for e in journal.load().completed()] == ["interrupted"]

@@ -122,7 +122,7 @@ def test_journal_of_the_landed_version_loads_typed() -> None:
     """A journal written by the version before typed records (content shortened, otherwise verbatim)."""
     state = Journal(Path(__file__).parent / "data" / "journal_landed.jsonl").load()
     assert state.tag == "t" and state.agent_state == {"notes": "n1"}
-    done = state.recorded()
+    done = state.completed()
     assert [(e.n, e.status, e.metric) for e in done] == [(0, "keep", 2.0), (1, "keep", 1.5), (2, "crash", None)]
     first = done[1]
     assert first.commit.startswith("06ed941") and first.parent.startswith("8f010be") and not first.baseline

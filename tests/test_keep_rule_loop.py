@@ -42,7 +42,7 @@ def test_sigma_from_repeats_and_a_keep_confirmed_against_a_fresh_best(tmp_path: 
     ]
     assert seeds(loop) == ["0", "1", "2", "3", "4", "5"]  # every run on its own seed
     state = loop.journal.load()
-    recorded = state.recorded()
+    recorded = state.completed()
     assert recorded[3].sigma == pytest.approx(0.1)
     assert recorded[4].for_candidate == 3
     # The candidate's mean 1.725 against the best's fresh 1.95: gain 0.225, σ from the baseline's 4 runs.
@@ -82,7 +82,7 @@ def test_within_noise_is_discarded_at_once_or_after_its_last_pair(tmp_path: Path
     # on average, under t·σ at the last look.
     assert got == [("keep", "baseline (mean of 3 runs)"), ("discard", "LR 0.4 [within noise]"),
                    ("discard", "LR 0.3 [within noise] (mean of 3 runs)")]
-    assert len(loop.journal.load().recorded()) == 9
+    assert len(loop.journal.load().completed()) == 9
     assert loop.workspace.head() == loop.journal.load().experiments[0].commit
 
 
@@ -94,7 +94,7 @@ def test_a_confirmation_given_up_is_explained_in_the_journal(tmp_path: Path) -> 
     loop = fake_loop(tmp_path, runs, [(CHANGED, "LR 0.4")], noise={"repeats": 2}, limits={"max_runs": 8})
     loop.run()
     state = loop.journal.load()
-    assert [e.for_candidate for e in state.recorded()[4:7]] == [3, 3, 3]
+    assert [e.for_candidate for e in state.completed()[4:7]] == [3, 3, 3]
     assert list(state.confirm_drops) == [3] and "gave up" in state.confirm_drops[3]
     drops = [r for r in loop.journal.path.read_text().splitlines() if '"confirm_drop"' in r]
     assert len(drops) == 1

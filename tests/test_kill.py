@@ -63,7 +63,7 @@ def check_consistency(repo: Path, tag: str) -> None:
         if rec.get("phase") == "recorded":
             recorded_per_n[rec["n"]] = recorded_per_n.get(rec["n"], 0) + 1
     assert set(recorded_per_n.values()) == {1}, recorded_per_n  # every experiment recorded exactly once
-    done = state.recorded()
+    done = state.completed()
     assert [e.n for e in done] == list(range(len(done))) and len(done) >= TOTAL
     rows = parse_results((repo / "results.tsv").read_text())
     changes = ledger.rows(state)
@@ -95,7 +95,7 @@ def kill_test_repo(tmp_path: Path, runner: str) -> Path:
 
 
 def assert_recovery_exercised(repo: Path) -> None:
-    interrupted = [e for e in Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+    interrupted = [e for e in Journal(repo / ".git/autoresearch/journal.jsonl").load().completed()
                    if e.cause == "interrupted"]
     assert interrupted, "no kill landed during a run; the test did not exercise recovery"
 

@@ -48,7 +48,7 @@ def test_two_cpu_lanes_on_the_example(tmp_path: Path) -> None:
     assert lines[0] + "\n" == header("val_bpb") and len(lines) == 6
     assert all(ROW.match(line) for line in lines[1:]), text  # the seed's exact format, row by row
     state = Journal(repo / ".git/autoresearch/journal.jsonl").load()
-    done = state.recorded()
+    done = state.completed()
     rows = parse_results(text)
     assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]  # completion order
     assert rows[0]["description"] == "baseline" and rows[0]["status"] == "keep"

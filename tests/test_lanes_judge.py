@@ -85,7 +85,7 @@ def test_a_confirmation_overtaken_by_another_lanes_keep_is_rebased_never_kept(tm
     assert state.experiments[confirm].decision == "rebase" and state.best().n == k  # type: ignore[union-attr]
     ws = loop.workspace
     assert isinstance(ws, FakeWorkspace) and ws.head() == kept.commit  # the branch still holds k
-    rebased = state.experiments[confirm].record.rebased_as
+    rebased = state.experiments[confirm].verdict.rebased_as
     assert rebased is not None and state.experiments[rebased].content == BOTH
     assert state.experiments[rebased].description == "c (rebased)" and state.experiments[rebased].agent != "judge"
     for n in range(rebased, rebased + 8):
@@ -94,5 +94,5 @@ def test_a_confirmation_overtaken_by_another_lanes_keep_is_rebased_never_kept(tm
     assert out and isinstance(out[0], StopReason)
     state = _state(loop)
     assert ws.files["train.py"] in (BOTH, K)
-    keeps = [e for e in state.recorded() if e.status == "keep" and e.measure_commit is None and not e.baseline]
+    keeps = [e for e in state.completed() if e.status == "keep" and e.measure_commit is None and not e.baseline]
     assert all(ws.is_ancestor(e.commit, ws.head()) for e in keeps)  # every kept commit is on the branch

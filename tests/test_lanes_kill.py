@@ -53,7 +53,7 @@ def test_kill_nine_with_two_lanes_in_flight(tmp_path: Path) -> None:
     recorded = [r["n"] for r in journal.records() if r.get("phase") == "recorded"]
     assert len(recorded) == len(set(recorded))  # every experiment recorded exactly once
     state = journal.load()
-    done = state.recorded()
+    done = state.completed()
     assert not state.open() and len(done) >= TOTAL
     rows = parse_results((repo / "results.tsv").read_text())
     changes = ledger.rows(state)  # verdict order, no row lost: every proposal once, the baseline once

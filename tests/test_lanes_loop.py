@@ -82,7 +82,7 @@ def test_two_lanes_first_proposed_finishes_first(tmp_path: Path) -> None:
     assert [(r["status"], r["description"]) for r in rows] == [("keep", "baseline"), ("keep", "a"),
                                                                 ("discard", "b [stale]")]
     state = _state(loop)
-    assert state.experiments[2].record.lineage == "stale"
+    assert state.experiments[2].verdict.lineage == "stale"
     ws = loop.workspace
     assert isinstance(ws, FakeWorkspace) and ws.head() == state.experiments[1].commit and ws.files["train.py"] == A
 
@@ -98,8 +98,8 @@ def test_two_lanes_second_proposed_finishes_first(tmp_path: Path) -> None:
     assert [(r["status"], r["description"]) for r in rows] == [("keep", "baseline"), ("discard", "b"),
                                                                 ("keep", "a")]
     state = _state(loop)
-    assert [e.n for e in state.recorded()] == [0, 2, 1]
-    assert state.experiments[2].record.lineage is None
+    assert [e.n for e in state.completed()] == [0, 2, 1]
+    assert state.experiments[2].verdict.lineage is None
     lanes = {rec["n"]: rec.get("lane") for rec in loop.journal.records() if rec.get("phase") == "running"}
     assert sorted(lanes) == [0, 1, 2] and None not in lanes.values()
 
@@ -111,7 +111,7 @@ def test_a_stale_improvement_is_rebased_queued_first_and_kept_only_on_its_own_me
     wait_until(lambda: len(_state(loop).drafts) >= 1, "a draft queued for the next free lane")
     _release(loop, gates, 2)  # b: 1.8 beats its parent (2.0) but a landed: rebased onto a as #4
     state = _state(loop)
-    assert state.experiments[2].record.rebased_as == 4 and state.experiments[2].status == "discard"
+    assert state.experiments[2].verdict.rebased_as == 4 and state.experiments[2].status == "discard"
     rebased = state.experiments[4]
     assert rebased.rebase_of == 2 and rebased.parent == state.experiments[1].commit
     assert rebased.content == TARGET.replace("LR = 0.5", "LR = 0.4").replace("WIDTH = 8", "WIDTH = 16")
@@ -135,7 +135,7 @@ def test_a_stale_improvement_that_conflicts_is_a_merge_conflict_discard(tmp_path
     assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     rows = _rows(tmp_path)
     assert rows[2]["description"] == "c [merge-conflict]" and rows[2]["status"] == "discard"
-    assert _state(loop).experiments[2].record.lineage == "merge-conflict"
+    assert _state(loop).experiments[2].verdict.lineage == "merge-conflict"
     assert len(_state(loop).experiments) == 3  # nothing was rebased
 
 
@@ -224,10 +224,10 @@ def test_a_lane_whose_gpu_is_held_waits_while_the_other_lane_goes_on(tmp_path: P
     thread.join(60)
     assert isinstance(out[0], StopReason) and out[0].exit_code == 0
     state = _state(loop)
-    assert len(state.recorded()) == 4 and all(e.status != "crash" for e in state.recorded())
+    assert len(state.completed()) == 4 and all(e.status != "crash" for e in state.completed())
     waits = [r for r in loop.journal.records() if r.get("type") == "wait" and r.get("what") == "gpu"]
     assert waits and {w.get("lane") for w in waits} == {1}  # only the sick lane waited
-    assert all(e.lane == 0 for e in state.recorded() if e.n > 0)  # the healthy lane ran everything after
+    assert all(e.lane == 0 for e in state.completed() if e.n > 0)  # the healthy lane ran everything after
 
 
 def test_the_report_shows_why_overtaken_runs_were_discarded(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_interrupted_baseline_is_not_fatal_and_reruns(tmp_path: Path) -> None:
     rows = (tmp_path / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[3] for r in rows] == ["keep"]  # the baseline is one row; its crash is a run
     assert rows[0].endswith("\tbaseline")
-    assert [e.status for e in loop.journal.load().recorded()] == ["crash", "keep"]
+    assert [e.status for e in loop.journal.load().completed()] == ["crash", "keep"]
 
 
 def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_agent_error_skips_iteration_without_running(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0), ok(1.0)], proposals, limits={"max_experiments": 2})
     loop.run()
     state = loop.journal.load()
-    assert len(state.recorded()) == 2
+    assert len(state.completed()) == 2
     assert len(loop.runner.specs) == 2  # type: ignore[attr-defined]
     assert state.skipped[0].usage.cost_usd == 0.25
 
@@ -182,4 +182,4 @@ def test_failed_proposals_count_toward_max_cost_usd(tmp_path: Path) -> None:
     loop = fake_loop(tmp_path, [ok(2.0)], paid_failures, limits={"max_cost_usd": 1.0})
     result = loop.run()
     state = loop.journal.load()
-    assert "max_cost_usd" in result.reason and len(state.skipped) == 3 and len(state.recorded()) == 1
+    assert "max_cost_usd" in result.reason and len(state.skipped) == 3 and len(state.completed()) == 1

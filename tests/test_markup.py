@@ -32,7 +32,7 @@ def session(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_status_and_progress_lines_show_brackets_as_text(tmp_path: Path) -> None:
     state = session(tmp_path)
-    lines = [shown(progress_line(e, "val_bpb")) for e in state.recorded()]
+    lines = [shown(progress_line(e, "val_bpb")) for e in state.completed()]
     assert "uv [missing] [exit:127]" in lines[1]
     assert SNEAKY in lines[2]
     summary = summarize(state, "min")

@@ -153,7 +153,7 @@ def test_evaluations_and_checks_run_outside_the_judging_lock(tmp_path: Path, slo
         runner.release.set()
         thread.join(30)
     state = loop.journal.load()
-    assert [(e.status, e.metric) for e in state.recorded()] == [("keep", 2.0), ("keep", 1.5)]
+    assert [(e.status, e.metric) for e in state.completed()] == [("keep", 2.0), ("keep", 1.5)]
     assert state.experiments[1].checks_ok
 
 
@@ -203,10 +203,10 @@ def test_two_lanes_with_the_judge_on_number_once_and_confirm_pairs_on_one_lane(t
     state = loop.journal.load()
     head = loop.workspace.branch_sha("autoresearch/t")
     assert head is not None
-    keeps = [e for e in state.recorded() if e.status == "keep"]
+    keeps = [e for e in state.completed() if e.status == "keep"]
     assert len(keeps) >= 2  # the baseline and at least one real gain
     assert all(loop.workspace.is_ancestor(e.commit, head) for e in keeps)
-    fresh = [e for e in state.recorded() if e.for_candidate is not None]
+    fresh = [e for e in state.completed() if e.for_candidate is not None]
     pairs = [(run, next((e for e in state.ordered() if e.n > run.n and e.confirm_of == run.for_candidate
                          and e.for_candidate is None), None)) for run in fresh]
     checked = [(run.n, c.n, run.lane, c.lane) for run, c in pairs if c is not None]

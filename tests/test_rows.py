@@ -46,7 +46,7 @@ def test_one_row_per_change_with_the_judges_mean(tmp_path: Path) -> None:
         ("keep", "1.000000", "LR 0.1"),
     ]
     state = loop.journal.load()  # type: ignore[attr-defined]
-    assert len(state.recorded()) == len(SESSION_RUNS)  # every re-measurement is still a run in the journal
+    assert len(state.completed()) == len(SESSION_RUNS)  # every re-measurement is still a run in the journal
     assert [r.verdict_n for r in rows(state)] == [0, 5, 10, 11, 12]  # rows in verdict order
     assert result.reason == "max_experiments reached (5)"  # type: ignore[attr-defined]
 
@@ -97,16 +97,16 @@ def test_a_change_awaiting_its_confirmation_has_no_row_yet(tmp_path: Path) -> No
     assert [r["description"] for r in got] == ["baseline (mean of 3 runs)"]
     assert result.reason == "max_runs reached (5 runs)"  # type: ignore[attr-defined]
     state = loop.journal.load()  # type: ignore[attr-defined]
-    assert len(state.recorded()) == 5 and state.recorded()[-1].for_candidate == 3
+    assert len(state.completed()) == 5 and state.completed()[-1].for_candidate == 3
 
 
 def test_max_runs_counts_every_run_and_max_experiments_only_verdicts(tmp_path: Path) -> None:
     got, (loop, _) = run_session(tmp_path / "runs", max_runs=4)
-    assert len(loop.journal.load().recorded()) == 4  # type: ignore[attr-defined]
+    assert len(loop.journal.load().completed()) == 4  # type: ignore[attr-defined]
     got, (loop, _) = run_session(tmp_path / "changes", max_experiments=2)
     # The case: 2 changes = the baseline (3 runs) and one proposal with its confirmation (3 runs).
     assert [r["description"] for r in got] == ["baseline (mean of 3 runs)", "LR 0.4 (mean of 2 runs)"]
-    assert len(loop.journal.load().recorded()) == 6  # type: ignore[attr-defined]
+    assert len(loop.journal.load().completed()) == 6  # type: ignore[attr-defined]
 
 
 NOISY_TRAIN = FAST_TRAIN.replace(

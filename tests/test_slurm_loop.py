@@ -96,14 +96,14 @@ def test_kill_nine_with_two_jobs_running_reattaches_and_loses_nothing(tmp_path: 
 
     journal = Journal(repo / ".git/autoresearch/journal.jsonl")
     state = journal.load()
-    done = {e.n: e for e in state.recorded()}
+    done = {e.n: e for e in state.completed()}
     for n in jobs:
         assert done[n].cause == "ok", (n, done[n].cause, done[n].detail)  # re-attached, not interrupted
         assert done[n].queued_s is not None
     ids = _job_ids(journal)
     assert all(len(v) == 1 for v in ids.values()), ids  # no run submitted twice
     assert {n: next(iter(ids[n])) for n in jobs} == jobs
-    assert not [e for e in state.recorded() if e.cause == "interrupted"]
+    assert not [e for e in state.completed() if e.cause == "interrupted"]
     assert not state.open()
     leftover = [j for j in RealSlurm().jobs("ar-") if not j.ended and j.job_id in {i for v in ids.values() for i in v}]
     assert not leftover  # none orphaned
@@ -129,7 +129,7 @@ def test_the_example_runs_two_lanes_as_slurm_jobs(tmp_path: Path) -> None:
     assert daemon.returncode == 0, err.decode()[-3000:]
     journal = Journal(repo / ".git/autoresearch/journal.jsonl")
     state = journal.load()
-    done = state.recorded()
+    done = state.completed()
     assert len(parse_results((repo / "results.tsv").read_text())) == 3
     assert {e.lane for e in done} == {0, 1} and all(e.cause == "ok" for e in done), [(e.cause, e.detail) for e in done]
     ids = _job_ids(journal)
@@ -152,7 +152,7 @@ def test_an_outside_scancel_is_journaled_and_a_cancelled_baseline_runs_again(tmp
         subprocess.run(["scancel", str(next(iter(started.values()))["job_id"])], check=True)
         _, err = daemon.communicate(timeout=300)
     assert daemon.returncode == 0, err.decode()[-3000:]
-    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().completed()
     assert done[0].cause == "cancelled" and "cancelled outside the daemon" in (done[0].detail or "")
     again = [e for e in done[1:] if e.baseline]
     assert done[0].baseline and again and again[0].cause == "ok"  # not the script's fault: run again
@@ -174,5 +174,5 @@ def test_a_stopped_daemon_leaves_no_job_running(tmp_path: Path) -> None:
     while time.monotonic() < end and [j for j in RealSlurm().jobs("ar-") if j.job_id in ids and not j.ended]:
         time.sleep(0.5)
     assert not [j for j in RealSlurm().jobs("ar-") if j.job_id in ids and not j.ended]
-    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().recorded()
+    done = Journal(repo / ".git/autoresearch/journal.jsonl").load().completed()
     assert done and all(e.cause == "interrupted" for e in done), [(e.n, e.cause) for e in done]

@@ -107,11 +107,11 @@ def test_a_stopped_slurmctld_is_waited_out(slurm_cluster: None, tmp_path: Path) 
         assert loop.notifier.sent[0].startswith("READY=1"), "READY first: an outage must not fail the start"
         assert any(m.startswith("STATUS=waiting for the Slurm controller (slurmctld): ")
                    for m in loop.notifier.sent), loop.notifier.sent
-        assert loop.journal.load().recorded() == [], "nothing runs while the controller is down"
+        assert loop.journal.load().completed() == [], "nothing runs while the controller is down"
     finally:
         subprocess.run(["bash", str(SETUP), "start"], check=True, timeout=120, capture_output=True)
     thread.join(120)
     assert not thread.is_alive() and result and getattr(result[0], "exit_code", None) == 0, result
     state = loop.journal.load()
-    assert state.waiting is None and len(state.recorded()) == 1
+    assert state.waiting is None and len(state.completed()) == 1
     assert [w.what for w in state.waits] == ["slurm", None]

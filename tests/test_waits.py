@@ -67,7 +67,7 @@ def test_engine_down_at_start_is_waited_out(tmp_path: Path) -> None:
     loop = _loop(tmp_path, runner)
     with capture_logs() as logs:
         result = loop.run()
-    assert result.exit_code == 0 and len(loop.journal.load().recorded()) == 2
+    assert result.exit_code == 0 and len(loop.journal.load().completed()) == 2
     reason = "Docker engine unreachable at unix:///nowhere: is dockerd running?"
     assert _waits(runner) == [None, ("engine", reason), ("engine", reason)]
     assert loop.notifier.sent[0].startswith("READY=1")  # READY first: an outage must not fail the start
@@ -80,7 +80,7 @@ def test_engine_down_at_start_is_waited_out(tmp_path: Path) -> None:
 def test_gpu_busy_at_start_is_waited_out(tmp_path: Path) -> None:
     runner = GpuRunner(gpu=FakeGpu([BUSY]))
     loop = _loop(tmp_path, runner)
-    assert loop.run().exit_code == 0 and len(loop.journal.load().recorded()) == 2
+    assert loop.run().exit_code == 0 and len(loop.journal.load().completed()) == 2
     busy = "GPU 0 (Fake H100) has only 300 MiB free"
     assert _waits(runner) == [None, ("gpu", busy), ("gpu", busy)]
     assert any(m.startswith(f"STATUS=waiting for a free GPU: {busy}") for m in loop.notifier.sent)
@@ -89,7 +89,7 @@ def test_gpu_busy_at_start_is_waited_out(tmp_path: Path) -> None:
 def test_gpu_missing_at_start_is_waited_out(tmp_path: Path) -> None:
     runner = GpuRunner(gpu=FakeGpu([]))
     loop = _loop(tmp_path, runner)
-    assert loop.run().exit_code == 0 and len(loop.journal.load().recorded()) == 2
+    assert loop.run().exit_code == 0 and len(loop.journal.load().completed()) == 2
     assert _waits(runner)[1] == ("gpu", "GPUs were requested but NVML reports none on this host")
 
 
@@ -132,7 +132,7 @@ def test_stop_signal_ends_a_wait(tmp_path: Path) -> None:
 
     runner.check = check  # type: ignore[method-assign]
     result = loop.run()
-    assert result.reason == "signal" and loop.journal.load().recorded() == []
+    assert result.reason == "signal" and loop.journal.load().completed() == []
 
 
 BROKEN_AGENT = """\

@@ -67,7 +67,7 @@ class Drafter:
         self.hand_over(proposal, best.commit, self.agent.name, time.monotonic() - t0)
 
     def context(self, state: JournalState, n: int, best: Experiment) -> ProposalContext:
-        done = state.recorded()
+        done = state.completed()
         s = self.settings
         crash_streak = _trailing(done, lambda e: e.status == "crash")
         last = done[-1] if done else None

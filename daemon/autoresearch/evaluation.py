@@ -49,7 +49,7 @@ def policy(phases: Phases) -> judge.Policy:
 
 
 @dataclass
-class Steps:
+class AfterRun:
     phases: Phases
     cancel: threading.Event | None = None
 

@@ -155,7 +155,8 @@ class Experiment:
 
     # finished
     @property
-    def result(self) -> Finished:
+    def outcome(self) -> Finished:
+        """How its run ended (the ``finished`` record); ``JournalError`` before that."""
         if self.finished is None:
             raise self._missing("finished")
         return self.finished
@@ -172,7 +173,7 @@ class Experiment:
         """The run's cause, or eval:<why> when its evaluation failed."""
         if self.evaluated is not None and self.evaluated.cause is not None:
             return self.evaluated.cause
-        return self.result.cause
+        return self.outcome.cause
 
     @property
     def claimed(self) -> float | None:
@@ -197,59 +198,60 @@ class Experiment:
 
     @property
     def exit_code(self) -> int | None:
-        return self.result.exit_code
+        return self.outcome.exit_code
 
     @property
     def memory_gb(self) -> float:
-        return self.result.memory_gb
+        return self.outcome.memory_gb
 
     @property
     def wall_s(self) -> float:
-        return self.result.wall_s
+        return self.outcome.wall_s
 
     @property
     def queued_s(self) -> float | None:
         """Seconds its job waited in a cluster's queue (runner = slurm); None for local runs."""
-        return self.result.queued_s
+        return self.outcome.queued_s
 
     @property
     def gpu_count(self) -> int:
-        return self.result.gpu_count
+        return self.outcome.gpu_count
 
     @property
     def detail(self) -> str | None:
-        return self.result.detail
+        return self.outcome.detail
 
     @property
     def training_seconds(self) -> float | None:
-        return self.result.training_seconds
+        return self.outcome.training_seconds
 
     @property
     def kill_latency_s(self) -> float | None:
-        return self.result.kill_latency_s
+        return self.outcome.kill_latency_s
 
     # recorded
     @property
-    def record(self) -> Recorded:
+    def verdict(self) -> Recorded:
+        """The judge's journaled verdict and its row (the ``recorded`` record); ``JournalError`` before that."""
         if self.recorded is None:
             raise self._missing("recorded")
         return self.recorded
 
     @property
     def status(self) -> Literal["keep", "discard", "crash"]:
-        return self.record.status
+        return self.verdict.status
 
     @property
     def row_description(self) -> str:
-        return self.record.row_description
+        return self.verdict.row_description
 
     @property
     def best_metric(self) -> float | None:
-        return self.record.best_metric
+        return self.verdict.best_metric
 
     @property
     def best_commit(self) -> str | None:
-        return self.record.best_commit
+        return self.verdict.best_commit
 
     # the judge's decision inputs (None before recorded, or in journals before the noise-aware judge)
     @property
@@ -342,7 +344,7 @@ class JournalState:
     def ordered(self) -> list[Experiment]:
         return [self.experiments[n] for n in sorted(self.experiments)]
 
-    def recorded(self) -> list[Experiment]:
+    def completed(self) -> list[Experiment]:
         """Recorded experiments in completion order (results.tsv's row order)."""
         return [self.experiments[n] for n in self.completion if self.experiments[n].done]
 
@@ -360,7 +362,7 @@ class JournalState:
 
     def best(self) -> Experiment | None:
         """The last keep recorded: keeps are strictly improving, so it is the best."""
-        keeps = [e for e in self.recorded() if e.status == "keep"]
+        keeps = [e for e in self.completed() if e.status == "keep"]
         return keeps[-1] if keeps else None
 
 

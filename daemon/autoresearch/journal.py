@@ -98,7 +98,7 @@ class Journal:
         self.phase(n, "proposed", content=content, content_sha256=content_sha256(content), **fields)
 
     @property
-    def shared(self) -> Journal:
+    def without_lane(self) -> Journal:
         """The journal without a lane (what a lane's journal writes through)."""
         return self
 
@@ -208,7 +208,7 @@ class LaneJournal(Journal):
         self.lane = lane
 
     @property
-    def shared(self) -> Journal:
+    def without_lane(self) -> Journal:
         return self._shared
 
     def append(self, record: Record | Mapping[str, Any]) -> None:

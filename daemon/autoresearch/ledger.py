@@ -57,7 +57,7 @@ class Row:
 def rows(state: JournalState) -> list[Row]:
     """The rows of results.tsv: one per change whose verdict is final, in verdict order."""
     groups: dict[int, list[Experiment]] = {}
-    done = state.recorded()
+    done = state.completed()
     change = change_keys(state)
     for exp in done:
         if exp.for_candidate is None:  # a fresh run of the best, made to judge a candidate: not a row

@@ -16,7 +16,7 @@ def reached(limits: Limits, state: JournalState, now: dt.datetime, spend: bool =
     already paid for still runs (as in the serial loop, where a proposal made is run)."""
     if limits.max_experiments is not None and len(rows(state)) >= limits.max_experiments:
         return f"max_experiments reached ({limits.max_experiments})"
-    if limits.max_runs is not None and len(state.recorded()) >= limits.max_runs:
+    if limits.max_runs is not None and len(state.completed()) >= limits.max_runs:
         return f"max_runs reached ({limits.max_runs} runs)"
     if limits.max_gpu_hours is not None and (hours := gpu_hours(state)) >= limits.max_gpu_hours:
         return f"max_gpu_hours reached ({hours:.3f} >= {limits.max_gpu_hours})"
@@ -45,13 +45,13 @@ def count_reached(limits: Limits, state: JournalState) -> bool:
 def runs_reached(limits: Limits, state: JournalState) -> bool:
     """The recorded plus the open runs fill ``max_runs``: no run of any kind may start."""
     cap = limits.max_runs
-    return cap is not None and len(state.recorded()) + len(state.open()) >= cap
+    return cap is not None and len(state.completed()) + len(state.open()) >= cap
 
 
 def room(limits: Limits, state: JournalState) -> int | None:
     """How many more changes the count limits allow (None: no count limit)."""
     left = [cap - used for cap, used in ((limits.max_experiments, changes_started(state)),
-                                         (limits.max_runs, len(state.recorded()) + len(state.open())))
+                                         (limits.max_runs, len(state.completed()) + len(state.open())))
             if cap is not None]
     return min(left) if left else None
 

@@ -339,7 +339,7 @@ class Loop:
 
     def status_text(self) -> str:
         state = self.journal.load()
-        done = state.recorded()
+        done = state.completed()
         best = state.best()
         best_text = "none"
         mean = noise.best_mean(state)

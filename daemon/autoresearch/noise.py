@@ -37,7 +37,7 @@ def run_of(exp: Experiment) -> research.Run:
 
 def runs_of(state: JournalState) -> list[research.Run]:
     """Recorded runs in completion order, then the open ones (by n)."""
-    return [run_of(e) for e in state.recorded()] + [run_of(e) for e in state.open()]
+    return [run_of(e) for e in state.completed()] + [run_of(e) for e in state.open()]
 
 
 def measurements(state: JournalState, commit: str, upto: int | None = None, since: int = -1) -> tuple[float, ...]:

@@ -47,7 +47,7 @@ class Phases:
     @property
     def coordinator(self) -> Coordinator:
         """The one writer (numbers, refs, the judging lock); stateless, so one per use is the same one."""
-        return Coordinator(self.settings, self.session, self.workspace, self.journal.shared)
+        return Coordinator(self.settings, self.session, self.workspace, self.journal.without_lane)
 
     def advance(self, n: int, cancel: threading.Event | None = None) -> Experiment:
         """Drive experiment ``n`` to ``recorded`` from its current phase; returns the final fold."""

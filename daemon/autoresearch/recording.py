@@ -12,7 +12,7 @@ import structlog
 
 from autoresearch import branchsync, judge, noise, rebase, research, retention
 from autoresearch.errors import BaselineCrashed
-from autoresearch.evaluation import Steps
+from autoresearch.evaluation import AfterRun
 from autoresearch.journal import Experiment
 from autoresearch.ledger import clean_description, write_results
 from autoresearch.records import ConfirmDropRecord, Recorded, RowStatus
@@ -31,7 +31,7 @@ def record(p: Phases, exp: Experiment, cancel: threading.Event | None = None) ->
     """Evaluate (a lane job, no lock held), then judge and record under the one writer lock. A would-be
     keep is checked first, also outside the lock; the verdict is then taken again against the best of
     that instant."""
-    s, steps, n = p.settings, Steps(p, cancel), exp.n
+    s, steps, n = p.settings, AfterRun(p, cancel), exp.n
     if exp.phase == "finished" and s.evaluate and exp.cause == "ok" and not steps.evaluate(exp):
         return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
     while True:

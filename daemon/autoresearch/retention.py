@@ -20,7 +20,7 @@ def to_prune(state: JournalState, keep: int | None) -> list[int]:
     """The recorded experiments whose outputs go: not among the last ``keep`` recorded, not the best's."""
     if keep is None:
         return []
-    recorded = state.recorded()
+    recorded = state.completed()
     best = state.best()
     kept = {e.n for e in recorded[len(recorded) - keep:]} if keep else set()
     if best is not None:

@@ -36,7 +36,7 @@ def summarize(
     state: JournalState, direction: str, now: dt.datetime | None = None, lanes: list[Lane] | None = None,
     budget: float | None = None,
 ) -> dict[str, Any]:
-    done = state.recorded()
+    done = state.completed()
     changes = ledger.rows(state)  # results.tsv's rows: re-measurements are runs, not experiments
     counts = {s: sum(1 for r in changes if r.status == s) for s in ("keep", "discard", "crash")}
     keeps = [r for r in changes if r.status == "keep" and r.metric is not None]
@@ -138,7 +138,7 @@ def run_lines(state: JournalState) -> list[dict[str, Any]]:
     ``fresh best`` (a run of the best made to judge a candidate)."""
     keys = ledger.change_keys(state)
     out = []
-    for exp in state.recorded():
+    for exp in state.completed():
         if exp.for_candidate is not None:
             role = "fresh best"
         elif exp.baseline:

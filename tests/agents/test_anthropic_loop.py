@@ -44,7 +44,7 @@ def test_three_iterations_on_the_example_then_a_restart(tmp_path: Path) -> None:
         assert [r.split("\t")[4] for r in rows[1:]] == ["toy experiment 1", "toy experiment 2"]
         journal = Journal(repo / ".git" / "autoresearch" / "journal.jsonl")
         assert journal.load().agent_state == {"notes": "toy notes after experiment 2"}
-        costs = [e.usage.cost_usd or 0.0 for e in journal.load().recorded()]
+        costs = [e.usage.cost_usd or 0.0 for e in journal.load().completed()]
         assert costs[0] == 0.0 and all(c > 0 for c in costs[1:])
 
         # A restart (a new process) feeds the journaled notes back to the agent.

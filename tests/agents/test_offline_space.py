@@ -229,7 +229,7 @@ def test_the_narrowed_study_resumes_from_the_journal(tmp_path: Path) -> None:
     runner = FakeRunner(script=[run] * 40)
     _loop(tmp_path, ws, runner, 12).run()
     _loop(tmp_path, ws, runner, 30).run()  # a restart: a fresh agent, the same journal
-    done = Journal(tmp_path / ".git/autoresearch/journal.jsonl").load().recorded()
+    done = Journal(tmp_path / ".git/autoresearch/journal.jsonl").load().completed()
     assert len(done) == 30
     metas = [dict(e.meta) for e in done]
     barred = 0

@@ -48,7 +48,7 @@ def test_two_docker_lanes_one_ledger_one_branch(docker_client: Any, tmp_path: Pa
     assert rows[0]["status"] == "keep" and rows[0]["description"] == "baseline"
 
     state = Journal(repo / ".git/autoresearch/journal.jsonl").load()
-    done = state.recorded()
+    done = state.completed()
     assert [r["commit"] for r in rows] == [e.commit[:7] for e in done]  # completion order
     handles = [e.handle for e in done]
     assert {h["lane"] for h in handles} == {0, 1} and {lane_of(e) for e in done} == {0, 1}

@@ -24,11 +24,11 @@ def check_session(repo: Path, runner: str) -> None:
     assert importlib.util.find_spec(DEPENDENCY) is None, "the fixture's dependency must not be the daemon's"
     state = repo / ".git" / "autoresearch"
     journal = Journal(state / "journal.jsonl").load()
-    runs = [e for e in journal.recorded() if not e.measure_commit]
-    assert len(journal.recorded()) >= 6 and len(runs) >= 2
-    assert [e.cause for e in journal.recorded()] == ["ok"] * len(journal.recorded())
+    runs = [e for e in journal.completed() if not e.measure_commit]
+    assert len(journal.completed()) >= 6 and len(runs) >= 2
+    assert [e.cause for e in journal.completed()] == ["ok"] * len(journal.completed())
     assert len({e.commit for e in runs}) >= 2, "the offline agent's changes ran"
-    for exp in journal.recorded():
+    for exp in journal.completed():
         log = (state / "runs" / str(exp.n) / "run.log").read_text()
         assert "compile cache fresh: True; home data read-only" in log, log
     assert [(s.n, s.trigger, s.cause) for s in journal.setups] == [(None, ["missing environment"], "ok")]
@@ -57,10 +57,10 @@ def test_six_experiments_under_bwrap(tmp_path: Path) -> None:
                 timeout=600)
     assert again.returncode == 0, again.stderr
     journal = Journal(repo / ".git" / "autoresearch" / "journal.jsonl").load()
-    before = {e.n for e in journal.recorded()[:6]}
+    before = {e.n for e in journal.completed()[:6]}
     assert [(s.trigger, s.cause) for s in journal.setups[1:]] == [(["command"], "ok")]
     assert journal.setups[1].n not in before  # before the first experiment of the second run
-    assert [e.cause for e in journal.recorded()] == ["ok"] * len(journal.recorded())
+    assert [e.cause for e in journal.completed()] == ["ok"] * len(journal.completed())
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
 
 

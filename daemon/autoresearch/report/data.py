@@ -181,11 +181,11 @@ def _from_journal(ledger: Ledger, journal: Journal) -> None:
         _add_usage(ledger, usage)
     changes = rows(state)
     ledger.runs = [_run(state, r) for r in changes]
-    ledger.remeasurements = len(state.recorded()) - len(changes)
-    every = sum(e.wall_s * max(e.gpu_count, 1) for e in state.recorded())
+    ledger.remeasurements = len(state.completed()) - len(changes)
+    every = sum(e.wall_s * max(e.gpu_count, 1) for e in state.completed())
     ledger.remeasure_s = every - sum(r.wall_s * max(r.gpu_count, 1) for r in ledger.runs)
     ledger.sigma = noise.sigma(state)
-    ledger.evaluated = any(e.eval_cause is not None for e in state.recorded())
+    ledger.evaluated = any(e.eval_cause is not None for e in state.completed())
     pending = state.pending()
     ledger.pending = None if pending is None else pending.n
 
@@ -222,8 +222,8 @@ def _run(state: JournalState, row: Row) -> Run:
 
 
 def _cause(exp: Experiment) -> str:
-    if exp.record.lineage is not None:
-        return exp.record.lineage  # stale, merge-conflict or rebase: another lane's keep landed meanwhile
+    if exp.verdict.lineage is not None:
+        return exp.verdict.lineage  # stale, merge-conflict or rebase: another lane's keep landed meanwhile
     cause = exp.cause
     if exp.status == "crash" and cause in ("", "ok") and exp.metric is None:
         return "no metric" if cause == "ok" else "unknown"

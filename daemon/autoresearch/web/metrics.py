@@ -48,13 +48,13 @@ def _outcomes(state: JournalState, metric: str) -> Iterator[Metric]:
         changes.add_metric([status], rows.get(status, 0))
     yield changes
     runs = CounterMetricFamily("autoresearch_runs", "Training runs that ended, by cause.", labels=["cause"])
-    for cause, count in sorted(Counter(e.result.cause for e in _finished(state)).items()):
+    for cause, count in sorted(Counter(e.outcome.cause for e in _finished(state)).items()):
         runs.add_metric([cause], count)
     yield runs
 
 
 def _levels(state: JournalState, direction: str, metric: str) -> Iterator[Metric]:
-    keeps = [e for e in state.recorded() if e.status == "keep" and e.metric is not None and e.reason != "repeat"]
+    keeps = [e for e in state.completed() if e.status == "keep" and e.metric is not None and e.reason != "repeat"]
     for name, doc, value in (
         ("autoresearch_best_metric", "The best's level (the judge's mean of its runs).", noise.best_mean(state)),
         ("autoresearch_baseline_metric", "The baseline's metric.", keeps[0].metric if keeps else None),
@@ -95,7 +95,7 @@ def _lanes(state: JournalState, now: float) -> Iterator[Metric]:
 def _durations(state: JournalState) -> Iterator[Metric]:
     finished = _finished(state)
     yield _histogram("autoresearch_run_duration_seconds", "Wall time of each training run.",
-                     [e.result.wall_s for e in finished])
+                     [e.outcome.wall_s for e in finished])
     queued = [_between(e.phase_at("committed"), e.phase_at("running")) for e in state.ordered()]
     yield _histogram("autoresearch_queue_duration_seconds", "From commit to the run's start (waiting for a lane).",
                      [q for q in queued if q is not None])

@@ -51,7 +51,7 @@ def rows(state: JournalState, metric: str) -> list[dict[str, Any]]:
     """One entry per results.tsv row, its cells as ``ledger`` writes them, plus the experiment the row
     records (its verdict) and every measurement of the row's commit (re-measurements included)."""
     cells = ledger.parse_results(ledger.render(state, metric))
-    recorded = state.recorded()
+    recorded = state.completed()
     by_commit: dict[str, list[Experiment]] = {}
     for exp in recorded:
         by_commit.setdefault(exp.commit[:7], []).append(exp)
@@ -63,7 +63,7 @@ def rows(state: JournalState, metric: str) -> list[dict[str, Any]]:
 
 
 def _row(index: int, cells: dict[str, str], exp: Experiment, runs: list[Experiment], metric: str) -> dict[str, Any]:
-    record = exp.record
+    record = exp.verdict
     return {
         "row": index,
         "n": exp.n,
@@ -103,7 +103,7 @@ def limits(state: JournalState, settings: Settings, now: dt.datetime) -> list[di
     hours = (now - started).total_seconds() / 3600 if started is not None else 0.0
     out: list[dict[str, Any]] = []
     if caps.max_experiments is not None:
-        out.append(_limit("experiments", len(state.recorded()), caps.max_experiments, hours, now))
+        out.append(_limit("experiments", len(state.completed()), caps.max_experiments, hours, now))
     if caps.max_gpu_hours is not None:
         out.append(_limit("GPU-hours", gpu_hours(state), caps.max_gpu_hours, hours, now))
     if caps.max_cost_usd is not None:
