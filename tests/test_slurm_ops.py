@@ -12,8 +12,9 @@ import pytest
 
 from autoresearch.config import Settings, load_settings
 from autoresearch.errors import ConfigError
+from autoresearch.runners.slurm_script import resource_args
 from autoresearch.slurm_init import check_cluster
-from autoresearch.slurm_ops import FakeSlurmQueue, QueuedJob, SlurmCommands, parse_line, resource_args
+from autoresearch.slurm_ops import FakeSlurmQueue, QueuedJob, SlurmCommands, parse_line
 from tests.conftest import cli, git, make_repo
 
 PREFIX = "slurmops-"

@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 
 from autoresearch.config import Settings
-from autoresearch.errors import ConfigError, SlurmUnavailable
-from autoresearch.slurm_ops import SlurmQueue, SlurmRejected, resource_args
+from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
+from autoresearch.runners.slurm_script import resource_args
+from autoresearch.slurm_ops import SlurmQueue
 
 _PARTITION = re.compile(r"in partition (\S+)")
 
@@ -28,7 +29,7 @@ def check_cluster(settings: Settings, queue: SlurmQueue) -> list[str]:
     except SlurmUnavailable as exc:
         raise ConfigError(f"runner = \"slurm\" ({settings.source_of('runner')}): {exc}; start slurmctld or point "
                           "this host's slurm.conf at the cluster's controller. Nothing was changed.") from exc
-    except SlurmRejected as exc:
+    except SlurmError as exc:
         raise ConfigError(f"[slurm] ({_sources(settings)}): the cluster refuses a job with "
                           f"{' '.join(args) or 'no options'}: {exc}. Nothing was changed.") from exc
     found = _PARTITION.search(answer)

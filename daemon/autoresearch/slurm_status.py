@@ -8,9 +8,9 @@ import datetime as dt
 import time
 from typing import Any
 
-from autoresearch.errors import ConfigError, SlurmUnavailable
+from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
 from autoresearch.journal import JournalState
-from autoresearch.slurm_ops import QueuedJob, SlurmQueue, SlurmRejected
+from autoresearch.slurm_ops import QueuedJob, SlurmQueue
 
 
 def slurm_handle(state: JournalState, n: int | None) -> dict[str, Any] | None:
@@ -37,7 +37,7 @@ def annotate(summary: dict[str, Any], state: JournalState, queue: SlurmQueue | N
             controller = "answers"
         except SlurmUnavailable as exc:
             controller = f"does not answer: {exc}"
-        except (ConfigError, SlurmRejected) as exc:  # no client on this host, or squeue refused: still show
+        except (ConfigError, SlurmError) as exc:  # no client on this host, or squeue refused: still show
             controller = f"cannot be asked: {exc}"
     summary["slurm"] = controller
     clock = time.time() if now is None else now

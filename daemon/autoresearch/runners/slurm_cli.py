@@ -24,7 +24,7 @@ from autoresearch.retry import retrying
 
 CALL_TIMEOUT_S = 60.0
 DOWN = ("unable to contact slurm controller", "socket timed out", "connection refused", "zero bytes were transmitted",
-        "slurm_load_jobs error: unable", "communications connection failure", "slurmctld")
+        "slurm_load_jobs error: unable", "communications connection failure", "slurmctld", "is down")
 """Phrases of Slurm's errors that mean the controller is down or restarting (waited out, not fatal)."""
 ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                    "OUT_OF_MEMORY", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
@@ -134,21 +134,28 @@ class RealSlurm:
         raise AssertionError("unreachable: retrying re-raises")  # pragma: no cover
 
     def _call(self, argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> str:
-        if shutil.which(argv[0]) is None:
-            raise ConfigError(f"{argv[0]} is not on PATH: runner = \"slurm\" needs Slurm's client commands "
-                              "(Debian: apt-get install slurm-client) on the daemon's host")
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_s, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise SlurmUnavailable(f"{' '.join(argv[:2])} got no answer in {self.timeout_s:g} s") from exc
-        except OSError as exc:
-            raise SlurmError(f"{argv[0]} could not run: {exc}") from exc
-        if done.returncode in ok_codes:
-            return done.stdout
-        message = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
-        if any(phrase in message.lower() for phrase in DOWN):
-            raise SlurmUnavailable(f"the Slurm controller does not answer ({argv[0]}): {message}")
-        raise SlurmError(f"{' '.join(argv[:2])} failed: {message}")
+        return call(argv, self.timeout_s, ok_codes)
+
+
+def call(argv: list[str], timeout_s: float, ok_codes: tuple[int, ...] = (0,), merge: bool = False) -> str:
+    """Run one Slurm client command: its stdout (with ``merge``, stdout and stderr). The one translation of
+    its failures: no answer -> ``SlurmUnavailable``, a missing client -> ``ConfigError``, else ``SlurmError``."""
+    if shutil.which(argv[0]) is None:
+        raise ConfigError(f"{argv[0]} is not on PATH: runner = \"slurm\" needs Slurm's client commands on the "
+                          "daemon's host (Debian: apt-get install slurm-client) and the cluster's slurm.conf")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise SlurmUnavailable(f"{' '.join(argv[:2])} got no answer in {timeout_s:g} s") from exc
+    except OSError as exc:
+        raise SlurmError(f"{argv[0]} could not run: {exc}") from exc
+    if done.returncode in ok_codes:
+        return done.stdout + done.stderr if merge else done.stdout
+    said = [line.strip() for line in (done.stderr + "\n" + done.stdout).splitlines() if any(c.isalpha() for c in line)]
+    message = "\n".join(said) or f"exit {done.returncode}"  # scontrol ping's banner of stars left out
+    if any(phrase in message.lower() for phrase in DOWN):
+        raise SlurmUnavailable(f"the Slurm controller does not answer ({argv[0]}): {message.splitlines()[0]}")
+    raise SlurmError(f"{' '.join(argv[:2])} failed: {message}")
 
 
 _PAIR = re.compile(r"(\w[\w/:]*)=(\S*)")

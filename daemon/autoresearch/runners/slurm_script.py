@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.bwrap import Bind
-from autoresearch.config import Settings
+from autoresearch.config import Settings, SlurmSettings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker_spec import LABEL_PREFIX, parse_size
 from autoresearch.runners.environment import allowed_environment
@@ -53,11 +53,14 @@ def sbatch_args(settings: Settings, spec: RunSpec, name: str, folder: Path) -> l
     minutes = math.ceil(spec.deadline_s / 60) + s.time_margin_min
     args = [f"--job-name={name}", f"--output={folder / SLURM_OUT}", f"--chdir={folder}", f"--time={minutes}",
             "--no-requeue", "--nodes=1", "--ntasks=1"]
-    for flag, value in (("partition", s.partition), ("account", s.account), ("qos", s.qos), ("gres", s.gres),
-                        ("cpus-per-task", s.cpus_per_task), ("mem", s.mem)):
-        if value is not None:
-            args.append(f"--{flag}={value}")
-    return [*args, *s.extra_args]
+    return [*args, *resource_args(s)]
+
+
+def resource_args(slurm: SlurmSettings) -> list[str]:
+    """What one lane's job asks of the cluster, in ``sbatch`` syntax (also what ``init`` test-submits)."""
+    pairs = (("--partition", slurm.partition), ("--account", slurm.account), ("--qos", slurm.qos),
+             ("--gres", slurm.gres), ("--cpus-per-task", slurm.cpus_per_task), ("--mem", slurm.mem))
+    return [f"{flag}={value}" for flag, value in pairs if value is not None] + list(slurm.extra_args)
 
 
 def write_job(settings: Settings, spec: RunSpec, folder: Path, home: Path | None, marks: Mapping[str, str],
