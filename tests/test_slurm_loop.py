@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _env(tmp_path: Path, **more: str) -> dict[str, str]:
+    (tmp_path / "shared").mkdir(exist_ok=True)  # the cluster's shared file system: init checks it exists
     return {"AUTORESEARCH_SLURM__SHARED_DIR": str(tmp_path / "shared"), "AUTORESEARCH_SLURM__POLL_S": "0.5",
             "AUTORESEARCH_LANES": "2", **more}
 

@@ -65,7 +65,8 @@ def test_status_shows_the_daemon_s_job_and_a_stop_leaves_none(slurm_cluster: Non
         while time.monotonic() < deadline:
             lanes = json.loads(cli("status", str(repo), "--json").stdout)["lanes"]
             job = lanes[0].get("job")
-            if job is not None and job["state"] == "RUNNING" and job["node"]:
+            # squeue may list it RUNNING before the daemon's next poll journals the start: wait for both
+            if job is not None and job["state"] == "RUNNING" and job["node"] and not job["queued"]:
                 break
             time.sleep(0.5)
         assert job is not None and job["state"] == "RUNNING", job

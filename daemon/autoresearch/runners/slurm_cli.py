@@ -110,8 +110,8 @@ class RealSlurm:
 
     def ping(self) -> None:
         out = self._read(["scontrol", "ping"], ok_codes=(0, 1))
-        if " is UP" not in out:
-            raise SlurmUnavailable(f"the Slurm controller does not answer: {out.strip() or 'scontrol ping failed'}")
+        if " is UP" not in out:  # "Slurmctld(primary) at vm is DOWN", then a banner of stars
+            raise SlurmUnavailable(f"scontrol: {out.strip().splitlines()[0] if out.strip() else 'ping failed'}")
 
     def _accounted(self, job_id: str) -> JobInfo | None:
         """A job the controller forgot (after MinJobAge), from the completion log (``sacct -c``)."""
