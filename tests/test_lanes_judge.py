@@ -96,3 +96,30 @@ def test_a_confirmation_overtaken_by_another_lanes_keep_is_rebased_never_kept(tm
     assert ws.files["train.py"] in (BOTH, K)
     keeps = [e for e in state.completed() if e.status == "keep" and e.measure_commit is None and not e.baseline]
     assert all(ws.is_ancestor(e.commit, ws.head()) for e in keeps)  # every kept commit is on the branch
+
+
+def test_no_change_starts_before_the_baseline_repeats_measured_sigma(tmp_path: Path) -> None:
+    """With a free lane and a draft ready, a change still waits for the baseline's repeats: judged before
+    them it would meet σ = 0 (no estimate at all) and be kept on one run, unconfirmed."""
+    _, score = scorer()
+    loop, gates = lanes_loop(tmp_path, score, [(K, "k")], lanes=3, noise={"repeats": 2},
+                             limits={"max_experiments": 2})
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(loop.run()), daemon=True)
+    thread.start()
+    _release(loop, gates, _find(loop, "the baseline", lambda e: e.baseline))
+    first = _find(loop, "a repeat", lambda e: e.confirm_of == 0)
+    second = _find(loop, "the other repeat", lambda e: e.confirm_of == 0 and e.n != first)
+    wait_until(lambda: bool(_state(loop).drafts) or len(_state(loop).ordered()) > 3, "k drafted or started")
+    assert all(e.confirm_of == 0 or e.baseline for e in _state(loop).ordered()), "a change started before σ"
+    _release(loop, gates, first)
+    assert all(e.confirm_of == 0 or e.baseline for e in _state(loop).ordered()), "a change started before σ"
+    _release(loop, gates, second)
+    k = _find(loop, "k, once σ is measured", lambda e: e.description == "k")
+    _release(loop, gates, k)
+    kept = _state(loop).experiments[k]
+    assert kept.sigma is not None and kept.sigma > 0 and kept.reason == "better"
+    for n in range(k + 1, k + 6):
+        gates.setdefault(n, threading.Event()).set()
+    thread.join(60)
+    assert out and isinstance(out[0], StopReason)

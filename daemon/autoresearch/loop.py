@@ -234,7 +234,8 @@ class Loop:
             with self.coordinator.lock:  # the choice and its record see one state: no other write in between
                 state = self.journal.load()
                 wanted = self._pending(state) if remeasure_ok else []
-                job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=take,
+                changes = take and not noise.calibrating(state, self.settings.noise.repeats)
+                job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=changes,
                                lane=slot.lane.index)
                 if job is not None:
                     self._start_job(slot, job, state)

@@ -69,6 +69,16 @@ def pending(state: JournalState, repeats: int) -> tuple[Measure, ...]:
     return research.pending(runs_of(state), repeats)
 
 
+def calibrating(state: JournalState, repeats: int) -> bool:
+    """The baseline's repeats are still owed or running: σ is not measured yet. No change starts meanwhile
+    (with lanes, one finished before the repeats would be judged with no noise estimate at all)."""
+    best = state.best()
+    if best is None or repeats == 0:
+        return False
+    owed = any(m.commit == best.commit and m.for_candidate is None for m in pending(state, repeats))
+    return owed or any(e.measure_commit == best.commit and e.for_candidate is None for e in state.open())
+
+
 def given_up(state: JournalState) -> list[int]:
     """Candidates whose confirmation the judge gave up and that no ``confirm_drop`` explains yet."""
     return [n for n in research.given_up(runs_of(state)) if n not in state.confirm_drops]
