@@ -114,14 +114,11 @@ def _gpu_pool(settings: Settings, probe: GpuProbe) -> list[GpuDevice]:
 
 
 def _split(cores: list[int], count: int) -> list[tuple[int, ...]]:
-    """``count`` contiguous shares of ``cores``, as equal as they can be (the first ones get the remainder)."""
-    size, extra = divmod(len(cores), count)
-    shares, at = [], 0
-    for i in range(count):
-        take = size + (1 if i < extra else 0)
-        shares.append(tuple(cores[at:at + take]))
-        at += take
-    return shares
+    """``count`` contiguous shares of ``cores`` of one size. The remainder is left to the daemon and the agent:
+    under a wall-clock budget a lane with one core more trains more steps, a bias the judge would read as a
+    gain of whatever ran there (issue 17, finding 7)."""
+    size = len(cores) // count
+    return [tuple(cores[i * size:(i + 1) * size]) for i in range(count)]
 
 
 def _names(devices: list[GpuDevice]) -> str:
