@@ -29,10 +29,9 @@ from autoresearch.errors import (
     SetupFailed,
 )
 from autoresearch.gitrun import GitPolicy
-from autoresearch.gpu import probe_from_environment
 from autoresearch.guards import daemon_lock
 from autoresearch.journal import Experiment, Journal
-from autoresearch.lanes import Lane, plan_lanes
+from autoresearch.lanes import status_lanes
 from autoresearch.loop import Loop
 from autoresearch.phases import Phases
 from autoresearch.privacy import protect_daemon
@@ -234,7 +233,7 @@ def read_status(repo: Path, tag: str | None = None) -> dict[str, Any]:
     branch = f"autoresearch/{files.tag}"
     settings = load_session_settings(ws, branch)
     state = Journal(files.journal).load()
-    summary = summarize(state, settings.direction, lanes=_status_lanes(settings), budget=settings.budget)
+    summary = summarize(state, settings.direction, lanes=status_lanes(settings), budget=settings.budget)
     summary.update(snapshot.session_fields(files, ws.state_dir()))
     summary["rows"] = snapshot.rows(files)
     summary["runs"] = snapshot.runs(state, files)
@@ -262,16 +261,6 @@ def sandbox_line(settings: Settings) -> str:
     if settings.process.sandbox == "bwrap":
         return "each run sandboxed by bubblewrap (no network, no .git, a clean environment)"
     return "UNSANDBOXED: runs are plain processes with the daemon's rights (process.sandbox = none)"
-
-
-def _status_lanes(settings: Settings) -> list[Lane]:
-    """The lanes as the settings place them on this host (for their GPUs); one lane when that fails."""
-    if settings.lanes == 1:
-        return [Lane(0)]  # no NVML query for the usual case
-    try:
-        return plan_lanes(settings, probe_from_environment())
-    except AutoresearchError:  # the GPUs changed since: status still shows each lane's experiment
-        return [Lane(0)]
 
 
 SANDBOX_ENV = "AUTORESEARCH_PROCESS__SANDBOX"

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from autoresearch.errors import ConfigError, GpuError
+from autoresearch.errors import AutoresearchError, ConfigError, GpuError
+from autoresearch.gpu import probe_from_environment
 
 if TYPE_CHECKING:
     from autoresearch.config import Settings
@@ -111,6 +112,17 @@ def _gpu_pool(settings: Settings, probe: GpuProbe) -> list[GpuDevice]:
         raise ConfigError(f"{key} ({settings.source_of(settings.runner, 'gpus')}): GPU(s) {', '.join(missing)} not "
                           f"found; this host has {_names(found)}")
     return chosen
+
+
+def status_lanes(settings: Settings) -> list[Lane]:
+    """The lanes as the settings place them on this host (for their GPUs; ``status`` and the dashboard);
+    one lane when that fails."""
+    if settings.lanes == 1:
+        return [Lane(0)]  # no NVML query for the usual case
+    try:
+        return plan_lanes(settings, probe_from_environment())
+    except AutoresearchError:  # the GPUs changed since: status still shows each lane's experiment
+        return [Lane(0)]
 
 
 def _split(cores: list[int], count: int) -> list[tuple[int, ...]]:

@@ -16,6 +16,7 @@ import uvicorn
 
 from autoresearch.config import Settings
 from autoresearch.errors import ConfigError
+from autoresearch.lanes import status_lanes
 from autoresearch.web.access import Listen, redact_logs, required_token
 from autoresearch.web.app import build_app
 from autoresearch.web.gate import LOOPBACK_NAMES
@@ -39,15 +40,13 @@ class Prepared:
 def prepare(repo: Path, listen_text: str | None, archive: str | None = None,
             settings: Settings | None = None) -> Prepared:
     """Check everything (session, address, token), then bind: nothing listens if anything is wrong."""
-    from autoresearch.commands import _status_lanes
-
     source = SessionSource.from_repo(repo, archive, settings)
     http = source.settings.http
     listen = Listen.parse(listen_text or http.listen or DEFAULT_LISTEN)
     token = required_token(listen, http)
     redact_logs(token)
     sock = _bind(listen)
-    app = build_app(source, token, _status_lanes(source.settings), LOOPBACK_NAMES | {listen.host.lower()})
+    app = build_app(source, token, status_lanes(source.settings), LOOPBACK_NAMES | {listen.host.lower()})
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S, server_header=False)
     host, port = sock.getsockname()[:2]
