@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from autoresearch.agents.sandbox import AgentJail
-from autoresearch.config import CommandAgentSettings
+from autoresearch.ops.config import CommandAgentSettings
 
 
 def measure(network: Literal["host", "user"], runs: int, base: Path) -> list[float]:

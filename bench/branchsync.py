@@ -24,11 +24,11 @@ from pathlib import Path
 
 import structlog
 
-from autoresearch import branchsync
-from autoresearch.config import Settings
-from autoresearch.journal import Journal, JournalState
-from autoresearch.session import start_session
-from autoresearch.workspace import GitWorkspace
+from autoresearch.git import branchsync
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.store import Journal, JournalState
+from autoresearch.ops.config import Settings
+from autoresearch.sessions.session import start_session
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@localhost", "GIT_COMMITTER_NAME": "b",
        "GIT_COMMITTER_EMAIL": "b@localhost"}

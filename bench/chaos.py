@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch import ledger
-from autoresearch.journal import Journal
+from autoresearch.journal import ledger
+from autoresearch.journal.store import Journal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import docker_wanted
@@ -167,7 +167,7 @@ def containers(repo: Path) -> int:
     try:
         import docker
 
-        from autoresearch.commands import repo_id
+        from autoresearch.cli.commands import repo_id
 
         client = docker.from_env(timeout=10)
         return len(client.containers.list(all=True, filters={"label": f"autoresearch.repo={repo_id(repo)}"}))

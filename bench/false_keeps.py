@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.commands import build_loop, init_repo
-from autoresearch.config import NoiseSettings
-from autoresearch.example import write_example
-from autoresearch.noise import sigma
+from autoresearch.cli.commands import build_loop, init_repo
+from autoresearch.cli.example import write_example
+from autoresearch.judging.noise import sigma
+from autoresearch.ops.config import NoiseSettings
 
 AGENT = """\
 import sys, time

@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.agents.base import Proposal, ProposalContext
-from autoresearch.commands import init_repo, instance_id, repo_id
-from autoresearch.gpu import FakeGpu, GpuDevice
-from autoresearch.journal import Experiment, JournalState
-from autoresearch.loop import Loop
+from autoresearch.cli.commands import init_repo, instance_id, repo_id
+from autoresearch.coordinator.loop import Loop
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.status import lane_of
+from autoresearch.journal.store import Experiment, JournalState
+from autoresearch.ops.sdnotify import Notifier
 from autoresearch.runners import lane_runners
-from autoresearch.sdnotify import Notifier
-from autoresearch.session import load_session
-from autoresearch.session_config import load_session_settings
-from autoresearch.status import lane_of
-from autoresearch.workspace import GitWorkspace
+from autoresearch.runners.gpu import FakeGpu, GpuDevice
+from autoresearch.sessions.session import load_session
+from autoresearch.sessions.settings import load_session_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overhead import make_repo
@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.budget, args.per_lane, args.lanes = 0.5, 2, "1,2"
-    from autoresearch import logs
+    from autoresearch.ops import logs
 
     logs.configure(level="error", stream=sys.stderr)
     budget, k = args.budget, args.per_lane

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.agents.base import Proposal, ProposalContext
-from autoresearch.commands import build_loop, init_repo
-from autoresearch.journal import JournalState
+from autoresearch.cli.commands import build_loop, init_repo
+from autoresearch.journal.store import JournalState
 
 TRAIN = """\
 import os, time
@@ -96,8 +96,8 @@ def overheads(state: JournalState, budget: float) -> list[float]:
 
 def kill_latency(root: Path, name: str, cgroups: str = "off") -> tuple[float, float]:
     """A script that ignores its budget: seconds from the stop signal to gone, and past the deadline."""
-    from autoresearch.commands import repo_id
-    from autoresearch.config import load_settings
+    from autoresearch.cli.commands import repo_id
+    from autoresearch.ops.config import load_settings
     from autoresearch.runners import runner_from_config
     from autoresearch.runners.base import RunSpec
 
@@ -151,7 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.experiments, args.budget, args.agent_seconds = 2, 0.5, 0.1
-    from autoresearch import logs
+    from autoresearch.ops import logs
 
     logs.configure(level="error", stream=sys.stderr)
     figures: dict[str, Any] = {}

@@ -37,16 +37,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.commands import init_repo, instance_id, repo_id
-from autoresearch.config import load_settings
+from autoresearch.cli.commands import init_repo, instance_id, repo_id
+from autoresearch.coordinator.loop import Loop
 from autoresearch.errors import AutoresearchError
-from autoresearch.journal import Experiment, JournalState
-from autoresearch.loop import Loop
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.store import Experiment, JournalState
+from autoresearch.ops.config import load_settings
+from autoresearch.ops.sdnotify import Notifier
 from autoresearch.runners import lane_runners
-from autoresearch.sdnotify import Notifier
-from autoresearch.session import load_session
-from autoresearch.slurm_ops import SlurmCommands
-from autoresearch.workspace import GitWorkspace
+from autoresearch.runners.slurm_ops import SlurmCommands
+from autoresearch.sessions.session import load_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lanes import Session as LaneSession
@@ -190,7 +190,7 @@ def main() -> None:
     if problem is not None:
         print(f"bench/slurm.py: {problem}", file=sys.stderr)
         sys.exit(77)
-    from autoresearch import logs
+    from autoresearch.ops import logs
 
     logs.configure(level="error", stream=sys.stderr)
     print(f"budget_s={budget:g} experiments_per_lane={per_lane} poll_s={args.poll:g} (sleeping target)")

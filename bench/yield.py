@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch import research
-from autoresearch.config import NoiseSettings
-from autoresearch.decision import Policy
-from autoresearch.research import Facts, Run
-from autoresearch.stats import Noise
+from autoresearch.judging import research
+from autoresearch.judging.decision import Policy
+from autoresearch.judging.research import Facts, Run
+from autoresearch.judging.stats import Noise
+from autoresearch.ops.config import NoiseSettings
 
 DEFAULT: dict[str, Any] = {
     "baseline": 1.0, "direction": "min", "sigmas": [0.1, 0.5, 1.0, 2.0],

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.journal import Journal, JournalState
+from autoresearch.journal.store import Journal, JournalState
 
 
 @dataclass(frozen=True)

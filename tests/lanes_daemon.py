@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autoresearch.commands import build_loop, instance_id, repo_id
-from autoresearch.lanes import Lane
-from autoresearch.logs import configure
+from autoresearch.cli.commands import build_loop, instance_id, repo_id
+from autoresearch.coordinator.lanes import Lane
+from autoresearch.ops.logs import configure
 from autoresearch.runners import runner_from_config
 
 

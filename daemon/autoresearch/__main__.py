@@ -1,5 +1,5 @@
 """``python -m autoresearch`` is the ``autoresearch`` command."""
 
-from autoresearch.cli import main
+from autoresearch.cli.app import main
 
 main()

@@ -12,7 +12,7 @@ import pytest
 from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.base import ProposalContext
 from autoresearch.agents.fake_messages import FakeMessagesAPI
-from autoresearch.config import Settings
+from autoresearch.ops.config import Settings
 from tests.conftest import git, make_repo
 
 KEY = "sk-ant-test-0123456789abcdef"

@@ -47,7 +47,7 @@ HARNESS = """
 import json, sys
 from pathlib import Path
 from autoresearch.agents.sandbox import AgentJail
-from autoresearch.config import CommandAgentSettings
+from autoresearch.ops.config import CommandAgentSettings
 base, network, port, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 jail = AgentJail.from_config(CommandAgentSettings(command="x", writable=[], network=network, timeout_s=60))
 with (base / "agent.log").open("wb") as out:

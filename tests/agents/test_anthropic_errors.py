@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from autoresearch.agents import agent_from_config
 from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.fake_messages import Delay, Fail, FakeMessagesAPI, message, tool_use
-from autoresearch.config import Settings
 from autoresearch.errors import AgentError, AgentFatal, AgentTransient
+from autoresearch.ops.config import Settings
 from tests.agents.conftest import KEY, AgentFactory, make_ctx
 
 EDIT = tool_use("str_replace", {"path": "train.py", "old_str": "LR = 0.1", "new_str": "LR = 0.05"})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.agents.fake_messages import FakeMessagesAPI, ToyResearcher
-from autoresearch.journal import Journal
+from autoresearch.journal.store import Journal
 from tests.agents.conftest import KEY, request_text
 from tests.conftest import GIT_ENV, NO_CGROUPS, NO_REPEATS
 

@@ -13,11 +13,11 @@ from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.fake_messages import FakeMessagesAPI, message, tool_use
 from autoresearch.agents.prompts import history_rows
-from autoresearch.config import Settings
-from autoresearch.loop import Loop
+from autoresearch.coordinator.loop import Loop
+from autoresearch.git.workspace import FakeWorkspace
+from autoresearch.ops.config import Settings
 from autoresearch.runners.base import FakeRunner
-from autoresearch.session import Session
-from autoresearch.workspace import FakeWorkspace
+from autoresearch.sessions.session import Session
 from tests.agents.conftest import KEY, AgentFactory, make_ctx, request_text
 from tests.loop_fakes import TARGET
 

@@ -21,8 +21,8 @@ import pytest
 
 from autoresearch.agents.anthropic import AnthropicAgent
 from autoresearch.agents.base import Agent, ProposalContext
-from autoresearch.config import Settings
 from autoresearch.errors import AgentCancelled, AgentError
+from autoresearch.ops.config import Settings
 from autoresearch.runners import procs
 from tests.agents.conftest import KEY, make_ctx
 from tests.agents.test_anthropic_cli import autoresearch, init

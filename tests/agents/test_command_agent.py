@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from autoresearch.agents import agent_from_config
 from autoresearch.agents.base import HistoryEntry
 from autoresearch.agents.command import NOTES_FILE, CommandAgent
-from autoresearch.config import CommandAgentSettings, Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
+from autoresearch.ops.config import CommandAgentSettings, Settings
 from autoresearch.runners import procs
 from tests.agents.conftest import make_ctx
 from tests.conftest import git

@@ -19,16 +19,16 @@ from pathlib import Path
 import pytest
 import structlog
 
-from autoresearch import logs
 from autoresearch.agents.prompts import clean_description
 from autoresearch.agents.scratch import changed_paths, manifest, read_inside
 from autoresearch.errors import ProposalRejected
-from autoresearch.ledger import clean_description as ledger_clean
-from autoresearch.ledger import parse_results
-from autoresearch.records import Proposed
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.ledger import clean_description as ledger_clean
+from autoresearch.journal.ledger import parse_results
+from autoresearch.journal.records import Proposed
+from autoresearch.ops import logs
+from autoresearch.ops.safetext import one_line
 from autoresearch.runners.hashing import file_hash
-from autoresearch.safetext import one_line
-from autoresearch.workspace import GitWorkspace
 from tests.conftest import GIT_ENV, git, make_repo
 from tests.runners.hostile import ROOT, as_user, give_to_nobody, workdir
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from autoresearch.commands import build_loop, init_repo
-from autoresearch.ledger import parse_results
+from autoresearch.cli.commands import build_loop, init_repo
+from autoresearch.journal.ledger import parse_results
 from autoresearch.runners import procs
 from tests.conftest import GIT_ENV, git, make_repo
 from tests.runners.hostile import NOBODY, ROOT, as_user, give_to_nobody, workdir

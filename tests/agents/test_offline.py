@@ -9,8 +9,8 @@ import pytest
 from autoresearch.agents.base import HistoryEntry, ProposalContext
 from autoresearch.agents.constants import find_constants, format_value, rewrite
 from autoresearch.agents.offline import OfflineAgent
-from autoresearch.config import OfflineSettings
 from autoresearch.errors import ProposalRejected
+from autoresearch.ops.config import OfflineSettings
 
 SOURCE = '''"""A model."""
 import math  # LR = 99 in a comment is not a constant

@@ -12,7 +12,7 @@ from autoresearch.agents.base import HistoryEntry, ProposalContext
 from autoresearch.agents.constants import find_constants
 from autoresearch.agents.offline import OfflineAgent, module_reader
 from autoresearch.agents.space import barred
-from autoresearch.config import OfflineSettings
+from autoresearch.ops.config import OfflineSettings
 
 EXCERPT = (Path(__file__).parent / "fixtures" / "karpathy_train.py.txt").read_text()
 PREPARE = 'import os\nMAX_SEQ_LEN = 2048\nTIME_BUDGET = float(os.environ.get("T", 300))\nEVAL_TOKENS = 40 * 524288\n'

@@ -13,12 +13,12 @@ from autoresearch.agents.constants import find_constants
 from autoresearch.agents.offline import OfflineAgent
 from autoresearch.agents.space import build_space, narrowed
 from autoresearch.agents.uses import display_only
-from autoresearch.config import OfflineSettings, Settings
-from autoresearch.journal import Journal
-from autoresearch.loop import Loop
+from autoresearch.coordinator.loop import Loop
+from autoresearch.git.workspace import FakeWorkspace
+from autoresearch.journal.store import Journal
+from autoresearch.ops.config import OfflineSettings, Settings
 from autoresearch.runners.base import FakeRunner, RunSpec
-from autoresearch.session import Session
-from autoresearch.workspace import FakeWorkspace
+from autoresearch.sessions.session import Session
 
 KARPATHY = (Path(__file__).parent / "fixtures" / "karpathy_train.py.txt").read_text()
 POW2 = ("ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "DEVICE_BATCH_SIZE")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.commands import repo_id
+from autoresearch.cli.commands import repo_id
 from tests.ops.conftest import ROOT, docker, unavailable
 from tests.subprocs import reaped
 

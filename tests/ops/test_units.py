@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.agents.keys import CREDENTIAL_NAME
-from autoresearch.config import DockerSettings
+from autoresearch.ops.config import DockerSettings
 from tests.ops.conftest import ROOT
 
 UNITS = {

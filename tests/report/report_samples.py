@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.journal import Journal
-from autoresearch.ledger import write_results
+from autoresearch.journal.ledger import write_results
+from autoresearch.journal.store import Journal
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.journal import Journal
-from autoresearch.ledger import write_results
+from autoresearch.journal.ledger import write_results
+from autoresearch.journal.store import Journal
 from autoresearch.report.command import Rendered, exclude_from_git, report_command, watch_report
 from autoresearch.report.data import state_dir
 from tests.report.report_samples import MIXED, Exp, journal_path, write_experiment, write_ledger

@@ -90,7 +90,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_runner(repo_id: str) -> Callable[..., Any]:
-    from autoresearch.config import DockerSettings
+    from autoresearch.ops.config import DockerSettings
     from autoresearch.runners.docker import DockerRunner
 
     def make(**overrides: Any) -> DockerRunner:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoresearch.lanes import Lane
+from autoresearch.coordinator.lanes import Lane
 from autoresearch.runners.cgroups import RUN_PREFIX
 from tests.runners.process_helpers import make_runner, make_spec
 

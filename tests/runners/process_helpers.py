@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoresearch.bwrap import check_bwrap
-from autoresearch.config import ProcessSettings
-from autoresearch.gpu import NoGpu
+from autoresearch.ops.config import ProcessSettings
 from autoresearch.runners.base import RunSpec
+from autoresearch.runners.bwrap import check_bwrap
 from autoresearch.runners.enforcers import detect
+from autoresearch.runners.gpu import NoGpu
 from autoresearch.runners.process import ProcessRunner
 
 

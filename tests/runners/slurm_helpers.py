@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autoresearch.config import load_settings
+from autoresearch.ops.config import load_settings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.process import ProcessRunner
 from autoresearch.runners.slurm import SlurmRunner

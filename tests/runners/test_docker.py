@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from autoresearch.errors import EngineUnavailable, GpuError, ImageMissing
-from autoresearch.gpu import FakeGpu, GpuDevice
+from autoresearch.runners.gpu import FakeGpu, GpuDevice
 from tests.runners.conftest import snapshot_of
 
 pytestmark = pytest.mark.docker
@@ -241,7 +241,7 @@ def test_prepare_may_write_the_cache(make_runner, make_spec, tmp_path):
 CHILD = """
 import json, sys
 from pathlib import Path
-from autoresearch.config import DockerSettings
+from autoresearch.ops.config import DockerSettings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
 out, image, repo_id, snapshot = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
@@ -407,7 +407,7 @@ print("val_bpb: 0.5", flush=True)
 def test_stdout_is_kept_apart_up_to_the_deadline(make_runner, make_spec, workdir, tmp_path, sleep, budget, cause,
                                                  metric):
     """metric_source = stdout: stderr reaches the log only; stdout printed after the deadline is not copied."""
-    from autoresearch.judge import last_value
+    from autoresearch.judging.judge import last_value
 
     spec = make_spec(script(workdir, "printer.py", STDOUT_APART) + f" {sleep}", budget=budget, grace=0.0,
                      stdout_path=tmp_path / "stdout.log")

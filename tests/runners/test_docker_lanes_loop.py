@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from autoresearch.commands import repo_id
-from autoresearch.journal import Journal
-from autoresearch.ledger import header, parse_results
-from autoresearch.loop import Loop
-from autoresearch.status import lane_of
+from autoresearch.cli.commands import repo_id
+from autoresearch.coordinator.loop import Loop
+from autoresearch.journal.ledger import header, parse_results
+from autoresearch.journal.status import lane_of
+from autoresearch.journal.store import Journal
 from tests.conftest import FAST_TRAIN, cli, git, make_repo
 
 pytestmark = [

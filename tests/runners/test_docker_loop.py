@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from autoresearch.commands import repo_id
-from autoresearch.ledger import parse_results
+from autoresearch.cli.commands import repo_id
+from autoresearch.journal.ledger import parse_results
 from tests.conftest import cli, git, make_repo
-from tests.test_kill import assert_recovery_exercised, check_consistency, kill_and_restart, kill_test_repo
+from tests.coordinator.test_kill import assert_recovery_exercised, check_consistency, kill_and_restart, kill_test_repo
 
 pytestmark = pytest.mark.docker
 

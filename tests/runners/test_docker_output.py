@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from autoresearch.config import DockerSettings
+from autoresearch.ops.config import DockerSettings
 from autoresearch.runners.docker_output import PAGE, CopyOut, keeper_options, volume_options
 
 

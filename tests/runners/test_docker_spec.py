@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.config import DockerSettings, Settings
 from autoresearch.errors import ConfigError, EngineUnavailable, RunnerError
-from autoresearch.gpu import GpuDevice
+from autoresearch.ops.config import DockerSettings, Settings
 from autoresearch.runners import docker_spec
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
 from autoresearch.runners.docker_files import RunFiles
+from autoresearch.runners.gpu import GpuDevice
 
 GPU = GpuDevice(index=0, uuid="GPU-abc", name="H100", total_mb=80_000, free_mb=79_000)
 

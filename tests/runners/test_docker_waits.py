@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from autoresearch.commands import repo_id
-from autoresearch.ledger import parse_results
+from autoresearch.cli.commands import repo_id
+from autoresearch.journal.ledger import parse_results
 from tests.conftest import GIT_ENV, cli, make_repo
 from tests.runners.conftest import SocketProxy
 

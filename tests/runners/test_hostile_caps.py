@@ -15,9 +15,9 @@ from typing import get_args
 import pytest
 
 from autoresearch.agents.sandbox import AgentJail
-from autoresearch.bwrap import Sandbox, bwrap_options, check_bwrap
-from autoresearch.config import CommandAgentSettings, ProcessSettings
+from autoresearch.ops.config import CommandAgentSettings, ProcessSettings
 from autoresearch.runners.base import RunKind
+from autoresearch.runners.bwrap import Sandbox, bwrap_options, check_bwrap
 from autoresearch.runners.process_sandbox import run_sandbox
 from tests.runners.hostile import run_daemon, workdir
 from tests.runners.process_helpers import make_spec

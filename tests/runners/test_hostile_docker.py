@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from autoresearch.git.workspace import GitWorkspace
 from autoresearch.runners.docker import DockerRunner
-from autoresearch.workspace import GitWorkspace
 from tests.conftest import git
 
 pytestmark = pytest.mark.docker
@@ -274,7 +274,7 @@ print("val_bpb: 0.9", flush=True)
 NONROOT_DAEMON = """
 import json, os, shutil, sys
 from pathlib import Path
-from autoresearch.config import DockerSettings
+from autoresearch.ops.config import DockerSettings
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker import DockerRunner
 work, image, repo_id = Path(sys.argv[1]), sys.argv[2], sys.argv[3]

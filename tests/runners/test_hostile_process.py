@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from autoresearch import judge
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.judging import judge
 from autoresearch.runners import procs
-from autoresearch.workspace import GitWorkspace
 from tests.conftest import make_repo
 from tests.runners.hostile import FORK_300, SECRETS, run_daemon, spawned, start_daemon, workdir
 from tests.runners.process_helpers import make_runner, make_spec, marked_pids, token

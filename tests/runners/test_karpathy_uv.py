@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from autoresearch.journal import Journal
+from autoresearch.journal.store import Journal
 from tests.conftest import cli, git
 from tests.karpathy_analysis import check_session as notebook_check
 from tests.karpathy_fixture import DEPENDENCY, karpathy_session

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from autoresearch import retention
-from autoresearch.commands import build_loop
-from autoresearch.config import ProcessSettings, Settings
+from autoresearch.cli.commands import build_loop
+from autoresearch.coordinator import retention
+from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import ConfigError
-from autoresearch.lanes import Lane
+from autoresearch.ops.config import ProcessSettings, Settings
 from autoresearch.runners.cgroups import (
     DAEMON_LEAF,
     CgroupV1,

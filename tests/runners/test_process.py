@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from autoresearch.config import Settings
 from autoresearch.errors import ConfigError, RunnerError
+from autoresearch.ops.config import Settings
 from autoresearch.runners import procs
 from autoresearch.runners.process import ProcessRunner
 from tests.runners.process_helpers import make_runner, make_spec, marked_pids, token

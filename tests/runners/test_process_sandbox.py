@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from autoresearch.bwrap import Sandbox
-from autoresearch.config import ProcessSettings
+from autoresearch.ops.config import ProcessSettings
 from autoresearch.runners.base import RunSpec
+from autoresearch.runners.bwrap import Sandbox
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.process_sandbox import run_sandbox
 from tests.runners.process_helpers import make_spec

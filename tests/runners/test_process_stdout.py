@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.judge import last_value
+from autoresearch.judging.judge import last_value
 from tests.runners.process_helpers import make_runner, make_spec
 
 SCRIPT = """\

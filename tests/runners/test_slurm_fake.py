@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from autoresearch.config import load_settings
 from autoresearch.errors import ConfigError
+from autoresearch.ops.config import load_settings
 from autoresearch.runners.process import ProcessRunner
 from autoresearch.runners.slurm_fake import FakeSlurm, Fate
 from tests.runners.slurm_helpers import collect as _collect

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from autoresearch import logs
-from autoresearch.config import HttpSettings
 from autoresearch.errors import ConfigError
+from autoresearch.ops import logs
+from autoresearch.ops.config import HttpSettings
 from autoresearch.web.access import COOKIE, Listen, authorized, read_token, redact_logs, required_token
 
 TOKEN = "0123456789abcdef-token"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.config import load_settings
+from autoresearch.ops.config import load_settings
 from tests.ops.test_compose import compose_config
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autoresearch.ledger import parse_results
+from autoresearch.journal.ledger import parse_results
 from tests.conftest import cli, make_repo
 from tests.web.conftest import daemon, recorded_session, serving
 

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autoresearch.journal import Journal
-from autoresearch.ledger import parse_results
+from autoresearch.journal.ledger import parse_results
+from autoresearch.journal.store import Journal
 from autoresearch.web.metrics import SessionCollector
 from autoresearch.web.source import SessionSource
 from tests.web.conftest import recorded_session, serving

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from autoresearch.agents.base import Agent
-    from autoresearch.config import Settings
+    from autoresearch.ops.config import Settings
 
 
 def agent_from_config(settings: Settings, repo: Path, stop: threading.Event | None = None) -> Agent:

@@ -23,8 +23,8 @@ from autoresearch.agents.keys import redact, take_api_key
 from autoresearch.agents.messages_api import MessagesAPI, build_client, resolve_base_url
 from autoresearch.agents.pricing import find_price, usage_of
 from autoresearch.agents.tools import EditSession, ToolResult, tool_specs
-from autoresearch.config import AnthropicSettings, PriceTable, Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
+from autoresearch.ops.config import AnthropicSettings, PriceTable, Settings
 
 log = structlog.get_logger("autoresearch.agents.anthropic")
 

@@ -22,8 +22,8 @@ from autoresearch.agents import prompts
 from autoresearch.agents.base import Proposal, ProposalContext, check_python
 from autoresearch.agents.sandbox import AgentJail
 from autoresearch.agents.scratch import changed_paths, manifest, read_inside, scratch_checkout
-from autoresearch.config import CommandAgentSettings, Settings
 from autoresearch.errors import AgentError, AgentFatal, ProposalRejected
+from autoresearch.ops.config import CommandAgentSettings, Settings
 
 log = structlog.get_logger("autoresearch.agents.command")
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from autoresearch.errors import AgentFatal
-from autoresearch.privacy import take_from_environ
+from autoresearch.ops.privacy import take_from_environ
 
 ENV_KEY = "ANTHROPIC_API_KEY"
 ENV_AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"

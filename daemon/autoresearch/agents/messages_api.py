@@ -17,9 +17,9 @@ from anthropic.types import Message
 
 from autoresearch.agents import cancel
 from autoresearch.agents.keys import redact
-from autoresearch.config import AnthropicSettings
 from autoresearch.errors import AgentCancelled, AgentError, AgentFatal, AgentTransient
-from autoresearch.retry import retrying
+from autoresearch.ops.config import AnthropicSettings
+from autoresearch.ops.retry import retrying
 
 log = structlog.get_logger("autoresearch.agents.anthropic")
 

@@ -23,8 +23,8 @@ from autoresearch.agents.asserts import ReadModule, failed_asserts, structural_n
 from autoresearch.agents.base import HistoryEntry, Proposal, ProposalContext
 from autoresearch.agents.constants import Constant, find_constants, literal, rewrite
 from autoresearch.agents.uses import display_only
-from autoresearch.config import OfflineSettings, Settings
 from autoresearch.errors import ProposalRejected
+from autoresearch.ops.config import OfflineSettings, Settings
 
 MAX_ASKS = 40
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoresearch.agents.base import Usage
-from autoresearch.config import PriceTable
+from autoresearch.ops.config import PriceTable
 
 PER_TOKENS = 1_000_000
 

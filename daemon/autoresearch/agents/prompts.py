@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.agents.base import HistoryEntry, ProposalContext
-from autoresearch.safetext import one_line
+from autoresearch.ops.safetext import one_line
 
 PROGRAM_FILE = "program.md"
 HISTORY_CHUNK = 20

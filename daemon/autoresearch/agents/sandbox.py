@@ -21,10 +21,10 @@ from typing import IO
 
 from autoresearch.agents import cancel, usernet
 from autoresearch.agents.usernet import find_slirp
-from autoresearch.bwrap import Bind, Sandbox, check_bwrap
-from autoresearch.config import CommandAgentSettings
 from autoresearch.errors import AgentCancelled
+from autoresearch.ops.config import CommandAgentSettings
 from autoresearch.runners import process_box
+from autoresearch.runners.bwrap import Bind, Sandbox, check_bwrap
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.process_sandbox import interpreter_binds, parse_mounts
 

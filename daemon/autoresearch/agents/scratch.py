@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from autoresearch.errors import AgentError, GitFailed, ProposalRejected, RepoError
-from autoresearch.gitcmd import run_git
+from autoresearch.git.cmd import run_git
 from autoresearch.runners.hashing import MAX_HASH_BYTES, NotRegularFile, file_hash, open_regular
 
 MAX_READ_BYTES = MAX_HASH_BYTES
@@ -58,7 +58,7 @@ def scratch_checkout(repo: Path, commit: str, name: str) -> Iterator[tuple[Path,
 
 def _export(repo: Path, commit: str, dest: Path) -> None:
     """``git archive`` of the commit (the workspace's export: tarfile's ``data`` filter, nothing untracked)."""
-    from autoresearch.workspace import GitWorkspace
+    from autoresearch.git.workspace import GitWorkspace
 
     try:
         GitWorkspace.open(repo).export(commit, dest)

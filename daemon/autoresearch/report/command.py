@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch.errors import ConfigError, RepoError
-from autoresearch.ledger import RESULTS_FILE, write_atomic
+from autoresearch.journal.ledger import RESULTS_FILE, write_atomic
 from autoresearch.report.data import JOURNAL_FILE, Direction, Ledger, load_ledger, open_workspace, state_dir
 from autoresearch.report.notebook import NOTEBOOK_FILE, write_notebook
 
 if TYPE_CHECKING:
     from autoresearch.report.plot import PlotStats
-    from autoresearch.sessions import SessionFiles
+    from autoresearch.sessions.catalog import SessionFiles
 
 PNG_FILE = "progress.png"
 MARKDOWN_FILE = "report.md"
@@ -146,7 +146,7 @@ def report_command(
     """The CLI entry: the files go to ``.git/autoresearch/report/`` unless ``out_dir`` says otherwise.
     With ``watch`` it blocks until Ctrl-C (or ``stop``/``max_cycles``, for tests) and returns the paths.
     ``tag`` names a session (an archived one's report goes into its archive folder)."""
-    from autoresearch.session_config import settings_of_repo
+    from autoresearch.sessions.settings import settings_of_repo
 
     repo = repo.resolve()
     settings = settings_of_repo(repo)
@@ -199,7 +199,7 @@ def check_out_dir(repo: Path, out_dir: Path, notebook: bool) -> None:
 
 def _archived_session(repo: Path, tag: str) -> SessionFiles | None:
     """The archived session ``tag``; None when it is the active one (RepoError when there is none)."""
-    from autoresearch.sessions import find
+    from autoresearch.sessions.catalog import find
 
     files = find(repo, state_dir(repo), tag)
     return None if files.active else files

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autoresearch import noise
 from autoresearch.errors import RepoError
-from autoresearch.journal import Experiment, Journal, JournalState
-from autoresearch.ledger import RESULTS_FILE, Row, clean_description, parse_results, rows
-from autoresearch.records import UsageFields
-from autoresearch.workspace import GitWorkspace
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.ledger import RESULTS_FILE, Row, clean_description, parse_results, rows
+from autoresearch.journal.records import UsageFields
+from autoresearch.journal.store import Experiment, Journal, JournalState
+from autoresearch.judging import noise
 
 JOURNAL_FILE = "journal.jsonl"
 Direction = Literal["min", "max"]

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from autoresearch.ledger import RESULTS_FILE, write_atomic
+from autoresearch.journal.ledger import RESULTS_FILE, write_atomic
 from autoresearch.report.data import JOURNAL_FILE, Direction, state_dir
 
 NOTEBOOK_FILE = "analysis.ipynb"

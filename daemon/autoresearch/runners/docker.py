@@ -25,19 +25,19 @@ import structlog
 from docker.client import DockerClient, from_env
 
 from autoresearch.errors import EngineUnavailable, ImageMissing, RunnerError
-from autoresearch.gpu import GpuDevice, GpuProbe, NvmlProbe, PeakSampler, select_devices
 from autoresearch.runners import docker_output, docker_spec
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
 from autoresearch.runners.docker_files import RunFiles, cache_dir_of, let_container_write
 from autoresearch.runners.docker_wait import Ending, wait_for_end
 from autoresearch.runners.docker_watch import CgroupWatch, await_gpu_release, top_pids
 from autoresearch.runners.ending import classify
+from autoresearch.runners.gpu import GpuDevice, GpuProbe, NvmlProbe, PeakSampler, select_devices
 from autoresearch.runners.home import mount_point, run_home
 from autoresearch.runners.pump import LogPump, UntilDeadline, demux_chunks
 
 if TYPE_CHECKING:
-    from autoresearch.config import DockerSettings, Settings
-    from autoresearch.lanes import Lane
+    from autoresearch.coordinator.lanes import Lane
+    from autoresearch.ops.config import DockerSettings, Settings
 
 log = structlog.get_logger("autoresearch.runners.docker")
 T = TypeVar("T")

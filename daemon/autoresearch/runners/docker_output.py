@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from docker.types import LogConfig
 
-from autoresearch import tarsafe
+from autoresearch.git import tarsafe
 from autoresearch.runners.docker_spec import output_mount, parse_size
 
 if TYPE_CHECKING:
-    from autoresearch.config import DockerSettings
+    from autoresearch.ops.config import DockerSettings
 
 PAGE = 4096
 MAX_FILES = 100_000

@@ -19,10 +19,10 @@ from autoresearch.runners import home as session_home
 from autoresearch.runners.environment import allowed_environment
 
 if TYPE_CHECKING:
-    from autoresearch.config import DockerSettings
-    from autoresearch.gpu import GpuDevice
+    from autoresearch.ops.config import DockerSettings
     from autoresearch.runners.base import RunSpec
     from autoresearch.runners.docker_files import RunFiles
+    from autoresearch.runners.gpu import GpuDevice
 
 WORKSPACE = "/workspace"
 CACHE = "/cache"

@@ -13,7 +13,7 @@ import docker.errors
 import structlog
 
 from autoresearch.errors import GpuError
-from autoresearch.gpu import GpuProbe
+from autoresearch.runners.gpu import GpuProbe
 
 log = structlog.get_logger("autoresearch.runners.docker")
 

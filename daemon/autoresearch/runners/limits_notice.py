@@ -15,7 +15,7 @@ from autoresearch.runners.cgroups import Enforcer
 from autoresearch.runners.enforcers import NO_PRLIMIT, Rlimits
 
 if TYPE_CHECKING:
-    from autoresearch.config import ProcessSettings
+    from autoresearch.ops.config import ProcessSettings
 
 NOTICE_FILE = "limits.json"
 

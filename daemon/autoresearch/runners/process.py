@@ -27,18 +27,18 @@ from typing import Any
 
 import structlog
 
-from autoresearch.bwrap import check_bwrap
-from autoresearch.config import ProcessSettings, Settings
+from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import ConfigError, RunnerError
-from autoresearch.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment, select_devices
-from autoresearch.lanes import Lane
+from autoresearch.ops.config import ProcessSettings, Settings
 from autoresearch.runners import limits_notice, process_box, process_limits, procs
 from autoresearch.runners.base import CappedLog, OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.bwrap import check_bwrap
 from autoresearch.runners.cgroups import Enforcer, Limits, RunGroup, Unavailable
 from autoresearch.runners.docker_spec import parse_size
 from autoresearch.runners.ending import classify, exit_cause
 from autoresearch.runners.enforcers import NoGroup, Rlimits, detect
 from autoresearch.runners.environment import allowed_environment
+from autoresearch.runners.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment, select_devices
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.home import run_home
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox

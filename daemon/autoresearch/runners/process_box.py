@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from autoresearch.bwrap import Sandbox
 from autoresearch.runners import procs
+from autoresearch.runners.bwrap import Sandbox
 
 INFO_WAIT_S = 30.0
 COMMAND_INNER_PID = 2

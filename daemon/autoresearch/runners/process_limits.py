@@ -23,15 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoresearch.bwrap import Sandbox
 from autoresearch.errors import ConfigError
 from autoresearch.runners.base import OUTPUT_MOUNT
+from autoresearch.runners.bwrap import Sandbox
 from autoresearch.runners.docker_output import CopyOut
 from autoresearch.runners.docker_spec import parse_size
 from autoresearch.runners.ending import NOT_JUDGED
 
 if TYPE_CHECKING:
-    from autoresearch.config import ProcessSettings
+    from autoresearch.ops.config import ProcessSettings
     from autoresearch.runners.base import RunSpec
 
 WRITING = ("train", "prepare")

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from autoresearch.bwrap import SYSTEM_DIRS, Bind, Sandbox
 from autoresearch.runners import home as session_home
 from autoresearch.runners.base import EVAL_MOUNT, OUTPUT_MOUNT
+from autoresearch.runners.bwrap import SYSTEM_DIRS, Bind, Sandbox
 from autoresearch.runners.environment import allowed_environment
 
 if TYPE_CHECKING:
-    from autoresearch.config import ProcessSettings
+    from autoresearch.ops.config import ProcessSettings
     from autoresearch.runners.base import RunSpec
 
 WORKSPACE = "/workspace"

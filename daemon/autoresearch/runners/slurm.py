@@ -25,10 +25,10 @@ from typing import Any
 
 import structlog
 
-from autoresearch.config import Settings
+from autoresearch.coordinator.lanes import Lane
+from autoresearch.coordinator.repo_env import read_stamp as read_json  # a JSON object from a file, or None
 from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
-from autoresearch.lanes import Lane
-from autoresearch.repo_env import read_stamp as read_json  # a JSON object from a file, or None
+from autoresearch.ops.config import Settings
 from autoresearch.runners import process_limits, slurm_paths, slurm_script
 from autoresearch.runners.base import OnStarted, Runner, RunOutcome, RunSpec
 from autoresearch.runners.ending import classify

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
-from autoresearch.retry import retrying
+from autoresearch.ops.retry import retrying
 
 CALL_TIMEOUT_S = 60.0
 DOWN = ("unable to contact slurm controller", "socket timed out", "connection refused", "zero bytes were transmitted",

@@ -16,7 +16,7 @@ from typing import Any
 
 from docker.types import Mount
 
-from autoresearch.config import Settings
+from autoresearch.ops.config import Settings
 from autoresearch.runners import docker_spec
 from autoresearch.runners.base import RunSpec
 from autoresearch.runners.docker_files import RunFiles, let_container_write

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from autoresearch.errors import SlurmUnavailable
-from autoresearch.retry import retrying
+from autoresearch.ops.retry import retrying
 from autoresearch.runners.base import OnStarted, RunSpec
 from autoresearch.runners.slurm_cli import JobInfo, Slurm
 

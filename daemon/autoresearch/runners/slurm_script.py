@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autoresearch.bwrap import Bind
-from autoresearch.config import Settings, SlurmSettings
+from autoresearch.ops.config import Settings, SlurmSettings
 from autoresearch.runners.base import RunSpec
+from autoresearch.runners.bwrap import Bind
 from autoresearch.runners.docker_spec import LABEL_PREFIX, parse_size
 from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox

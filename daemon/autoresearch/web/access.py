@@ -16,8 +16,8 @@ from typing import Any
 
 import structlog
 
-from autoresearch.config import HttpSettings
 from autoresearch.errors import ConfigError
+from autoresearch.ops.config import HttpSettings
 
 log = structlog.get_logger("autoresearch.web")
 

@@ -13,10 +13,11 @@ from typing import get_args
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from autoresearch import ledger, noise
-from autoresearch.journal import Experiment, JournalState
-from autoresearch.records import WaitWhat
-from autoresearch.status import lane_of, total_cost, total_tokens
+from autoresearch.journal import ledger
+from autoresearch.journal.records import WaitWhat
+from autoresearch.journal.status import lane_of, total_cost, total_tokens
+from autoresearch.journal.store import Experiment, JournalState
+from autoresearch.judging import noise
 from autoresearch.web.source import SessionSource
 
 SECONDS_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import structlog
 
-from autoresearch.config import Settings
 from autoresearch.errors import JournalReplaced, RepoError
-from autoresearch.gitcmd import run_git
-from autoresearch.journal import Journal, JournalState
+from autoresearch.git.cmd import run_git
+from autoresearch.git.workspace import GitWorkspace
+from autoresearch.journal.store import Journal, JournalState
+from autoresearch.ops.config import Settings
 from autoresearch.runners.base import log_tail
-from autoresearch.session import JOURNAL_FILE
-from autoresearch.session_config import session_settings
-from autoresearch.workspace import GitWorkspace
+from autoresearch.sessions.session import JOURNAL_FILE
+from autoresearch.sessions.settings import session_settings
 
 log = structlog.get_logger("autoresearch.web")
 

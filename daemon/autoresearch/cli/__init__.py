@@ -1,0 +1,1 @@
+"""The command line: typer app, commands, terminal views."""

@@ -1,0 +1,1 @@
+"""The coordinator (the one writer) and what it drives: the loop, lanes, phases, drafts, limits."""

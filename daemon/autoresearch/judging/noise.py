@@ -1,0 +1,89 @@
+"""The journal's fold as the decision core's facts (``research.Run``), and the noise figures read from it.
+
+σ is the pooled standard deviation of every commit measured more than once (the baseline's
+``noise.repeats`` extra runs and every confirmation pair), robust to one outlying run (``stats``). A
+commit's measurements are the metrics of its recorded, non-crashed runs (a re-run of a commit is a new
+experiment with the same commit).
+"""
+
+from __future__ import annotations
+
+from autoresearch.journal.store import Experiment, JournalState
+from autoresearch.judging import research
+from autoresearch.judging.research import Measure
+from autoresearch.judging.stats import Noise
+
+REMEASURE = "remeasure"
+Remeasure = Measure
+"""A run the judge wants (the name the loop knew it by)."""
+
+
+def measured(exp: Experiment) -> bool:
+    return exp.done and exp.status != "crash" and exp.metric is not None and exp.committed is not None
+
+
+def run_of(exp: Experiment) -> research.Run:
+    """One experiment as the core sees it."""
+    commit = exp.committed.commit if exp.committed is not None else (exp.measure_commit or "")
+    finished = exp.finished is not None
+    return research.Run(
+        n=exp.n, commit=commit, metric=exp.metric if finished and exp.committed is not None else None,
+        done=exp.done, decision=exp.decision, status=exp.status if exp.done else None, reason=exp.reason,
+        cause=exp.cause if finished else "ok", parent=exp.parent, lane=exp.lane, baseline=exp.baseline,
+        confirm_of=exp.confirm_of, for_candidate=exp.for_candidate, description=exp.description,
+        memory_gb=exp.memory_gb if finished else 0.0,
+    )
+
+
+def runs_of(state: JournalState) -> list[research.Run]:
+    """Recorded runs in completion order, then the open ones (by n)."""
+    return [run_of(e) for e in state.completed()] + [run_of(e) for e in state.open()]
+
+
+def measurements(state: JournalState, commit: str, upto: int | None = None, since: int = -1) -> tuple[float, ...]:
+    """Metrics of ``commit``'s recorded runs, in order (only experiments after ``since`` and before ``upto``)."""
+    return research.measurements(sorted(runs_of(state), key=lambda r: r.n), commit, upto, since)
+
+
+def estimate(state: JournalState, upto: int | None = None) -> Noise:
+    """σ with its degrees of freedom (and the one outlier it left out, if any)."""
+    return research.noise(runs_of(state), upto)
+
+
+def sigma(state: JournalState, upto: int | None = None) -> float:
+    """Pooled σ over commits measured at least twice; 0.0 when there is no pair yet."""
+    return estimate(state, upto).sigma
+
+
+def best_mean(state: JournalState) -> float | None:
+    """The best's metric: the mean of its commit's measurements."""
+    best = state.best()
+    if best is None:
+        return None
+    values = measurements(state, best.commit)
+    return sum(values) / len(values) if values else best.metric
+
+
+def pending(state: JournalState, repeats: int) -> tuple[Measure, ...]:
+    """Every measurement the judge wants now, in order (``research.pending``)."""
+    return research.pending(runs_of(state), repeats)
+
+
+def calibrating(state: JournalState, repeats: int) -> bool:
+    """The baseline's repeats are still owed or running: σ is not measured yet. No change starts meanwhile
+    (with lanes, one finished before the repeats would be judged with no noise estimate at all)."""
+    best = state.best()
+    if best is None or repeats == 0:
+        return False
+    owed = any(m.commit == best.commit and m.for_candidate is None for m in pending(state, repeats))
+    return owed or any(e.measure_commit == best.commit and e.for_candidate is None for e in state.open())
+
+
+def given_up(state: JournalState) -> list[int]:
+    """Candidates whose confirmation the judge gave up and that no ``confirm_drop`` explains yet."""
+    return [n for n in research.given_up(runs_of(state)) if n not in state.confirm_drops]
+
+
+def next_remeasure(state: JournalState, repeats: int, lane: int | None = None) -> Measure | None:
+    """The head of ``pending`` that ``lane`` may run (any, without a lane)."""
+    return next((m for m in pending(state, repeats) if lane is None or m.lane in (None, lane)), None)

@@ -1,0 +1,1 @@
+"""Operations: configuration, logging, systemd notify, privacy, waits and retries."""

@@ -1,0 +1,1 @@
+"""Research sessions: one tag and branch each, their settings, the archive."""
