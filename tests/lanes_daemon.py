@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from autoresearch.cli.commands import build_loop, instance_id, repo_id
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.ops.logs import configure
 from autoresearch.runners import runner_from_config
+from autoresearch.runners.lanes import Lane
 
 
 def main() -> int:

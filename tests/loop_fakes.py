@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.agents.base import FakeAgent
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.coordinator.loop import Loop
 from autoresearch.git.workspace import FakeWorkspace
 from autoresearch.ops.config import Settings
 from autoresearch.runners.base import CappedLog, FakeRunner, OnStarted, RunOutcome, RunSpec
+from autoresearch.runners.lanes import Lane
 from autoresearch.sessions.session import Session
 
 TARGET = "LR = 0.5\nWIDTH = 8\n"

@@ -14,9 +14,9 @@ from rich.console import Console
 
 from autoresearch.cli.render import status_table
 from autoresearch.cli.slurm_status import annotate
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal.status import summarize
 from autoresearch.journal.store import Journal
+from autoresearch.runners.lanes import Lane
 from autoresearch.runners.slurm_ops import FakeSlurmQueue, QueuedJob
 from tests.conftest import cli, git, make_repo
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from rich.console import Console
 
 from autoresearch.cli.render import lane_line, status_table
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal.status import summarize
 from autoresearch.journal.store import Journal
+from autoresearch.runners.lanes import Lane
 
 T0 = "2026-11-26T10:00:00.000+00:00"
 NOW = dt.datetime(2026, 11, 26, 10, 2, 0, tzinfo=dt.UTC)

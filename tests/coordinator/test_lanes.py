@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from autoresearch.coordinator.lanes import Lane, plan_lanes
 from autoresearch.errors import ConfigError
 from autoresearch.ops.config import Settings, load_settings
 from autoresearch.runners.gpu import FakeGpu, GpuDevice, NoGpu
+from autoresearch.runners.lanes import Lane, plan_lanes
 
 
 def gpus(count: int) -> FakeGpu:

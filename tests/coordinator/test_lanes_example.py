@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from autoresearch.cli.commands import build_loop, instance_id, repo_id
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal.ledger import header, parse_results
 from autoresearch.journal.store import Journal
 from autoresearch.runners import runner_from_config
+from autoresearch.runners.lanes import Lane
 from tests.conftest import cli, git
 
 pytest.importorskip("torch")

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.runners.cgroups import RUN_PREFIX
+from autoresearch.runners.lanes import Lane
 from tests.runners.process_helpers import make_runner, make_spec
 
 

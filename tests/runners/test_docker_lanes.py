@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import GpuError
 from autoresearch.ops.config import Settings
 from autoresearch.runners import docker_spec, lane_runners, runner_for_lane
 from autoresearch.runners.docker import DockerRunner
 from autoresearch.runners.docker_files import RunFiles
 from autoresearch.runners.gpu import FakeGpu, GpuDevice
+from autoresearch.runners.lanes import Lane
 from tests.runners.test_docker_spec import spec
 
 GPUS = [GpuDevice(i, f"GPU-lane-{i}", "Fake", 80_000, 79_000) for i in range(2)]

@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 
 from autoresearch.cli.commands import build_loop
 from autoresearch.coordinator import retention
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import ConfigError
 from autoresearch.ops.config import ProcessSettings, Settings
 from autoresearch.runners.cgroups import (
@@ -30,6 +29,7 @@ from autoresearch.runners.cgroups import (
     V2Group,
 )
 from autoresearch.runners.enforcers import FakeEnforcer, Rlimits, detect
+from autoresearch.runners.lanes import Lane
 from autoresearch.runners.process import ProcessRunner
 from autoresearch.runners.process_limits import sized
 from autoresearch.runners.process_sandbox import run_sandbox

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from autoresearch.coordinator.lanes import Lane, plan_lanes
 from autoresearch.errors import GpuError
 from autoresearch.ops.config import Settings
 from autoresearch.runners import procs, runner_for_lane
 from autoresearch.runners.gpu import FakeGpu, GpuDevice
+from autoresearch.runners.lanes import Lane, plan_lanes
 from autoresearch.runners.process import ProcessRunner
 from tests.runners.process_helpers import make_spec, marked_pids, token
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal.store import Journal
 from autoresearch.ops.config import Limits, Settings
+from autoresearch.runners.lanes import Lane
 from autoresearch.web.view import snapshot
 
 START = dt.datetime(2026, 12, 1, 22, 0, tzinfo=dt.UTC)

@@ -20,7 +20,6 @@ from autoresearch.agents import agent_from_config
 from autoresearch.cli import init_checks, slurm_status, snapshot
 from autoresearch.cli.slurm_init import check_cluster
 from autoresearch.coordinator import repo_env
-from autoresearch.coordinator.lanes import status_lanes
 from autoresearch.coordinator.loop import Loop
 from autoresearch.coordinator.phases import Phases
 from autoresearch.errors import (
@@ -43,6 +42,7 @@ from autoresearch.ops.sdnotify import Notifier
 from autoresearch.runners import lane_runners, runner_from_config
 from autoresearch.runners.base import Runner, RunOutcome, log_tail
 from autoresearch.runners.bwrap import check_bwrap
+from autoresearch.runners.lanes import status_lanes
 from autoresearch.runners.limits_notice import read_notice, record_limits
 from autoresearch.runners.slurm_ops import SlurmCommands
 from autoresearch.sessions import catalog as sessions

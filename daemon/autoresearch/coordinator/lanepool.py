@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.ops.guards import Heartbeats
 from autoresearch.runners.base import Runner
+from autoresearch.runners.lanes import Lane
 
 
 @dataclass

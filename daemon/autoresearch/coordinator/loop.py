@@ -30,7 +30,6 @@ from autoresearch.coordinator import limits
 from autoresearch.coordinator.coordinator import Coordinator
 from autoresearch.coordinator.drafts import Drafter
 from autoresearch.coordinator.lanepool import LanePool, LaneSlot
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.coordinator.phases import Phases
 from autoresearch.coordinator.scheduler import (
     DraftNeed,
@@ -40,6 +39,7 @@ from autoresearch.coordinator.scheduler import (
     next_job,
     pending_measurements,
 )
+from autoresearch.coordinator.waits import TRANSIENT, Waiter, what_of
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
 from autoresearch.git.workspace import Workspace
 from autoresearch.journal.ledger import remove_stale_temps, write_results
@@ -49,9 +49,9 @@ from autoresearch.judging import noise
 from autoresearch.ops.config import Settings
 from autoresearch.ops.guards import Heartbeats, daemon_lock, draft_horizon_s, lane_horizon_s, watchdog
 from autoresearch.ops.sdnotify import Notifier
-from autoresearch.ops.waits import TRANSIENT, Waiter, what_of
 from autoresearch.runners.base import Runner
 from autoresearch.runners.home import sweep_layers
+from autoresearch.runners.lanes import Lane
 from autoresearch.sessions import settings as session_config
 from autoresearch.sessions.session import Session
 

@@ -29,7 +29,8 @@ from autoresearch.journal.records import Finished, Running
 from autoresearch.journal.store import Experiment, Journal
 from autoresearch.judging import judge
 from autoresearch.ops.config import Settings
-from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec, no_beat
+from autoresearch.ops.guards import no_beat
+from autoresearch.runners.base import RunKind, Runner, RunOutcome, RunSpec
 from autoresearch.sessions.session import Session
 
 log = structlog.get_logger("autoresearch.loop")

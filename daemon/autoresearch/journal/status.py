@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal import ledger
 from autoresearch.journal.store import Experiment, JournalState
 from autoresearch.judging import noise
+from autoresearch.runners.lanes import Lane
 
 
 def total_cost(state: JournalState) -> float:

@@ -25,9 +25,13 @@ import structlog
 from autoresearch.errors import RepoError
 from autoresearch.ops.config import Settings
 from autoresearch.ops.sdnotify import Notifier
-from autoresearch.runners.base import no_beat
 
 log = structlog.get_logger("autoresearch.guards")
+
+
+def no_beat() -> None:
+    """The heartbeat of a run nobody watches (a test, a one-off command)."""
+    return
 
 
 @contextlib.contextmanager

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from autoresearch.coordinator.lanes import Lane
     from autoresearch.ops.config import Settings
     from autoresearch.runners.base import Runner
     from autoresearch.runners.gpu import GpuProbe
+    from autoresearch.runners.lanes import Lane
 
 
 def runner_from_config(settings: Settings, repo_id: str, instance: str) -> Runner:
@@ -53,8 +53,8 @@ def lane_runners(
 ) -> list[tuple[Lane, Runner]]:
     """Every lane the settings plan on this host (``lanes.plan_lanes``), each with its pinned runner: what
     ``Loop.lanes`` takes. ConfigError (exit 2, naming ``lanes``/``gpus_per_lane``) for a plan that cannot be."""
-    from autoresearch.coordinator.lanes import plan_lanes
     from autoresearch.runners.gpu import probe_from_environment
+    from autoresearch.runners.lanes import plan_lanes
 
     probe = gpu_probe if gpu_probe is not None else probe_from_environment()
     return [(lane, runner_for_lane(settings, repo_id, instance, lane, probe)) for lane in plan_lanes(settings, probe)]

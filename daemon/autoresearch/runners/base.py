@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
+from autoresearch.ops.guards import no_beat
+
 # Exit causes, as recorded in the journal and shown in a row's description:
 #   ok, exit:<code>, signal:<n>, timeout, oom, violation, docker, interrupted
 OnStarted = Callable[[dict[str, Any]], None]
@@ -20,10 +22,6 @@ OUTPUT_MOUNT = "/output"
 EVAL_MOUNT = "/eval"
 HEARTBEAT_EVERY_S = 30.0
 """A runner calls ``RunSpec.heartbeat`` at least this often while a run is queued or running."""
-
-
-def no_beat() -> None:
-    return None
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from autoresearch.runners.home import mount_point, run_home
 from autoresearch.runners.pump import LogPump, UntilDeadline, demux_chunks
 
 if TYPE_CHECKING:
-    from autoresearch.coordinator.lanes import Lane
     from autoresearch.ops.config import DockerSettings, Settings
+    from autoresearch.runners.lanes import Lane
 
 log = structlog.get_logger("autoresearch.runners.docker")
 T = TypeVar("T")

@@ -27,7 +27,6 @@ from typing import Any
 
 import structlog
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import ConfigError, RunnerError
 from autoresearch.ops.config import ProcessSettings, Settings
 from autoresearch.runners import limits_notice, process_box, process_limits, procs
@@ -41,6 +40,7 @@ from autoresearch.runners.environment import allowed_environment
 from autoresearch.runners.gpu import GpuProbe, NoGpu, PeakSampler, probe_from_environment, select_devices
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.home import run_home
+from autoresearch.runners.lanes import Lane
 from autoresearch.runners.process_sandbox import gpu_env, run_sandbox
 from autoresearch.runners.pump import LogPump, StdoutTee, pipe_chunks
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import structlog
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.coordinator.repo_env import read_stamp as read_json  # a JSON object from a file, or None
 from autoresearch.errors import ConfigError, SlurmError, SlurmUnavailable
 from autoresearch.ops.config import Settings
@@ -34,6 +33,7 @@ from autoresearch.runners.base import OnStarted, Runner, RunOutcome, RunSpec
 from autoresearch.runners.ending import classify
 from autoresearch.runners.hashing import changed_files, hash_files
 from autoresearch.runners.home import run_home
+from autoresearch.runners.lanes import Lane
 from autoresearch.runners.slurm_cli import (
     NOT_THE_SCRIPTS_FAULT,
     JobInfo,

@@ -20,8 +20,8 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import AutoresearchError
+from autoresearch.runners.lanes import Lane
 from autoresearch.web.gate import LOOPBACK_NAMES, Gate
 from autoresearch.web.hub import Hub
 from autoresearch.web.metrics import SessionCollector

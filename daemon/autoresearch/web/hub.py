@@ -15,10 +15,10 @@ from typing import Any
 import anyio
 import structlog
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.errors import AutoresearchError
 from autoresearch.journal.status import lane_of
 from autoresearch.journal.store import JournalState
+from autoresearch.runners.lanes import Lane
 from autoresearch.web.chart import render_svg
 from autoresearch.web.source import SessionSource
 from autoresearch.web.view import snapshot

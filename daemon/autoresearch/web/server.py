@@ -14,9 +14,9 @@ from pathlib import Path
 import structlog
 import uvicorn
 
-from autoresearch.coordinator.lanes import status_lanes
 from autoresearch.errors import ConfigError
 from autoresearch.ops.config import Settings
+from autoresearch.runners.lanes import status_lanes
 from autoresearch.web.access import Listen, redact_logs, required_token
 from autoresearch.web.app import build_app
 from autoresearch.web.gate import LOOPBACK_NAMES

@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from autoresearch.coordinator.lanes import Lane
 from autoresearch.journal import ledger
 from autoresearch.journal.status import gpu_hours, lane_lines, summarize, total_cost
 from autoresearch.journal.store import Experiment, JournalState
 from autoresearch.ops.config import Settings
+from autoresearch.runners.lanes import Lane
 
 NOTES_LIMIT = 20_000
 """Characters of the agent's notes sent to the page."""
