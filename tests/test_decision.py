@@ -3,6 +3,7 @@ the sequential rule, and the statistics under it."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -188,3 +189,11 @@ def test_with_one_look_the_first_run_decides_with_all_of_alpha() -> None:
     assert critical(one, 60) < critical(Policy(max_repeats=3, alpha=0.01), 60)
     assert decide(Candidate("C", "ok", (1.5,), parent="P"), best, noise, one).action == "keep"
     assert decide(Candidate("C", "ok", (1.85,), parent="P"), best, noise, one).action == "discard"
+
+
+def test_no_sigma_yet_with_repeats_in_flight_confirms_instead_of_keeping() -> None:
+    """With lanes, a change can finish before the baseline's repeats: σ is due, so no keep on the seed's rule."""
+    run, best = Candidate("C", "ok", (0.9,), parent="P"), Best("P", (1.0,))
+    assert decide(run, best, Noise(0.0, 0), Policy()).action == "keep"  # noise.repeats = 0: the seed's rule
+    due = decide(dataclasses.replace(run, noise_due=True), best, Noise(0.0, 0), Policy())
+    assert (due.action, due.reason) == ("remeasure", "confirming a keep")

@@ -75,6 +75,9 @@ class Candidate:
     """The run's change merges cleanly onto the best (``git merge-file``); None: not tried."""
     pairs: tuple[tuple[float, float], ...] = ()
     """Confirmation pairs (parent's fresh run, candidate's run), each pair from one lane."""
+    noise_due: bool = False
+    """No σ yet, but re-measurements in flight will give one: a gain is confirmed, not kept at once (the
+    seed's rule, keep any gain, is only for a night that measures no noise: ``noise.repeats`` = 0)."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,10 @@ def _first_look(run: Candidate, best: Best, mean: float, est: Noise, policy: Pol
 
     if sigma > 0 and gain > clear:
         return verdict("keep", "better", clear)
+    if est.dof == 0 and run.noise_due and gain > 0 and policy.confirm_keeps and policy.max_repeats > 1:
+        # No σ yet, but re-measurements in flight will give one (other lanes ran ahead of the baseline's
+        # repeats): the gain is confirmed on pairs like any other, not kept on the seed's rule.
+        return verdict("remeasure", "confirming a keep", 0.0)
     confirmable = sigma > 0 and policy.confirm_keeps
     if gain > screen and confirmable and policy.max_repeats > 1:
         return verdict("remeasure", "confirming a keep", clear)  # a fresh run of the best, then this
