@@ -15,6 +15,10 @@ from dataclasses import dataclass
 OUTLIER_T = 5.0
 """A run whose residual exceeds this many σ of the *other* runs is an outlier (one at most is dropped).
 Normal noise reaches 5σ about once in 3.5 million runs; a cold start or a load spike easily does."""
+OUTLIER_P = 0.05
+"""...and only where normal noise would make the most extreme of the runs look that far with probability
+under this: the residual over the others' σ is t-distributed with their few dof (at 1 dof a normal run
+passes 5 "σ" 13 % of the time, and dropping it left σ from the two closest runs of a baseline's three)."""
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -101,7 +105,8 @@ def _ss(values: Sequence[float]) -> float:
 
 def pooled_sigma(groups: Sequence[Sequence[float]]) -> Noise:
     """Pooled σ over the groups (each: one commit's measurements); the one run whose leave-one-out
-    residual is over ``OUTLIER_T`` σ of the rest is left out. Only groups of 3+ can show which of their
+    residual is over ``OUTLIER_T`` σ of the rest (and beyond what normal noise gives the most extreme of them
+``OUTLIER_P`` of the time) is left out. Only groups of 3+ can show which of their
     runs is the odd one (in a pair, either could be)."""
     sizable = [g for g in groups if len(g) > 1]
     squares = sum(_ss(g) for g in sizable)
@@ -125,6 +130,7 @@ def pooled_sigma(groups: Sequence[Sequence[float]]) -> Noise:
                 if worst is None or score > worst[0]:
                     worst = (score, start + j, without)
         start += len(values)
-    if worst is not None and worst[0] > OUTLIER_T:
+    candidates = sum(len(g) for g in groups if len(g) >= 3)
+    if worst is not None and worst[0] > OUTLIER_T and worst[0] > t_quantile(1 - OUTLIER_P / (2 * candidates), dof - 1):
         return Noise(math.sqrt(worst[2] / (dof - 1)), dof - 1, dropped=worst[1])
     return Noise(math.sqrt(squares / dof), dof)
