@@ -11,7 +11,7 @@ import pytest
 from autoresearch import research
 from autoresearch.decision import Best, Candidate, Policy, critical, decide
 from autoresearch.research import Facts, Run
-from autoresearch.stats import Noise, pooled_sigma, t_cdf, t_quantile
+from autoresearch.stats import Noise, crossing, pooled_sigma, sequential_bound, t_cdf, t_quantile
 
 POLICY = Policy(direction="min", z=1.0, max_repeats=3, alpha=0.01)  # strict: the tests choose clear margins
 
@@ -205,3 +205,12 @@ def test_a_normal_run_among_few_is_rarely_called_an_outlier() -> None:
     rng = random.Random(7)
     drops = sum(pooled_sigma([[rng.gauss(0, 1) for _ in range(3)]]).dropped is not None for _ in range(4000))
     assert drops / 4000 < 0.07
+
+
+def test_the_confirmation_boundary_is_pococks_not_bonferronis() -> None:
+    """One-sided 0.025 over K looks: Pocock's tables give 2.178 (K = 2) and 2.413 (K = 5); Bonferroni's
+    2.241 and 2.576 were conservative (the looks share pairs)."""
+    assert sequential_bound(0.025, 1) == pytest.approx(1.960, abs=1e-3)
+    assert sequential_bound(0.025, 2) == pytest.approx(2.178, abs=2e-3)
+    assert 2.413 <= sequential_bound(0.025, 5) < 2.42  # the grid errs on the safe side
+    assert crossing(sequential_bound(0.1, 3), 3) == pytest.approx(0.1, abs=1e-3)

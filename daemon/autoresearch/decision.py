@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
-from autoresearch.stats import Noise, t_cdf, t_quantile
+from autoresearch.stats import Noise, sequential_bound, t_cdf, t_quantile
 
 Action = Literal["keep", "discard", "crash", "remeasure", "rebase"]
 Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
@@ -123,14 +124,20 @@ MAX_LOOK_ALPHA = 0.25
 def critical(policy: Policy, dof: int, look: int = 0) -> float:
     """The t quantile of one look. Look 0 spends alpha·``FIRST_LOOK_SHARE``. The confirmation looks
     exclude the selecting run, so they are independent of the screen: a no-op reaches them with
-    probability p = P(T > z) and they may spend (alpha − look 0's share) ÷ p, split evenly (Bonferroni)."""
+    probability p = P(T > z) and they may spend (alpha − look 0's share) ÷ p over the L − 1 looks, through
+    one constant boundary that a no-op's pairs cross at any look with exactly that probability (Pocock's
+    group-sequential design; the looks' statistics share pairs, so Bonferroni's split was conservative).
+    Each look's tail is turned into the t quantile of σ's dof."""
     nu = dof if dof > 0 else math.inf
     first = policy.alpha * (FIRST_LOOK_SHARE if policy.max_repeats > 1 else 1.0)  # one look: all of alpha
     if look == 0:
         return t_quantile(1.0 - first, nu)
     reach = max(1.0 - t_cdf(policy.z, nu), 1e-9)
-    each = (policy.alpha - first) / reach / max(policy.max_repeats - 1, 1)
-    return t_quantile(1.0 - min(each, MAX_LOOK_ALPHA), nu)
+    looks = max(policy.max_repeats - 1, 1)
+    spend = min((policy.alpha - first) / reach, MAX_LOOK_ALPHA * looks, 0.5)
+    spend = float(f"{spend * 0.9995:.3g}")  # rounded down (a few bounds serve a night's varying dof)
+    tail = 1.0 - NormalDist().cdf(sequential_bound(spend, looks))
+    return t_quantile(1.0 - min(tail, MAX_LOOK_ALPHA), nu)
 
 
 def decide(run: Candidate, best: Best | None, noise: Noise | float, policy: Policy) -> Verdict:
