@@ -13,10 +13,15 @@
 
 A change with no true gain is kept with probability ≤ alpha over all its looks: look 0 spends
 alpha·0.2; the confirmation looks are independent of the screen (they exclude the selecting run), so
-given that a no-op passes the screen with probability p = P(t > z), they share (alpha·0.8) ÷ p evenly
-(Bonferroni over the L − 1 = ``max_repeats`` − 1 looks). dof is σ's degrees of freedom: a σ from 2 dof
-counts for what it is. A run whose parent is no longer the best (lanes: another lane kept meanwhile) is
-never kept: where it would be, it is re-applied onto the best (``rebase``).
+given that a no-op passes the screen with probability p = P(t > z), they share (alpha·0.8) ÷ p through one
+constant boundary over the L − 1 = ``max_repeats`` − 1 looks that a no-op's pairs cross at any look with
+exactly that probability (Pocock's group-sequential design, ``stats.sequential_bound``; it replaced an
+even Bonferroni split, which ignored that look j's pairs include look j − 1's). dof is σ's degrees of
+freedom: a σ from 2 dof counts for what it is. With no σ yet while re-measurements that will give one are
+in flight (``Candidate.noise_due``: lanes ran ahead of the baseline's repeats), a gain is confirmed, not
+kept (such a change reaches the confirmations with probability 1/2, not p: a small excess for the first
+few changes of a night with lanes). A run whose parent is no longer the best (lanes: another lane kept
+meanwhile) is never kept: where it would be, it is re-applied onto the best (``rebase``).
 """
 
 from __future__ import annotations
