@@ -100,7 +100,8 @@ class Night:
     effect: dict[str, float] = field(default_factory=dict)
     done: list[Run] = field(default_factory=list)
     open: dict[int, Run] = field(default_factory=dict)
-    rebases: list[str] = field(default_factory=list)
+    rebases: list[tuple[str, str]] = field(default_factory=list)
+    """Rebased commits waiting for a lane, with their parent (the best when their verdict came)."""
     started: int = 0
     fixed: Noise | None = None
     settings: NoiseSettings = field(default_factory=NoiseSettings)
@@ -115,7 +116,7 @@ class Night:
         elif self.policy_name == "floor2sigma":
             self.policy = replace(ours, z=2.0, confirm_keeps=False)
         else:
-            self.policy = ours
+            self.policy, self.repeats = ours, s.repeats
 
     def runs(self) -> list[Run]:
         return self.done + [self.open[n] for n in sorted(self.open)]
@@ -144,12 +145,14 @@ class Night:
             if n > 0:
                 return None  # nothing starts before the baseline has its verdict
             return Run(n, self.commit(None, 0.0), None, done=False, lane=lane, baseline=True, description="baseline")
+        if self.rebases:  # the scheduler's first priority: a rebased commit, made when its verdict came
+            commit, parent = self.rebases.pop(0)
+            return Run(n, commit, None, done=False, lane=lane, parent=parent, description=f"change {n} (rebased)")
         todo = next((m for m in research.pending(self.runs(), self.repeats) if m.lane in (None, lane)), None)
         if todo is not None:
             return Run(n, todo.commit, None, done=False, lane=lane, parent=todo.parent or top.commit,
                        confirm_of=todo.of, for_candidate=todo.for_candidate, description=todo.description)
-        effect = self.effect[self.rebases.pop(0)] if self.rebases else self.draw()
-        return Run(n, self.commit(top.commit, effect), None, done=False, lane=lane, parent=top.commit,
+        return Run(n, self.commit(top.commit, self.draw()), None, done=False, lane=lane, parent=top.commit,
                    description=f"change {n}")
 
     def measure(self, run: Run) -> float:
@@ -162,9 +165,10 @@ class Night:
         if self.policy_name == "floor2sigma" and self.fixed is None and len(self.done) >= 1 + self.repeats:
             self.fixed = research.noise(self.done)  # measured once, then frozen
         v = research.verdict(self.runs(), run, Facts(merges=True), self.policy, self.fixed)
-        if v.action == "rebase":
-            self.rebases.append(run.commit)
         self.done.append(replace(run, done=True, decision=v.action, status=v.status, reason=v.reason))
+        top = self.best()
+        if v.action == "rebase" and top is not None:  # re-applied onto the best of that moment (coordinator.rebase)
+            self.rebases.append((self.commit(top.commit, self.effect[run.commit]), top.commit))
 
     def simulate(self) -> dict[str, float]:
         clock: list[tuple[float, int, int]] = []  # (finish time, lane, n)

@@ -3,6 +3,7 @@ the sequential rule, and the statistics under it."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from autoresearch.judging import research
 from autoresearch.judging.decision import Best, Candidate, Policy, critical, decide
 from autoresearch.judging.research import Facts, Run
-from autoresearch.judging.stats import Noise, pooled_sigma, t_cdf, t_quantile
+from autoresearch.judging.stats import Noise, crossing, pooled_sigma, sequential_bound, t_cdf, t_quantile
 
 POLICY = Policy(direction="min", z=1.0, max_repeats=3, alpha=0.01)  # strict: the tests choose clear margins
 
@@ -188,3 +189,28 @@ def test_with_one_look_the_first_run_decides_with_all_of_alpha() -> None:
     assert critical(one, 60) < critical(Policy(max_repeats=3, alpha=0.01), 60)
     assert decide(Candidate("C", "ok", (1.5,), parent="P"), best, noise, one).action == "keep"
     assert decide(Candidate("C", "ok", (1.85,), parent="P"), best, noise, one).action == "discard"
+
+
+def test_no_sigma_yet_with_repeats_in_flight_confirms_instead_of_keeping() -> None:
+    """With lanes, a change can finish before the baseline's repeats: σ is due, so no keep on the seed's rule."""
+    run, best = Candidate("C", "ok", (0.9,), parent="P"), Best("P", (1.0,))
+    assert decide(run, best, Noise(0.0, 0), Policy()).action == "keep"  # noise.repeats = 0: the seed's rule
+    due = decide(dataclasses.replace(run, noise_due=True), best, Noise(0.0, 0), Policy())
+    assert (due.action, due.reason) == ("remeasure", "confirming a keep")
+
+
+def test_a_normal_run_among_few_is_rarely_called_an_outlier() -> None:
+    """At 2 dof the leave-one-out residual is Cauchy-like: a 5σ cut alone dropped a normal run in 37 % of
+    three-run baselines, leaving σ from the two closest runs."""
+    rng = random.Random(7)
+    drops = sum(pooled_sigma([[rng.gauss(0, 1) for _ in range(3)]]).dropped is not None for _ in range(4000))
+    assert drops / 4000 < 0.07
+
+
+def test_the_confirmation_boundary_is_pococks_not_bonferronis() -> None:
+    """One-sided 0.025 over K looks: Pocock's tables give 2.178 (K = 2) and 2.413 (K = 5); Bonferroni's
+    2.241 and 2.576 were conservative (the looks share pairs)."""
+    assert sequential_bound(0.025, 1) == pytest.approx(1.960, abs=1e-3)
+    assert sequential_bound(0.025, 2) == pytest.approx(2.178, abs=2e-3)
+    assert 2.413 <= sequential_bound(0.025, 5) < 2.42  # the grid errs on the safe side
+    assert crossing(sequential_bound(0.1, 3), 3) == pytest.approx(0.1, abs=1e-3)

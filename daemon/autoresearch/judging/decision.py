@@ -13,19 +13,25 @@
 
 A change with no true gain is kept with probability ≤ alpha over all its looks: look 0 spends
 alpha·0.2; the confirmation looks are independent of the screen (they exclude the selecting run), so
-given that a no-op passes the screen with probability p = P(t > z), they share (alpha·0.8) ÷ p evenly
-(Bonferroni over the L − 1 = ``max_repeats`` − 1 looks). dof is σ's degrees of freedom: a σ from 2 dof
-counts for what it is. A run whose parent is no longer the best (lanes: another lane kept meanwhile) is
-never kept: where it would be, it is re-applied onto the best (``rebase``).
+given that a no-op passes the screen with probability p = P(t > z), they share (alpha·0.8) ÷ p through one
+constant boundary over the L − 1 = ``max_repeats`` − 1 looks that a no-op's pairs cross at any look with
+exactly that probability (Pocock's group-sequential design, ``stats.sequential_bound``; it replaced an
+even Bonferroni split, which ignored that look j's pairs include look j − 1's). dof is σ's degrees of
+freedom: a σ from 2 dof counts for what it is. With no σ yet while re-measurements that will give one are
+in flight (``Candidate.noise_due``: lanes ran ahead of the baseline's repeats), a gain is confirmed, not
+kept (such a change reaches the confirmations with probability 1/2, not p: a small excess for the first
+few changes of a night with lanes). A run whose parent is no longer the best (lanes: another lane kept
+meanwhile) is never kept: where it would be, it is re-applied onto the best (``rebase``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
-from autoresearch.judging.stats import Noise, t_cdf, t_quantile
+from autoresearch.judging.stats import Noise, sequential_bound, t_cdf, t_quantile
 
 Action = Literal["keep", "discard", "crash", "remeasure", "rebase"]
 Lineage = Literal["current", "rebase", "stale", "merge-conflict"]
@@ -75,6 +81,9 @@ class Candidate:
     """The run's change merges cleanly onto the best (``git merge-file``); None: not tried."""
     pairs: tuple[tuple[float, float], ...] = ()
     """Confirmation pairs (parent's fresh run, candidate's run), each pair from one lane."""
+    noise_due: bool = False
+    """No σ yet, but re-measurements in flight will give one: a gain is confirmed, not kept at once (the
+    seed's rule, keep any gain, is only for a night that measures no noise: ``noise.repeats`` = 0)."""
 
 
 @dataclass(frozen=True)
@@ -120,14 +129,20 @@ MAX_LOOK_ALPHA = 0.25
 def critical(policy: Policy, dof: int, look: int = 0) -> float:
     """The t quantile of one look. Look 0 spends alpha·``FIRST_LOOK_SHARE``. The confirmation looks
     exclude the selecting run, so they are independent of the screen: a no-op reaches them with
-    probability p = P(T > z) and they may spend (alpha − look 0's share) ÷ p, split evenly (Bonferroni)."""
+    probability p = P(T > z) and they may spend (alpha − look 0's share) ÷ p over the L − 1 looks, through
+    one constant boundary that a no-op's pairs cross at any look with exactly that probability (Pocock's
+    group-sequential design; the looks' statistics share pairs, so Bonferroni's split was conservative).
+    Each look's tail is turned into the t quantile of σ's dof."""
     nu = dof if dof > 0 else math.inf
     first = policy.alpha * (FIRST_LOOK_SHARE if policy.max_repeats > 1 else 1.0)  # one look: all of alpha
     if look == 0:
         return t_quantile(1.0 - first, nu)
     reach = max(1.0 - t_cdf(policy.z, nu), 1e-9)
-    each = (policy.alpha - first) / reach / max(policy.max_repeats - 1, 1)
-    return t_quantile(1.0 - min(each, MAX_LOOK_ALPHA), nu)
+    looks = max(policy.max_repeats - 1, 1)
+    spend = min((policy.alpha - first) / reach, MAX_LOOK_ALPHA * looks, 0.5)
+    spend = float(f"{spend * 0.9995:.3g}")  # rounded down (a few bounds serve a night's varying dof)
+    tail = 1.0 - NormalDist().cdf(sequential_bound(spend, looks))
+    return t_quantile(1.0 - min(tail, MAX_LOOK_ALPHA), nu)
 
 
 def decide(run: Candidate, best: Best | None, noise: Noise | float, policy: Policy) -> Verdict:
@@ -180,6 +195,10 @@ def _first_look(run: Candidate, best: Best, mean: float, est: Noise, policy: Pol
 
     if sigma > 0 and gain > clear:
         return verdict("keep", "better", clear)
+    if est.dof == 0 and run.noise_due and gain > 0 and policy.confirm_keeps and policy.max_repeats > 1:
+        # No σ yet, but re-measurements in flight will give one (other lanes ran ahead of the baseline's
+        # repeats): the gain is confirmed on pairs like any other, not kept on the seed's rule.
+        return verdict("remeasure", "confirming a keep", 0.0)
     confirmable = sigma > 0 and policy.confirm_keeps
     if gain > screen and confirmable and policy.max_repeats > 1:
         return verdict("remeasure", "confirming a keep", clear)  # a fresh run of the best, then this

@@ -160,6 +160,8 @@ def verdict(runs: Sequence[Run], run: Run, facts: Facts, policy: Policy, fixed: 
         memory_gb=run.memory_gb, lines=facts.lines, checks_ok=facts.checks_ok, confirmation=run.confirm_of is not None,
         parent=parent, parent_metrics=measurements(done, parent) if parent else (), merges=facts.merges,
         pairs=tuple((float(a.metric), float(b.metric)) for a, b in pairs),  # type: ignore[arg-type]
+        noise_due=est.dof == 0 and any(not r.done and r.n != run.n and (r.confirm_of is not None or r.baseline)
+                                       for r in runs),
     )
     ref: Best | None = None
     if top is not None:

@@ -2,6 +2,9 @@
 
 - ``t_quantile``: Student's t quantile, from its CDF (the regularized incomplete beta, by Lentz's
   continued fraction) and bisection: exact to ~1e-10, no scipy needed.
+- ``sequential_bound``: the constant boundary c on K looks at a random walk's z statistics (Z_j = S_j/√j) that
+  a no-op crosses at any look with probability alpha (Pocock's design, computed exactly by integrating the
+  walk's density on a grid, not bounded by Bonferroni's alpha/K).
 - ``pooled_sigma``: the pooled standard deviation of groups of repeated measurements, robust to one
   outlying run (a cold first run, a load spike): that run is left out when it lies far outside the rest.
 """
@@ -11,10 +14,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
 
 OUTLIER_T = 5.0
 """A run whose residual exceeds this many σ of the *other* runs is an outlier (one at most is dropped).
 Normal noise reaches 5σ about once in 3.5 million runs; a cold start or a load spike easily does."""
+OUTLIER_P = 0.05
+"""...and only where normal noise would make the most extreme of the runs look that far with probability
+under this: the residual over the others' σ is t-distributed with their few dof (at 1 dof a normal run
+passes 5 "σ" 13 % of the time, and dropping it left σ from the two closest runs of a baseline's three)."""
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -84,6 +93,48 @@ def t_quantile(p: float, dof: float) -> float:
     return (lo + hi) / 2.0
 
 
+_GRID = 0.05
+"""The grid step (in units of one look's increment) of the walk's density: crossing probabilities to ~1e-4."""
+
+
+def crossing(c: float, looks: int) -> float:
+    """P(Z_j > c at some j ≤ looks) for Z_j = S_j/√j, S a sum of j independent N(0, 1) (a no-op's pairs)."""
+    normal = NormalDist()
+    total = 1.0 - normal.cdf(c)
+    if looks <= 1:
+        return total
+    low = -8.0 * math.sqrt(looks)
+    xs = [low + i * _GRID for i in range(int((c - low) / _GRID) + 1)]
+    density = [normal.pdf(x) * _GRID for x in xs]  # S_1 below the boundary, as point masses
+    for j in range(2, looks + 1):
+        edge = c * math.sqrt(j)
+        total += sum(f * (1.0 - normal.cdf(edge - x)) for x, f in zip(xs, density, strict=True))
+        if j == looks:
+            break
+        ys = [low + i * _GRID for i in range(int((edge - low) / _GRID) + 1)]
+        kernel = [normal.pdf(k * _GRID) * _GRID for k in range(len(ys) + len(xs))]
+        offset = round((xs[0] - low) / _GRID)
+        density = [sum(f * kernel[abs(i - (offset + k))] for k, f in enumerate(density)) for i in range(len(ys))]
+        xs = ys
+    return total
+
+
+@lru_cache(maxsize=512)
+def sequential_bound(alpha: float, looks: int) -> float:
+    """The constant z boundary over ``looks`` looks that a no-op crosses with probability ``alpha`` (bisection
+    between one look's quantile and Bonferroni's)."""
+    normal = NormalDist()
+    lo, hi = normal.inv_cdf(1.0 - alpha), normal.inv_cdf(1.0 - alpha / looks)
+    if looks <= 1:
+        return lo
+    for _ in range(30):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if crossing(mid, looks) > alpha else (lo, mid)
+        if hi - lo < 1e-4:
+            break
+    return hi
+
+
 @dataclass(frozen=True)
 class Noise:
     """A pooled noise estimate: σ and its degrees of freedom (0 dof: no estimate, σ = 0)."""
@@ -101,7 +152,8 @@ def _ss(values: Sequence[float]) -> float:
 
 def pooled_sigma(groups: Sequence[Sequence[float]]) -> Noise:
     """Pooled σ over the groups (each: one commit's measurements); the one run whose leave-one-out
-    residual is over ``OUTLIER_T`` σ of the rest is left out. Only groups of 3+ can show which of their
+    residual is over ``OUTLIER_T`` σ of the rest (and beyond what normal noise gives the most extreme of them
+``OUTLIER_P`` of the time) is left out. Only groups of 3+ can show which of their
     runs is the odd one (in a pair, either could be)."""
     sizable = [g for g in groups if len(g) > 1]
     squares = sum(_ss(g) for g in sizable)
@@ -125,6 +177,7 @@ def pooled_sigma(groups: Sequence[Sequence[float]]) -> Noise:
                 if worst is None or score > worst[0]:
                     worst = (score, start + j, without)
         start += len(values)
-    if worst is not None and worst[0] > OUTLIER_T:
+    candidates = sum(len(g) for g in groups if len(g) >= 3)
+    if worst is not None and worst[0] > OUTLIER_T and worst[0] > t_quantile(1 - OUTLIER_P / (2 * candidates), dof - 1):
         return Noise(math.sqrt(worst[2] / (dof - 1)), dof - 1, dropped=worst[1])
     return Noise(math.sqrt(squares / dof), dof)

@@ -332,7 +332,8 @@ class NoiseSettings(Section):
     max_repeats: int = Field(default=3, ge=1)
     """Looks per candidate: its first measurement, then up to max_repeats − 1 confirmation pairs."""
     alpha: float = Field(default=0.05, gt=0, lt=1)
-    """The most probability that a change without a true gain is kept, over all its looks (split evenly)."""
+    """The most probability that a change without a true gain is kept, over all its looks (0.2 of it on the
+    first run, the rest through one group-sequential boundary over the confirmation looks)."""
     futility: float = 0.0
     """A confirmation look whose pairs' gain is at most this many standard errors stops with a discard."""
 
