@@ -152,6 +152,8 @@ class Night:
         if todo is not None:
             return Run(n, todo.commit, None, done=False, lane=lane, parent=todo.parent or top.commit,
                        confirm_of=todo.of, for_candidate=todo.for_candidate, description=todo.description)
+        if research.calibrating(self.runs(), self.repeats):
+            return None  # as the scheduler: no change starts before the baseline's repeats measured σ
         return Run(n, self.commit(top.commit, self.draw()), None, done=False, lane=lane, parent=top.commit,
                    description=f"change {n}")
 

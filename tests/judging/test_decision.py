@@ -214,3 +214,12 @@ def test_the_confirmation_boundary_is_pococks_not_bonferronis() -> None:
     assert sequential_bound(0.025, 2) == pytest.approx(2.178, abs=2e-3)
     assert 2.413 <= sequential_bound(0.025, 5) < 2.42  # the grid errs on the safe side
     assert crossing(sequential_bound(0.1, 3), 3) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_no_change_starts_while_the_baseline_repeats_are_owed_or_running() -> None:
+    first = [Run(0, "P", 2.0, decision="keep", status="keep", reason="first", baseline=True, description="baseline")]
+    assert research.calibrating(first, repeats=2)  # both repeats owed
+    assert not research.calibrating(first, repeats=0)  # no repeats asked for: nothing to wait for
+    running = [*first, Run(1, "P", None, done=False, confirm_of=0), Run(2, "P", None, done=False, confirm_of=0)]
+    assert research.calibrating(running, repeats=2)  # none owed, but not measured yet
+    assert not research.calibrating(base_runs(), repeats=2)  # σ measured: changes may start

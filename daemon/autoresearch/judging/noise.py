@@ -70,13 +70,8 @@ def pending(state: JournalState, repeats: int) -> tuple[Measure, ...]:
 
 
 def calibrating(state: JournalState, repeats: int) -> bool:
-    """The baseline's repeats are still owed or running: σ is not measured yet. No change starts meanwhile
-    (with lanes, one finished before the repeats would be judged with no noise estimate at all)."""
-    best = state.best()
-    if best is None or repeats == 0:
-        return False
-    owed = any(m.commit == best.commit and m.for_candidate is None for m in pending(state, repeats))
-    return owed or any(e.measure_commit == best.commit and e.for_candidate is None for e in state.open())
+    """No change may start yet: the baseline's repeats are owed or running (``research.calibrating``)."""
+    return research.calibrating(runs_of(state), repeats)
 
 
 def given_up(state: JournalState) -> list[int]:

@@ -202,6 +202,17 @@ def pending(runs: Sequence[Run], repeats: int) -> tuple[Measure, ...]:
     return tuple(out)
 
 
+def calibrating(runs: Sequence[Run], repeats: int) -> bool:
+    """The best's baseline repeats are still owed or running: σ is not measured yet, so no new change may
+    start (with lanes, one that finished first would be judged with no noise estimate at all)."""
+    top = best([r for r in runs if r.done])
+    if top is None or repeats == 0:
+        return False
+    owed = any(m.commit == top.commit and m.for_candidate is None for m in pending(runs, repeats))
+    return owed or any(not r.done and r.commit == top.commit and r.confirm_of is not None and r.for_candidate is None
+                       for r in runs)
+
+
 def given_up(runs: Sequence[Run]) -> list[int]:
     """Candidates the judge stopped confirming: their parent's fresh runs failed ``MAX_FAILED_REFERENCES``
     times (the shell journals why, once: ``confirm_drop``)."""
