@@ -26,7 +26,7 @@ def test_two_cpu_lanes_on_the_example(tmp_path: Path) -> None:
     repo = tmp_path / "example"
     assert cli("example", str(repo)).returncode == 0
     # Self-reported metric: on main the evaluator step fails in the process sandbox today (evaluate.py
-    # gets no AUTORESEARCH_OUTPUT; tests/test_example.py fails the same way). Lanes do not depend on it.
+    # gets no AUTORESEARCH_OUTPUT; tests/example/test_example.py fails the same way). Lanes do not depend on it.
     config = repo / "autoresearch.toml"
     config.write_text("".join(line for line in config.read_text().splitlines(True)
                               if not line.startswith("evaluate =")))

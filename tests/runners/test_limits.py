@@ -217,7 +217,7 @@ def test_the_start_notice_is_logged_and_shown_by_status(initialised: Path) -> No
 def _state(statuses: list[tuple[int, str, str]]) -> Any:
     runs = [SimpleNamespace(n=n, status=status, commit=commit) for n, status, commit in statuses]
     keeps = [r for r in runs if r.status == "keep"]
-    return SimpleNamespace(recorded=lambda: runs, best=lambda: keeps[-1] if keeps else None)
+    return SimpleNamespace(completed=lambda: runs, best=lambda: keeps[-1] if keeps else None)
 
 
 def test_retention_keeps_the_best_its_confirmations_and_the_last_n(tmp_path: Path) -> None:
