@@ -3,9 +3,8 @@ scaling efficiency of 2 lanes on a cluster with 2 (fake) GPUs.
 
     python3 bench/slurm.py [--budget S] [--per-lane K] [--poll S] [--smoke]
 
-Needs the Slurm runner (``autoresearch.runners.slurm``) and a cluster that answers (``bash
-.ci/slurm-setup.sh start``: one node, 2 fake GPUs); without either it exits 77 saying which (the bench
-smoke test's "missing here": a skip, a failure in CI). In one run:
+Needs a cluster that answers (``bash .ci/slurm-setup.sh start``: one node, 2 fake GPUs); without one it
+exits 77 saying so (the bench smoke test's "missing here": a skip, a failure in CI). In one run:
 
 - ``local``: the process runner in its bubblewrap sandbox, 1 lane (the reference);
 - ``slurm``: ``runner = "slurm"`` (``slurm.inner = "bwrap"``, ``gres = "gpu:1"``), 1 lane, then 2 lanes.
@@ -26,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -163,9 +161,6 @@ def watching_queue(enabled: bool) -> Iterator[set[str]]:
 
 def preflight() -> str | None:
     """Why this bench cannot run here, or None."""
-    if importlib.util.find_spec("autoresearch.runners.slurm") is None:
-        return ("the Slurm runner (autoresearch.runners.slurm) is not in this installation: this bench measures "
-                "it, so run it on a tree that has runner = \"slurm\"")
     try:
         SlurmCommands(timeout_s=15).ping()
     except AutoresearchError as exc:

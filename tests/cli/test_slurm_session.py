@@ -43,7 +43,6 @@ def cancelled_under(folder: Path) -> Iterator[None]:
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_status_shows_the_daemon_s_job_and_a_stop_leaves_none(slurm_cluster: None, tmp_path: Path) -> None:
-    pytest.importorskip("autoresearch.runners.slurm", reason="the Slurm runner (runners/slurm.py) is not here")
     repo = make_repo(tmp_path / "r", train=SLOW).resolve()
     shared = tmp_path / "shared"
     shared.mkdir()

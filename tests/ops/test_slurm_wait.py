@@ -4,7 +4,6 @@ test cluster: the controller is stopped for a few seconds and restarted in a ``f
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -40,10 +39,7 @@ class ControllerCheckedRunner(FakeRunner):
 
 
 def slurm_runner_check(tmp_path: Path) -> Callable[[], None]:
-    """The Slurm runner's ``check`` (the real thing, where runners/slurm.py is installed); else the
-    operations' ``scontrol ping``, which it must match (a controller that does not answer raises)."""
-    if importlib.util.find_spec("autoresearch.runners.slurm") is None:
-        return SlurmCommands(timeout_s=20).ping
+    """The Slurm runner's ``check``, the real thing the loop waits on."""
     shared = tmp_path / "shared"
     shared.mkdir()
     settings = load_settings(tmp_path, runner="slurm", slurm={"shared_dir": str(shared)})

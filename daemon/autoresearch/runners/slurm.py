@@ -90,7 +90,7 @@ class SlurmRunner:
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def check(self) -> None:
-        """The controller answers (else ``SlurmUnavailable``, waited out) and the shared folder is writable."""
+        """The controller answers (else ``SlurmUnavailable``, waited out); ``init`` checks the shared folder."""
         self.slurm.ping()
 
     def run(self, spec: RunSpec, on_started: OnStarted) -> RunOutcome:
@@ -179,10 +179,12 @@ class SlurmRunner:
                 home: Path | None, handle: dict[str, Any] | None) -> dict[str, Any]:
         """Journal the job by name first, then submit it held, record its id, then release it: a daemon
         killed anywhere in between finds it again by name (``reattach``), so none runs unjournaled."""
+        journaled = handle is not None  # else the name was just drawn (a random token): no job can have it yet
         handle = {"runner": "slurm", "kind": "slurm", "name": name, "job_id": None, "attempt": attempt,
                   "submitted_at": self.clock(), "started_at": None, "node": None, "lane": self._lane_index,
                   "deadline_s": spec.deadline_s} if handle is None else dict(handle)
-        found = [j for j in patient(spec, "squeue", lambda: self.slurm.jobs(name)) if j.name == name]
+        found = ([j for j in patient(spec, "squeue", lambda: self.slurm.jobs(name)) if j.name == name]
+                 if journaled else [])
         if found:  # submitted before a crash (or a timed-out sbatch that did reach the controller)
             handle["job_id"] = found[0].job_id
             on_started(handle)

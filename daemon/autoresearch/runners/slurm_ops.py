@@ -1,7 +1,7 @@
 """What the daemon's operations ask of a Slurm cluster outside a run: does the controller answer
-(``squeue``), would it accept the lanes' jobs (``sbatch --test-only``), and where are the jobs the
-journal names (``squeue --states=all``). ``status``, ``init`` and the loop's waiter use it; the runner
-drives its own jobs (``runners/slurm*``).
+(``scontrol ping``, the runner's own check), would it accept the lanes' jobs (``sbatch --test-only``), and
+where are the jobs the journal names (``squeue --states=all``). ``status`` and ``init`` use it; the runner
+drives its own jobs (``runners/slurm*``) and the loop waits out an outage through the runner's check.
 
 Slurm's commands run through the runner's one caller (``slurm_cli.call``), so failures are translated
 once: a controller that does not answer is ``SlurmUnavailable`` (waited out by the loop), a Slurm client
