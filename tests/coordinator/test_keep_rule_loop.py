@@ -99,6 +99,8 @@ def test_a_confirmation_given_up_is_explained_in_the_journal(tmp_path: Path) -> 
     drops = [r for r in loop.journal.path.read_text().splitlines() if '"confirm_drop"' in r]
     assert len(drops) == 1
     assert state.experiments[3].status == "discard"  # never kept: the branch stays on the baseline
+    assert [(r["status"], r["description"]) for r in rows(tmp_path)] == [
+        ("keep", "baseline (mean of 3 runs)"), ("discard", "LR 0.4 [confirmation given up]")]
     assert loop.workspace.head() == state.experiments[0].commit
 
 

@@ -66,7 +66,7 @@ def rows(state: JournalState) -> list[Row]:
     position = {n: i for i, n in enumerate(state.completion)}
     ordered = sorted((g for key, g in groups.items() if key not in waiting),
                      key=lambda g: position[_verdict_of(g).n])
-    return [_row(g) for g in ordered]
+    return [_row(g, given_up=change[g[0].n] in state.confirm_drops) for g in ordered]
 
 
 def change_keys(state: JournalState) -> dict[int, int]:
@@ -97,6 +97,7 @@ def _awaiting_verdict(state: JournalState, done: list[Experiment], change: dict[
         if exp.for_candidate is None:
             latest[change[exp.n]] = exp
     waiting |= {key for key, exp in latest.items() if exp.decision == "remeasure"}
+    waiting -= set(state.confirm_drops)  # the judge gave up its confirmation: its last verdict is its row
     # The baseline's verdict (keep) is final at its first run: its repeats only refine its mean.
     return {k for k in waiting if k in state.experiments and not state.experiments[k].baseline}
 
@@ -109,7 +110,7 @@ def _verdict_of(group: list[Experiment]) -> Experiment:
     return group[-1]
 
 
-def _row(group: list[Experiment]) -> Row:
+def _row(group: list[Experiment], given_up: bool = False) -> Row:
     first, verdict = group[0], _verdict_of(group)
     measured = [float(e.metric) for e in group if e.status != "crash" and e.metric is not None]
     status = verdict.status
@@ -122,7 +123,8 @@ def _row(group: list[Experiment]) -> Row:
         metric = verdict.mean if verdict.mean is not None else (sum(upto) / runs if upto else None)
     if status == "crash":
         metric = None
-    description = first.description + _bracket(verdict)
+    # A confirmation the judge gave up (``confirm_drop``) ends on a "confirming" verdict: the row says so.
+    description = first.description + (" [confirmation given up]" if given_up else _bracket(verdict))
     if runs > 1:
         description += f" (mean of {runs} runs)"
     return Row(n=first.n, verdict_n=verdict.n, commit=first.commit, status=status, metric=metric,

@@ -250,7 +250,8 @@ class DraftDropRecord(Record):
 
 class ConfirmDropRecord(Record):
     """The judge stopped confirming ``candidate``: its parent's fresh runs kept failing (``gave up``), so no
-    confirmation pair can be made. The change keeps its last row (a discard) and never becomes a keep."""
+    confirmation pair can be made. Its row is then written: a discard, "[confirmation given up]"; it never
+    becomes a keep."""
 
     type: Literal["confirm_drop"]
     candidate: int = Field(ge=0)
