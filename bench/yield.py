@@ -32,6 +32,7 @@ from typing import Any
 
 from autoresearch.judging import research
 from autoresearch.judging.decision import Policy
+from autoresearch.judging.noise import policy as noise_policy
 from autoresearch.judging.research import Facts, Run
 from autoresearch.judging.stats import Noise
 from autoresearch.ops.config import NoiseSettings
@@ -108,9 +109,7 @@ class Night:
 
     def __post_init__(self) -> None:
         s = self.settings
-        ours = Policy(direction="min" if self.land.direction == "min" else "max", z=s.z, max_repeats=s.max_repeats,
-                      bounds=(-1e18, 1e18),
-                      alpha=s.alpha, futility=s.futility)
+        ours = noise_policy(s, "min" if self.land.direction == "min" else "max", bounds=(-1e18, 1e18))
         if self.policy_name == "greedy":
             self.policy, self.repeats, self.fixed = replace(ours, z=0.0, confirm_keeps=False), 0, Noise(0.0, 0)
         elif self.policy_name == "floor2sigma":

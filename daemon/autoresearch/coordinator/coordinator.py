@@ -21,11 +21,12 @@ from typing import Any
 import structlog
 
 from autoresearch.agents.base import Proposal
-from autoresearch.coordinator.scheduler import Job, Measurement
+from autoresearch.coordinator.scheduler import Job
 from autoresearch.git import branchsync
 from autoresearch.git.workspace import Workspace
 from autoresearch.journal.records import AgentRecord, Committed, ConfigRecord, DraftDropRecord, DraftRecord, UsageFields
 from autoresearch.journal.store import Experiment, Journal, JournalState, content_sha256
+from autoresearch.judging.research import Measure
 from autoresearch.ops.config import Settings
 from autoresearch.ops.safetext import one_line
 from autoresearch.sessions import settings as session_config
@@ -82,7 +83,7 @@ class Coordinator:
             usage=Proposal(content=content, description="baseline").usage.as_dict(), propose_s=0.0, lane=lane,
         )
 
-    def remeasure(self, todo: Measurement, parent: str, lane: int) -> int:
+    def remeasure(self, todo: Measure, parent: str, lane: int) -> int:
         """A repeat of the baseline or a confirmation: the same commit, run again on another seed."""
         content = self.workspace.read(todo.commit, self.settings.target)
         return self.new_experiment(

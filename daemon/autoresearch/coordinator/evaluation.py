@@ -42,10 +42,7 @@ def read_metric(log_path: Path, stdout_path: Path, name: str, source: str) -> fl
 
 def policy(phases: Phases) -> judge.Policy:
     s = phases.settings
-    return judge.Policy(direction=s.direction, z=s.noise.z, max_repeats=s.noise.max_repeats,
-                        bounds=s.metric_bounds, max_memory_gb=s.max_memory_gb,
-                        max_added_lines=s.simplicity.max_added_lines, confirm_keeps=s.noise.confirm_keeps,
-                        alpha=s.noise.alpha, futility=s.noise.futility)
+    return noise.policy(s.noise, s.direction, s.metric_bounds, s.max_memory_gb, s.simplicity.max_added_lines)
 
 
 @dataclass
@@ -122,8 +119,8 @@ class AfterRun:
         best_exp = state.best()
         first = state.experiments.get(exp.confirm_of, exp) if exp.confirm_of is not None else exp
         merges = None
-        if (best_exp is not None and exp.for_candidate is None and not first.baseline and run.metric is not None
-                and first.parent != best_exp.commit and exp.commit != best_exp.commit):
+        if (best_exp is not None and exp.for_candidate is None and run.metric is not None
+                and rebase.overtaken(first, best_exp)):
             # Overtaken (another lane kept meanwhile): does the change re-apply onto the best?
             merges = rebase.merged_onto(p.settings, p.workspace, first, best_exp) is not None
         facts = research.Facts(lines=self._lines(exp.commit),

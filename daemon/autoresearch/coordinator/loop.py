@@ -34,10 +34,8 @@ from autoresearch.coordinator.phases import Phases
 from autoresearch.coordinator.scheduler import (
     DraftNeed,
     Job,
-    Measurement,
     drafts_to_start,
     next_job,
-    pending_measurements,
 )
 from autoresearch.coordinator.waits import TRANSIENT, Waiter, what_of
 from autoresearch.errors import AgentError, AutoresearchError, JournalError, RepoError
@@ -46,6 +44,7 @@ from autoresearch.journal.ledger import remove_stale_temps, write_results
 from autoresearch.journal.records import StopRecord, UsageFields, UsageRecord
 from autoresearch.journal.store import Experiment, Journal, JournalState
 from autoresearch.judging import noise
+from autoresearch.judging.research import Measure
 from autoresearch.ops.config import Settings
 from autoresearch.ops.guards import Heartbeats, daemon_lock, draft_horizon_s, lane_horizon_s, watchdog
 from autoresearch.ops.sdnotify import Notifier
@@ -214,9 +213,8 @@ class Loop:
                 reason = f"max_experiments reached ({self.settings.limits.max_experiments} changes started)"
             # A run the judge still wants (one may have been queued since _dispatch read the state) finishes
             # a change already counted: the loop stops only when none is left.
-            owed = runs_ok and bool(self._pending(state))
             if reason is not None and self.pool.idle() and not state.open() and not (paid_only and state.drafts) \
-                    and not owed:
+                    and not (runs_ok and self._pending(state)):
                 self._end_waits()
                 return self._stop(reason)
             self.pool.wait(timeout=0.5)
@@ -242,7 +240,7 @@ class Loop:
         for slot in self.pool.free():
             with self.coordinator.lock:  # the choice and its record see one state: no other write in between
                 state = self.journal.load()
-                wanted = self._pending(state) if remeasure_ok else []
+                wanted = self._pending(state) if remeasure_ok else ()
                 changes = take and not noise.calibrating(state, self.settings.noise.repeats)
                 job = next_job(state, self.pool.busy_ns(), take or bool(wanted), wanted, changes=changes,
                                lane=slot.lane.index)
@@ -252,8 +250,8 @@ class Loop:
             self._start_drafts(self.journal.load())
 
     def _start_job(self, slot: LaneSlot, job: Job, state: JournalState) -> None:
-        """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled
-        (never from ``state``, a snapshot another lane's rebase may already have outdated)."""
+        """Start ``job`` in ``slot``. A new experiment is numbered by the coordinator as it is journaled, under
+        the lock ``state`` was loaded under (no other write in between)."""
         n = self.coordinator.journal_job(job, state, slot.lane.index)
         if n is None:
             return  # the draft was dropped
@@ -261,9 +259,9 @@ class Loop:
         self.notifier.status(f"running #{n}: {description}; {self.status_text()}")
         self.pool.start(slot, n, functools.partial(self._drive, slot, n))
 
-    def _pending(self, state: JournalState) -> list[Measurement]:
+    def _pending(self, state: JournalState) -> tuple[Measure, ...]:
         """The judge's pending measurements (baseline repeats, confirmations), in order."""
-        return pending_measurements(state, self.settings.noise.repeats)
+        return noise.pending(state, self.settings.noise.repeats)
 
     def _start_drafts(self, state: JournalState) -> None:
         p = self.settings.proposals

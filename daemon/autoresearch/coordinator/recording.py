@@ -16,7 +16,7 @@ from autoresearch.errors import BaselineCrashed
 from autoresearch.git import branchsync
 from autoresearch.journal.ledger import clean_description, write_results
 from autoresearch.journal.records import ConfirmDropRecord, Recorded, RowStatus
-from autoresearch.journal.store import Experiment
+from autoresearch.journal.store import Experiment, JournalState
 from autoresearch.judging import judge, noise, rebase, research
 from autoresearch.runners.base import log_tail
 
@@ -38,20 +38,20 @@ def record(p: Phases, exp: Experiment, cancel: threading.Event | None = None) ->
         return  # stopped mid-evaluation: left at `finished`, evaluated again on restart
     while True:
         with p.coordinator.lock:
-            exp = p.load(n)
-            verdict = steps.verdict(p.journal.load(), exp)
+            state = p.journal.load()  # one state for the verdict and its record: nothing is written between
+            exp = state.experiments[n]
+            verdict = steps.verdict(state, exp)
             checkable = verdict.action == "keep" and verdict.reason not in ("first", "repeat", "adopted")
             if not (checkable and s.check and exp.phase != "checked"):
-                _record(p, exp, verdict)
+                _record(p, state, exp, verdict)
                 return
         if not steps.check(exp):
             return  # stopped mid-check: left as it was, checked again on restart
 
 
-def _record(p: Phases, exp: Experiment, verdict: judge.Verdict) -> None:
-    """The row of a judged run, its branch move and the views (under the writer lock)."""
+def _record(p: Phases, state: JournalState, exp: Experiment, verdict: judge.Verdict) -> None:
+    """The row of a judged run, its branch move and the views (under the writer lock; ``state`` as judged)."""
     s = p.settings
-    state = p.journal.load()
     best = state.best()
     status = verdict.status
     cause = exp.cause

@@ -5,7 +5,7 @@ Priority, highest first:
    crash left proposed/committed (oldest first);
 2. the baseline, when there is no best yet (one at a time: nothing else can start before it);
 3. a run the judge wants (a baseline repeat, a confirmation): the first item of its queue of pending
-   measurements (``pending_measurements``) that this lane may run (an item with a ``lane`` runs there
+   measurements (``noise.pending``) that this lane may run (an item with a ``lane`` runs there
    only, so a confirmation pair is measured on one lane);
 4. drafted proposals, oldest first;
 5. nothing: the lane waits for the drafter.
@@ -15,36 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from autoresearch.journal.store import JournalState
-from autoresearch.judging import noise
-
-
-class Measurement(Protocol):
-    """A run the judge wants: ``commit`` measured again (a baseline repeat, a confirmation)."""
-
-    @property
-    def commit(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def of(self) -> int: ...
-    @property
-    def for_candidate(self) -> int | None: ...
-    @property
-    def lane(self) -> int | None:
-        """The lane that must run it (None: any)."""
-    @property
-    def parent(self) -> str | None:
-        """The candidate's parent, for a confirmation (it stays on the parent its change was made on)."""
-
-
-def pending_measurements(state: JournalState, repeats: int) -> list[Measurement]:
-    """The judge's queue of measurements not started yet, in the order they should run (``noise.pending``:
-    baseline repeats, then the runs of each candidate being confirmed; a pair's second run pinned to the
-    lane of its first)."""
-    return list(noise.pending(state, repeats))
+from autoresearch.judging.research import Measure
 
 
 @dataclass(frozen=True)
@@ -54,12 +28,12 @@ class Job:
     """The open experiment to drive (kind ``open``)."""
     draft: int | None = None
     """The draft to take (kind ``draft``)."""
-    measure: Measurement | None = None
+    measure: Measure | None = None
     """The judge's run to start (kind ``remeasure``)."""
 
 
 def next_job(
-    state: JournalState, busy: Collection[int], new_allowed: bool, measurements: Sequence[Measurement] = (),
+    state: JournalState, busy: Collection[int], new_allowed: bool, measurements: Sequence[Measure] = (),
     changes: bool = True, lane: int | None = None,
 ) -> Job | None:
     """The head of the queue for the free lane ``lane``. ``busy``: experiments lanes work on now;

@@ -8,18 +8,22 @@ experiment with the same commit).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from autoresearch.journal.store import Experiment, JournalState
 from autoresearch.judging import research
+from autoresearch.judging.decision import Policy
 from autoresearch.judging.research import Measure
 from autoresearch.judging.stats import Noise
-
-REMEASURE = "remeasure"
-Remeasure = Measure
-"""A run the judge wants (the name the loop knew it by)."""
+from autoresearch.ops.config import NoiseSettings
 
 
-def measured(exp: Experiment) -> bool:
-    return exp.done and exp.status != "crash" and exp.metric is not None and exp.committed is not None
+def policy(noise: NoiseSettings, direction: Literal["min", "max"], bounds: tuple[float, float],
+           max_memory_gb: float | None = None, max_added_lines: int | None = None) -> Policy:
+    """The keep rule's policy from the ``[noise]`` settings (the daemon's and ``bench/yield.py``'s one way)."""
+    return Policy(direction=direction, z=noise.z, max_repeats=noise.max_repeats, bounds=bounds,
+                  max_memory_gb=max_memory_gb, max_added_lines=max_added_lines, confirm_keeps=noise.confirm_keeps,
+                  alpha=noise.alpha, futility=noise.futility)
 
 
 def run_of(exp: Experiment) -> research.Run:
@@ -77,8 +81,3 @@ def calibrating(state: JournalState, repeats: int) -> bool:
 def given_up(state: JournalState) -> list[int]:
     """Candidates whose confirmation the judge gave up and that no ``confirm_drop`` explains yet."""
     return [n for n in research.given_up(runs_of(state)) if n not in state.confirm_drops]
-
-
-def next_remeasure(state: JournalState, repeats: int, lane: int | None = None) -> Measure | None:
-    """The head of ``pending`` that ``lane`` may run (any, without a lane)."""
-    return next((m for m in pending(state, repeats) if lane is None or m.lane in (None, lane)), None)

@@ -11,13 +11,9 @@ experiment), on the current best, measured before it can be kept. The new experi
 
 from __future__ import annotations
 
-import structlog
-
 from autoresearch.git.workspace import Workspace
 from autoresearch.journal.store import Experiment
 from autoresearch.ops.config import Settings
-
-log = structlog.get_logger("autoresearch.loop")
 
 
 def merged_onto(settings: Settings, workspace: Workspace, exp: Experiment, best: Experiment) -> str | None:
