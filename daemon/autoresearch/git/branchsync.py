@@ -9,7 +9,7 @@ session's base; while a foreign commit is being measured, that commit). ``sync``
   by compare-and-swap when no work tree has it checked out; where one has, by a fast-forward of that work
   tree when it is clean, and not at all when it is dirty (the checkout is *behind*, and ``status`` says why);
 - the branch holds commits the daemon did not make (``foreign``): nothing moves; the loop adopts the tip as
-  the new base (``Loop._reconcile``), so the commit stays on the branch and every later keep builds on it.
+  the new base (``Coordinator.reconcile``), so the commit stays on the branch and every later keep builds on it.
 """
 
 from __future__ import annotations

@@ -76,9 +76,9 @@ class Workspace(Protocol):
 
 
 class GitWorkspace:
-    """The real workspace, through the hardened git command line of ``gitcmd`` (hooks, fsmonitor and
+    """The real workspace, through the hardened git command line of ``git.cmd`` (hooks, fsmonitor and
     the repo's filter drivers off; a minimal environment; ``--git-dir``/``--work-tree`` pinned), each
-    call bounded by ``policy`` (a timeout; lock clashes and hangs retried, see ``gitrun``).
+    call bounded by ``policy`` (a timeout; lock clashes and hangs retried, see ``git.run``).
 
     Git's refusals (``GitRefused``) become ``RepoError`` only where they are a pre-flight problem the
     user must fix (not a repo, no commits, a missing file); at run time they stay ``GitFailed`` (exit 1)."""

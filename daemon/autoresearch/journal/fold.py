@@ -1,5 +1,5 @@
 """The fold of the journal's records into typed state: one ``Experiment`` per number, the session, the
-agent's memory, failed proposals, waits and stops. ``Journal.load`` (journal.py) feeds it validated
+agent's memory, failed proposals, waits and stops. ``Journal.load`` (``journal/store.py``) feeds it validated
 records; readers use the typed attributes, never raw keys."""
 
 from __future__ import annotations

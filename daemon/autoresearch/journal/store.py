@@ -5,8 +5,10 @@ An experiment moves through phases, each a record ``{"type": "phase", "n": N, "p
 ``proposed`` → ``committed`` → ``running`` → ``finished`` (→ ``evaluated`` → ``checked``, when an
 evaluator or checks are configured) → ``recorded``. Other record types:
 ``session`` (tag, started), ``agent`` (an agent's persistent state, e.g. notes), ``usage`` (the
-cost and error of an iteration whose proposal failed), ``wait`` (the loop waits for the engine or a
-GPU), ``stop`` (why the loop stopped). The models are in ``records``; each record is validated when
+cost and error of an iteration whose proposal failed), ``wait`` (the loop waits for the engine, a GPU
+or Slurm), ``stop`` (why the loop stopped), ``draft``/``draft_drop`` (proposals drafted ahead, and
+those that will not run), ``confirm_drop`` (a confirmation the judge gave up), ``setup`` (the repo's
+setup ran), ``config`` (the pinned measured settings). The models are in ``records``; each record is validated when
 folded. A torn last line (a crash mid-write) is skipped on load.
 """
 

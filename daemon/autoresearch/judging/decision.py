@@ -140,7 +140,8 @@ def critical(policy: Policy, dof: int, look: int = 0) -> float:
     reach = max(1.0 - t_cdf(policy.z, nu), 1e-9)
     looks = max(policy.max_repeats - 1, 1)
     spend = min((policy.alpha - first) / reach, MAX_LOOK_ALPHA * looks, 0.5)
-    spend = float(f"{spend * 0.9995:.3g}")  # rounded down (a few bounds serve a night's varying dof)
+    # Nudged down, then to 3 significant digits (a few cached bounds serve a night's varying dof).
+    spend = float(f"{spend * 0.9995:.3g}")
     tail = 1.0 - NormalDist().cdf(sequential_bound(spend, looks))
     return t_quantile(1.0 - min(tail, MAX_LOOK_ALPHA), nu)
 

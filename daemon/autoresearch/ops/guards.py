@@ -1,9 +1,9 @@
 """What keeps one daemon honest: an exclusive lock per repo, and the systemd watchdog pings.
 
 The watchdog pings only while every worker is alive: the loop's own thread (its phase horizon) and each
-lane and drafter thread, which beats its own heart (``Heartbeats``). A lane beats as it moves through
-its phases and, through ``RunSpec.heartbeat``, whenever its runner looks at a run that is queued or
-running (at least every 30 s), so a run waiting hours for a GPU or in a cluster's queue is not a hang,
+lane and drafter thread, which beats its own heart (``Heartbeats``). A lane beats when it takes a job
+and, through ``RunSpec.heartbeat``, whenever its runner looks at a run that is queued or running (at
+least every 30 s), so a run waiting hours for a GPU or in a cluster's queue is not a hang,
 while a lane stuck anywhere (a runner that never returns, a lock never released) stops the pings and
 systemd restarts the daemon.
 """
@@ -117,8 +117,9 @@ class Heartbeats:
 
 
 def lane_horizon_s(settings: Settings, lanes: int) -> float:
-    """Longest a lane may go without a beat between runs (its runner beats during them): waiting for the
-    judging lock while each other lane evaluates and checks, plus a git command retried to its end."""
+    """Longest a lane may go without a beat between runs (its runner beats during them): a git command
+    retried to its end, plus an evaluation's and a check's timeout per lane. Evaluations and checks now run
+    outside the writer lock, so that term is a generous bound for waiting on the lock, kept as it was."""
     judging = (settings.evaluate_timeout + settings.check_timeout) * max(lanes, 1)
     return judging + settings.git.timeout_s * settings.git.attempts + SLACK_S
 
